@@ -1,0 +1,153 @@
+//! [`Allocation`]: the RAII handle of one block.
+
+use crate::device::DeviceId;
+use crate::pool::hybrid::{DevicePool, ZERO};
+use std::fmt;
+use std::ptr::NonNull;
+
+/// One block of device memory, owned: freed when dropped, in O(1).
+///
+/// An allocation borrows its [`MemoryManager`](crate::MemoryManager) (`'m`), so it cannot
+/// outlive it. Holding a borrow rather than a reference count keeps the hot path free of
+/// shared atomic counters, which two threads allocating at once would fight over.
+///
+/// Memory from [`allocate`](crate::MemoryManager::allocate) holds whatever its previous
+/// owner left: bytes the pool zero-filled when it took the chunk, or written since. Use
+/// [`allocate_zeroed`](crate::MemoryManager::allocate_zeroed) when you need zeros.
+pub struct Allocation<'m> {
+    ptr: NonNull<u8>,
+    len: usize,
+    token: u64,
+    pool: &'m DevicePool,
+}
+
+// SAFETY: an `Allocation` is the only handle to its block (the pool hands each block to
+// one owner), so moving it to another thread moves exclusive access; the pool it refers
+// to is `Sync` and frees correctly from any thread.
+unsafe impl Send for Allocation<'_> {}
+// SAFETY: `&Allocation` gives only shared (read) access to the bytes.
+unsafe impl Sync for Allocation<'_> {}
+
+impl<'m> Allocation<'m> {
+    pub(crate) fn new(addr: usize, len: usize, token: u64, pool: &'m DevicePool) -> Self {
+        let ptr = std::ptr::with_exposed_provenance_mut::<u8>(addr);
+        Self {
+            ptr: NonNull::new(ptr).expect("the pool never hands out address 0"),
+            len,
+            token,
+            pool,
+        }
+    }
+
+    pub(crate) fn zero_sized(align: usize, pool: &'m DevicePool) -> Self {
+        Self {
+            ptr: NonNull::new(std::ptr::without_provenance_mut(align)).expect("align > 0"),
+            len: 0,
+            token: ZERO,
+            pool,
+        }
+    }
+
+    /// Size in bytes, as requested.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the allocation is zero-sized (it then owns no memory).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device the block lives on.
+    pub fn device(&self) -> DeviceId {
+        self.pool.id
+    }
+
+    /// Address of the first byte (a device address on devices the host cannot see).
+    #[inline]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Mutable address of the first byte.
+    #[inline]
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The bytes, if the device is host-visible.
+    #[inline]
+    pub fn try_as_slice(&self) -> Option<&[u8]> {
+        if !self.pool.host_visible {
+            return None;
+        }
+        // SAFETY: the block is host memory of at least `len` bytes that this handle owns
+        // exclusively (shared here through `&self`); pool memory is always initialized
+        // (fresh chunks are zero-filled) and lives until the block is freed on drop.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) })
+    }
+
+    /// The bytes, mutable, if the device is host-visible.
+    #[inline]
+    pub fn try_as_mut_slice(&mut self) -> Option<&mut [u8]> {
+        if !self.pool.host_visible {
+            return None;
+        }
+        // SAFETY: as in `try_as_slice`, with exclusive access through `&mut self`.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
+    }
+
+    /// The bytes. Indexing them is bounds-checked.
+    ///
+    /// # Panics
+    /// If the device is not host-visible.
+    #[inline]
+    #[track_caller]
+    pub fn as_slice(&self) -> &[u8] {
+        self.try_as_slice()
+            .expect("allocation is on a device the host cannot read")
+    }
+
+    /// The bytes, mutable. Indexing them is bounds-checked.
+    ///
+    /// # Panics
+    /// If the device is not host-visible.
+    #[inline]
+    #[track_caller]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.try_as_mut_slice()
+            .expect("allocation is on a device the host cannot write")
+    }
+
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// Gives up ownership without freeing: the block stays allocated until freed through
+    /// [`MemoryManager::free_raw`](crate::MemoryManager::free_raw).
+    pub(crate) fn into_parts(self) -> (usize, usize, u64) {
+        let me = std::mem::ManuallyDrop::new(self);
+        (me.ptr.as_ptr().addr(), me.len, me.token)
+    }
+}
+
+impl Drop for Allocation<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.token != ZERO {
+            self.pool.free(self.ptr.as_ptr().addr(), self.token, self.len);
+        }
+    }
+}
+
+impl fmt::Debug for Allocation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Allocation")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("device", &self.pool.id)
+            .finish()
+    }
+}

@@ -1,0 +1,123 @@
+//! Configuration of a [`MemoryManager`](crate::MemoryManager): plain data, every field in
+//! stated units, with a builder.
+
+use crate::error::MemoryError;
+
+/// How a device pool serves requests: the seed's allocation strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Size classes with thread caches up to [`MemoryConfig::small_threshold`], best fit
+    /// (TLSF) above it. The default, and the fastest.
+    #[default]
+    Hybrid,
+    /// Best fit for every size: a two-level segregated fit, O(1), neighbours coalesce.
+    /// Least rounding waste, one lock for all sizes.
+    BestFit,
+    /// Buddy system for every size: power-of-two blocks that split and merge.
+    BuddySystem,
+    /// Size classes (slabs) for every size up to 1 GiB; best fit only above that.
+    SlabAllocator,
+}
+
+/// Largest alignment any request may ask for: 1 GiB.
+pub const MAX_ALIGN: usize = 1 << 30;
+
+/// Configuration of a memory manager.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryConfig {
+    /// Allocation strategy of every device pool. Default: [`Strategy::Hybrid`].
+    pub strategy: Strategy,
+    /// Largest request, in bytes, served by size classes under [`Strategy::Hybrid`].
+    /// Rounded up to a class size. Default: 1 MiB. At least 16 B.
+    pub small_threshold: usize,
+    /// Reserved-memory budget of the CPU device in bytes; `None` for no limit beyond what
+    /// the system gives. Default: `None`.
+    pub budget: Option<usize>,
+    /// Smallest chunk requested from a device, in bytes. Chunks grow geometrically from
+    /// this (an eighth of what is reserved) up to `max_chunk`. Default: 4 MiB.
+    pub min_chunk: usize,
+    /// Largest chunk requested for growth, in bytes (a single bigger request still gets a
+    /// chunk of its own size). Default: 256 MiB.
+    pub max_chunk: usize,
+    /// Whether each thread keeps a cache of small blocks. Default: `true`. Turning it off
+    /// makes every small request take the class lock (useful to measure the cache).
+    pub thread_cache: bool,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Hybrid,
+            small_threshold: 1 << 20,
+            budget: None,
+            min_chunk: 4 << 20,
+            max_chunk: 256 << 20,
+            thread_cache: true,
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// Sets [`strategy`](Self::strategy).
+    pub fn strategy(mut self, s: Strategy) -> Self {
+        self.strategy = s;
+        self
+    }
+    /// Sets [`small_threshold`](Self::small_threshold), in bytes.
+    pub fn small_threshold(mut self, bytes: usize) -> Self {
+        self.small_threshold = bytes;
+        self
+    }
+    /// Sets [`budget`](Self::budget), in bytes.
+    pub fn budget(mut self, bytes: usize) -> Self {
+        self.budget = Some(bytes);
+        self
+    }
+    /// Sets [`min_chunk`](Self::min_chunk), in bytes.
+    pub fn min_chunk(mut self, bytes: usize) -> Self {
+        self.min_chunk = bytes;
+        self
+    }
+    /// Sets [`max_chunk`](Self::max_chunk), in bytes.
+    pub fn max_chunk(mut self, bytes: usize) -> Self {
+        self.max_chunk = bytes;
+        self
+    }
+    /// Sets [`thread_cache`](Self::thread_cache).
+    pub fn thread_cache(mut self, on: bool) -> Self {
+        self.thread_cache = on;
+        self
+    }
+
+    /// Largest request served by size classes under this configuration (0: none).
+    pub(crate) fn class_limit(&self) -> usize {
+        match self.strategy {
+            Strategy::Hybrid => self.small_threshold,
+            Strategy::BestFit | Strategy::BuddySystem => 0,
+            Strategy::SlabAllocator => 1 << 30,
+        }
+    }
+
+    /// Checks the configuration; the error names the first bad field.
+    pub fn validate(&self) -> Result<(), MemoryError> {
+        let bad = |reason: &'static str| {
+            Err(MemoryError::InvalidConfig {
+                field: reason.split(':').next().unwrap_or(reason),
+                reason,
+            })
+        };
+        if self.small_threshold < 16 || self.small_threshold > 1 << 30 {
+            return bad("small_threshold: must be between 16 B and 1 GiB");
+        }
+        if self.min_chunk < 4096 || !self.min_chunk.is_multiple_of(4096) {
+            return bad("min_chunk: must be a multiple of 4096 B");
+        }
+        if self.max_chunk < self.min_chunk || !self.max_chunk.is_multiple_of(4096) {
+            return bad("max_chunk: must be a multiple of 4096 B and at least min_chunk");
+        }
+        if self.budget == Some(0) {
+            return bad("budget: must be more than 0 B (use None for no limit)");
+        }
+        Ok(())
+    }
+}

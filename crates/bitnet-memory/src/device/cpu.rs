@@ -1,0 +1,174 @@
+//! The CPU backend: aligned chunks from the system allocator, big ones from `mmap`.
+
+use super::{Chunk, DeviceBackend, DeviceError};
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// Chunks at least this large come from `mmap` and go back with `munmap`.
+const MMAP_THRESHOLD: usize = 256 * 1024;
+const PAGE: usize = 4096;
+
+const TAG_HEAP: u32 = 0;
+const TAG_MMAP: u32 = 1;
+
+/// Host memory. Small chunks come from the system allocator (aligned), chunks of 256 KiB
+/// and more from anonymous `mmap`, so releasing them returns their pages to the OS at once
+/// and [`decommit`](DeviceBackend::decommit) can hand back pages of a cached range with
+/// `madvise(MADV_DONTNEED)`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CpuBackend {
+    _private: (),
+}
+
+impl CpuBackend {
+    /// A backend over the host's memory.
+    pub fn new() -> Self {
+        Self { _private: () }
+    }
+}
+
+fn err(size: usize, align: usize, reason: impl Into<String>) -> DeviceError {
+    DeviceError {
+        size,
+        align,
+        reason: reason.into(),
+    }
+}
+
+impl DeviceBackend for CpuBackend {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+
+    fn host_visible(&self) -> bool {
+        true
+    }
+
+    fn allocate_chunk(&self, size: usize, align: usize) -> Result<Chunk, DeviceError> {
+        if size == 0 || !align.is_power_of_two() {
+            return Err(err(size, align, "zero size or alignment not a power of two"));
+        }
+        if size < MMAP_THRESHOLD || cfg!(miri) {
+            let layout = Layout::from_size_align(size, align)
+                .map_err(|e| err(size, align, e.to_string()))?;
+            // SAFETY: `layout` has a non-zero size (checked above).
+            let ptr = unsafe { System.alloc(layout) };
+            if ptr.is_null() {
+                return Err(err(size, align, "the system allocator returned null"));
+            }
+            return Ok(Chunk {
+                base: ptr.expose_provenance(),
+                size,
+                // The alignment goes into the tag so that release uses the same layout.
+                tag: TAG_HEAP | (align.trailing_zeros() << 8),
+            });
+        }
+        map_chunk(size, align)
+    }
+
+    fn fresh_chunks_zeroed(&self, chunk: &Chunk) -> bool {
+        chunk.tag == TAG_MMAP
+    }
+
+    fn release_chunk(&self, chunk: Chunk) {
+        if chunk.tag & 0xff == TAG_HEAP {
+            let ptr = std::ptr::with_exposed_provenance_mut::<u8>(chunk.base);
+            let align = 1usize << (chunk.tag >> 8);
+            let layout = Layout::from_size_align(chunk.size, align).expect("valid chunk");
+            // SAFETY: the chunk was allocated by `System.alloc` with exactly this layout
+            // (size from the chunk, alignment from its tag) and is released once.
+            unsafe { System.dealloc(ptr, layout) };
+        } else {
+            unmap(chunk.base, chunk.size);
+        }
+    }
+
+    fn decommit(&self, chunk: &Chunk, offset: usize, len: usize) -> usize {
+        if chunk.tag != TAG_MMAP || cfg!(miri) {
+            return 0;
+        }
+        let start = (chunk.base + offset).next_multiple_of(PAGE);
+        let end = (chunk.base + offset + len) & !(PAGE - 1);
+        if end <= start {
+            return 0;
+        }
+        let ptr = std::ptr::with_exposed_provenance_mut::<libc::c_void>(start);
+        // SAFETY: `[start, end)` lies inside a mapping this backend made (offset and len
+        // are within the chunk, rounded inwards to whole pages); MADV_DONTNEED on private
+        // anonymous memory only drops the pages' contents.
+        let rc = unsafe { libc::madvise(ptr, end - start, libc::MADV_DONTNEED) };
+        if rc == 0 {
+            end - start
+        } else {
+            0
+        }
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        meminfo_kib("MemTotal:").map(|k| k * 1024)
+    }
+
+    fn available(&self) -> Option<usize> {
+        meminfo_kib("MemAvailable:").map(|k| k * 1024)
+    }
+}
+
+fn map_chunk(size: usize, align: usize) -> Result<Chunk, DeviceError> {
+    let size = size.next_multiple_of(PAGE);
+    // Over-map when the alignment exceeds a page, then cut the excess off both ends.
+    let extra = if align > PAGE { align } else { 0 };
+    let map_len = size
+        .checked_add(extra)
+        .ok_or_else(|| err(size, align, "size overflow"))?;
+    // SAFETY: an anonymous private mapping with a null hint has no preconditions.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(err(
+            size,
+            align,
+            format!("mmap failed: {}", std::io::Error::last_os_error()),
+        ));
+    }
+    let addr = ptr.expose_provenance();
+    let base = addr.next_multiple_of(align.max(PAGE));
+    if extra > 0 {
+        let head = base - addr;
+        let tail = map_len - head - size;
+        if head > 0 {
+            unmap(addr, head);
+        }
+        if tail > 0 {
+            unmap(base + size, tail);
+        }
+    }
+    Ok(Chunk {
+        base,
+        size,
+        tag: TAG_MMAP,
+    })
+}
+
+fn unmap(addr: usize, len: usize) {
+    let ptr = std::ptr::with_exposed_provenance_mut::<libc::c_void>(addr);
+    // SAFETY: `[addr, addr + len)` is a whole-page range of a mapping made by `map_chunk`
+    // that nothing refers to any more (the pool releases only unowned chunks).
+    let rc = unsafe { libc::munmap(ptr, len.next_multiple_of(PAGE)) };
+    debug_assert_eq!(rc, 0, "munmap failed");
+}
+
+/// Reads one field of `/proc/meminfo`, in KiB.
+pub(crate) fn meminfo_kib(field: &str) -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}

@@ -1,0 +1,95 @@
+//! The device layer: where chunks of memory come from.
+//!
+//! A [`DeviceBackend`] hands out large chunks and takes them back; everything finer (blocks
+//! inside chunks) is the pool's business and works on addresses and offsets only, so the
+//! same pool code can later sub-allocate device memory that the host cannot touch.
+
+mod cpu;
+mod failing;
+
+pub use cpu::CpuBackend;
+pub use failing::FailingBackend;
+
+use std::fmt;
+
+/// Index of a device inside one [`MemoryManager`](crate::MemoryManager).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct DeviceId(pub u8);
+
+impl DeviceId {
+    /// The CPU, always device 0 of a manager made with `MemoryManager::new`.
+    pub const CPU: DeviceId = DeviceId(0);
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "device {}", self.0)
+    }
+}
+
+/// A contiguous range of device memory owned by the pool until released.
+///
+/// `base` is an address in the device's address space; for host-visible devices it is a
+/// host address whose provenance the backend has exposed, so the pool can hand out
+/// pointers into the chunk (see [`DeviceBackend::host_visible`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chunk {
+    /// First address of the chunk.
+    pub base: usize,
+    /// Size in bytes.
+    pub size: usize,
+    /// Backend-private tag (for the CPU backend: how the chunk was obtained).
+    pub tag: u32,
+}
+
+/// Why a device refused a chunk.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("device refused a chunk of {size} B (align {align} B): {reason}")]
+pub struct DeviceError {
+    /// Requested chunk size in bytes.
+    pub size: usize,
+    /// Requested chunk alignment in bytes.
+    pub align: usize,
+    /// What the device said.
+    pub reason: String,
+}
+
+/// Source of device memory: chunks in, chunks out.
+///
+/// Implementations must be thread-safe; the pool calls them rarely (growing, trimming) and
+/// never on its hot path.
+pub trait DeviceBackend: Send + Sync + 'static {
+    /// Short name for reports (`"cpu"`).
+    fn name(&self) -> &str;
+
+    /// Whether chunk addresses can be dereferenced by the host. Only then do
+    /// [`Allocation::as_slice`](crate::Allocation::as_slice) and friends work.
+    fn host_visible(&self) -> bool;
+
+    /// Obtains a chunk of at least `size` bytes whose base is aligned to `align` (a power
+    /// of two). Fresh chunks need not be zeroed; `zeroed` in the result says whether
+    /// they are.
+    fn allocate_chunk(&self, size: usize, align: usize) -> Result<Chunk, DeviceError>;
+
+    /// Whether chunks from [`allocate_chunk`](Self::allocate_chunk) come zero-filled.
+    fn fresh_chunks_zeroed(&self, _chunk: &Chunk) -> bool {
+        false
+    }
+
+    /// Gives a chunk back. The pool calls this only for chunks none of whose blocks is
+    /// owned, so nothing refers to the memory any more.
+    fn release_chunk(&self, chunk: Chunk);
+
+    /// Hands the pages of `[offset, offset + len)` of a chunk back to the device while the
+    /// pool keeps the range (it reads as zero or garbage when reused). Returns the bytes
+    /// actually handed back. The default does nothing.
+    fn decommit(&self, _chunk: &Chunk, _offset: usize, _len: usize) -> usize {
+        0
+    }
+
+    /// Total memory of the device in bytes, if known.
+    fn capacity(&self) -> Option<usize>;
+
+    /// Memory the device can still give, in bytes, if known.
+    fn available(&self) -> Option<usize>;
+}

@@ -1,0 +1,106 @@
+//! Errors of the memory manager.
+//!
+//! Every variant carries the sizes that explain it and answers one question for the caller
+//! through [`MemoryError::is_retryable`]: can trying again (after freeing something, or
+//! later) help?
+
+use crate::device::DeviceId;
+
+/// What went wrong with a request to the memory manager.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MemoryError {
+    /// The layout can never be served: retrying cannot help.
+    #[error("invalid layout (size {size} B, align {align} B): {reason}")]
+    InvalidLayout {
+        /// Requested size in bytes.
+        size: usize,
+        /// Requested alignment in bytes.
+        align: usize,
+        /// Why the layout is refused.
+        reason: &'static str,
+    },
+    /// Serving the request would take the device past its configured budget, even after
+    /// the caches were trimmed. Freeing live allocations (or raising the budget) helps.
+    #[error(
+        "budget exceeded on {device}: requested {requested} B needs {needed} B more reserved, \
+         budget {budget} B, reserved {reserved} B, live {live} B"
+    )]
+    BudgetExceeded {
+        /// Device whose budget was hit.
+        device: DeviceId,
+        /// Requested size in bytes.
+        requested: usize,
+        /// Bytes of new device memory the request needed.
+        needed: usize,
+        /// The device budget in bytes.
+        budget: usize,
+        /// Bytes reserved from the device when the request failed.
+        reserved: usize,
+        /// Bytes live in allocations when the request failed.
+        live: usize,
+    },
+    /// The device refused memory after the caches were trimmed and the request retried.
+    #[error(
+        "out of memory on {device}: requested {requested} B; reserved {reserved} B, live {live} B, \
+         largest free block {largest_free} B, free {free} B (external fragmentation {fragmentation:.1}%)"
+    )]
+    OutOfMemory {
+        /// Device that refused.
+        device: DeviceId,
+        /// Requested size in bytes.
+        requested: usize,
+        /// Bytes reserved from the device when the request failed.
+        reserved: usize,
+        /// Bytes live in allocations when the request failed.
+        live: usize,
+        /// Largest free block in the pool, in bytes.
+        largest_free: usize,
+        /// Free bytes held by the pool (reserved but not live).
+        free: usize,
+        /// External fragmentation in percent: `100 * (1 - largest_free / free)`.
+        fragmentation: f64,
+    },
+    /// A configuration field is out of range.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The device named in the request is not configured in this manager.
+    #[error("no device {0} in this memory manager")]
+    UnknownDevice(DeviceId),
+    /// A raw block was freed twice, or was never allocated by this manager.
+    #[error("invalid free of {addr:#x} ({size} B): {reason}")]
+    InvalidFree {
+        /// Address of the block.
+        addr: usize,
+        /// Size the caller passed, in bytes.
+        size: usize,
+        /// Why the free is refused (double free, unknown block, size mismatch).
+        reason: &'static str,
+    },
+}
+
+impl MemoryError {
+    /// Whether the same request can succeed later: after live memory is freed
+    /// (`BudgetExceeded`, `OutOfMemory`). Invalid layouts and invalid frees never can.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::BudgetExceeded { .. } | Self::OutOfMemory { .. })
+    }
+
+    /// The size in bytes of the request that failed, where the error has one.
+    pub fn requested(&self) -> Option<usize> {
+        match self {
+            Self::InvalidLayout { size, .. } | Self::InvalidFree { size, .. } => Some(*size),
+            Self::BudgetExceeded { requested, .. } | Self::OutOfMemory { requested, .. } => {
+                Some(*requested)
+            }
+            Self::UnknownDevice(_) | Self::InvalidConfig { .. } => None,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = MemoryError> = std::result::Result<T, E>;

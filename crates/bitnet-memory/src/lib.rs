@@ -1,0 +1,41 @@
+//! # bitnet-memory
+//!
+//! The memory layer of a BitNet (1.58-bit) tensor runtime: a pool that hands out tensor
+//! buffers faster than `malloc`, keeps reserved memory close to what is live, and tells you
+//! what it holds.
+//!
+//! ```
+//! use bitnet_memory::{MemoryConfig, MemoryManager};
+//! use std::alloc::Layout;
+//!
+//! let mm = MemoryManager::new(MemoryConfig::default())?;
+//! let mut weights = mm.try_allocate(Layout::from_size_align(1 << 20, 64)?)?;
+//! weights.as_mut_slice()[0] = 1;                    // bounds-checked views
+//! let m = mm.metrics();
+//! assert_eq!(m.live_bytes(), 1 << 20);
+//! drop(weights);                                     // O(1), back to the pool
+//! let released = mm.trim();                          // hand cached memory back
+//! assert!(released.bytes_released > 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Layers, top to bottom: [`MemoryManager`] (the handle), the pool ([`pool`]: size
+//! classes with thread caches, TLSF best fit, buddy), the device layer ([`device`]).
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod allocation;
+pub mod config;
+pub mod device;
+pub mod error;
+mod manager;
+pub mod metrics;
+pub mod pool;
+
+pub use allocation::Allocation;
+pub use config::{MemoryConfig, Strategy};
+pub use device::{CpuBackend, DeviceBackend, DeviceId, FailingBackend};
+pub use error::{MemoryError, Result};
+pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
+pub use metrics::{DeviceMetrics, MetricsSnapshot};
+pub use pool::TrimReport;

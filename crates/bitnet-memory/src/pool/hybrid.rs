@@ -1,0 +1,519 @@
+//! The pool of one device: size classes with thread caches for small requests, a
+//! large-block strategy for the rest, the budget, trimming and the counters.
+#![deny(unsafe_code)]
+
+use super::central::Central;
+use super::large::{GrowError, LargePool};
+use super::size_class::{self, SLAB_ALIGN};
+use super::strategy::BlockStrategy;
+use super::thread_cache::{CacheLayout, ThreadCache};
+use super::{buddy::Buddy, tlsf::Tlsf};
+use crate::config::{MemoryConfig, Strategy};
+use crate::device::{DeviceBackend, DeviceId};
+use crate::error::MemoryError;
+use crate::metrics::{ClassMetrics, DeviceMetrics, LargePoolMetrics, SmallPoolMetrics};
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use thread_local::ThreadLocal;
+
+/// Token bit marking a small (size-class) block; the low bits are the class.
+pub const SMALL: u64 = 1 << 63;
+/// Token of a zero-sized allocation (no memory).
+pub const ZERO: u64 = u64::MAX;
+
+/// What a trim gave back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrimReport {
+    /// Cached blocks moved from this thread's cache to the central lists.
+    pub cached_blocks_flushed: usize,
+    /// Slabs handed back from size classes to the large pool.
+    pub slabs_released: usize,
+    /// Chunks given back to the device.
+    pub chunks_released: usize,
+    /// Bytes of those chunks.
+    pub bytes_released: usize,
+}
+
+impl std::ops::AddAssign for TrimReport {
+    fn add_assign(&mut self, o: Self) {
+        self.cached_blocks_flushed += o.cached_blocks_flushed;
+        self.slabs_released += o.slabs_released;
+        self.chunks_released += o.chunks_released;
+        self.bytes_released += o.bytes_released;
+    }
+}
+
+thread_local! {
+    /// Set while this thread creates its cache, so that allocations made by that creation
+    /// (when the pool is the global allocator) do not recurse into it.
+    static CREATING_CACHE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The pool of one device.
+pub struct DevicePool {
+    pub(crate) id: DeviceId,
+    pub(crate) backend: Box<dyn DeviceBackend>,
+    pub(crate) host_visible: bool,
+    /// Largest rounded request served by classes.
+    class_limit: usize,
+    layout: CacheLayout,
+    central: Box<[CachePadded<Mutex<Central>>]>,
+    large: Mutex<LargePool>,
+    caches: ThreadLocal<ThreadCache>,
+    budget: usize,
+    published_live: CachePadded<AtomicI64>,
+    peak_live: AtomicI64,
+    /// Operations made without a thread cache (a thread creating its cache).
+    uncached_allocs: AtomicU64,
+    uncached_frees: AtomicU64,
+}
+
+impl DevicePool {
+    /// A pool over `backend` configured by `config`.
+    pub fn new(
+        id: DeviceId,
+        backend: Box<dyn DeviceBackend>,
+        config: &MemoryConfig,
+        budget: Option<usize>,
+    ) -> Self {
+        let strategy: Box<dyn BlockStrategy> = match config.strategy {
+            Strategy::BuddySystem => Box::new(Buddy::new()),
+            _ => Box::new(Tlsf::new()),
+        };
+        let class_limit = config.class_limit();
+        let nclasses = size_class::classes_for_threshold(class_limit);
+        // The threshold is rounded up to its class.
+        let class_limit = if nclasses == 0 {
+            0
+        } else {
+            size_class::class_size(nclasses - 1)
+        };
+        let caps = (0..nclasses).map(|c| {
+            if config.thread_cache {
+                size_class::cache_capacity(c)
+            } else {
+                0
+            }
+        });
+        Self {
+            id,
+            host_visible: backend.host_visible(),
+            backend,
+            class_limit,
+            layout: CacheLayout::new(caps),
+            central: (0..nclasses)
+                .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
+                .collect(),
+            large: Mutex::new(LargePool::new(strategy, config.min_chunk, config.max_chunk)),
+            caches: ThreadLocal::new(),
+            budget: budget.unwrap_or(usize::MAX),
+            published_live: CachePadded::new(AtomicI64::new(0)),
+            peak_live: AtomicI64::new(0),
+            uncached_allocs: AtomicU64::new(0),
+            uncached_frees: AtomicU64::new(0),
+        }
+    }
+
+    /// The size class serving `(size, align)`, if classes serve it.
+    #[inline]
+    pub fn class_for(&self, size: usize, align: usize) -> Option<usize> {
+        if align > SLAB_ALIGN {
+            return None;
+        }
+        let rounded = size.next_multiple_of(align);
+        (rounded <= self.class_limit).then(|| size_class::class_of(rounded))
+    }
+
+    #[inline]
+    fn cache(&self) -> Option<&ThreadCache> {
+        match self.caches.get() {
+            Some(c) => Some(c),
+            None => self.cache_slow(),
+        }
+    }
+
+    #[cold]
+    fn cache_slow(&self) -> Option<&ThreadCache> {
+        let busy = CREATING_CACHE.try_with(|f| f.replace(true)).unwrap_or(true);
+        if busy {
+            return None;
+        }
+        let c = self.caches.get_or(|| ThreadCache::new(&self.layout));
+        let _ = CREATING_CACHE.try_with(|f| f.set(false));
+        Some(c)
+    }
+
+    fn publish(&self, delta: i64, delta_max: i64) {
+        let before = self.published_live.fetch_add(delta, Relaxed);
+        self.peak_live.fetch_max(before + delta_max, Relaxed);
+    }
+
+    #[inline]
+    fn note_alloc(&self, cache: Option<&ThreadCache>, size: usize) {
+        match cache {
+            Some(c) => {
+                ThreadCache::bump(&c.allocs);
+                if let Some((d, m)) = c.account(size as i64) {
+                    self.publish(d, m);
+                }
+            }
+            None => {
+                self.uncached_allocs.fetch_add(1, Relaxed);
+                self.publish(size as i64, size as i64);
+            }
+        }
+    }
+
+    #[inline]
+    fn note_free(&self, cache: Option<&ThreadCache>, size: usize) {
+        match cache {
+            Some(c) => {
+                ThreadCache::bump(&c.frees);
+                if let Some((d, m)) = c.account(-(size as i64)) {
+                    self.publish(d, m);
+                }
+            }
+            None => {
+                self.uncached_frees.fetch_add(1, Relaxed);
+                self.publish(-(size as i64), 0);
+            }
+        }
+    }
+
+    /// Makes the exact peak visible after a rare (large) operation of this thread.
+    fn publish_now(&self, cache: Option<&ThreadCache>) {
+        if let Some(c) = cache {
+            let (d, m) = c.take_delta();
+            self.publish(d, m);
+        }
+    }
+
+    /// Allocates `size` bytes (> 0) aligned to `align`: an address and a token for
+    /// [`free`](Self::free). Trims and retries once before failing.
+    #[inline]
+    pub fn allocate(&self, size: usize, align: usize) -> Result<(usize, u64), MemoryError> {
+        if let Some(class) = self.class_for(size, align) {
+            if let Some(c) = self.caches.get() {
+                if let Some(addr) = c.pop(&self.layout, class) {
+                    self.note_alloc(Some(c), size);
+                    return Ok((addr, SMALL | class as u64));
+                }
+            }
+        }
+        self.allocate_slow(size, align)
+    }
+
+    #[cold]
+    fn allocate_slow(&self, size: usize, align: usize) -> Result<(usize, u64), MemoryError> {
+        match self.allocate_once(size, align) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.trim();
+                self.allocate_once(size, align)
+                    .map_err(|e| self.grow_error(e, size))
+            }
+        }
+    }
+
+    fn allocate_once(&self, size: usize, align: usize) -> Result<(usize, u64), GrowError> {
+        let cache = self.cache();
+        if let Some(class) = self.class_for(size, align) {
+            let addr = self.refill(cache, class)?;
+            self.note_alloc(cache, size);
+            return Ok((addr, SMALL | class as u64));
+        }
+        let b = self
+            .large
+            .lock()
+            .allocate_user(size, align, &*self.backend, self.budget)?;
+        self.note_alloc(cache, size);
+        self.publish_now(cache);
+        Ok((b.addr, b.token))
+    }
+
+    /// Serves one block of `class` from the central list, refilling the thread cache with a
+    /// batch while the lock is held.
+    fn refill(&self, cache: Option<&ThreadCache>, class: usize) -> Result<usize, GrowError> {
+        let mut central = self.central[class].lock();
+        if central.free_blocks() == 0 {
+            let slab = size_class::slab_size(class);
+            let block = self
+                .large
+                .lock()
+                .allocate_slab(slab, &*self.backend, self.budget)?;
+            central.add_slab(block, slab);
+        }
+        let mut first = None;
+        let cap = self.layout.cap(class);
+        match cache {
+            Some(c) if cap > 0 => {
+                central.take((cap / 2).max(1), |a| {
+                    if first.is_none() {
+                        first = Some(a);
+                    } else {
+                        let pushed = c.push(&self.layout, class, a);
+                        debug_assert!(pushed, "refill of a non-empty cache");
+                    }
+                });
+            }
+            _ => {
+                central.take(1, |a| first = Some(a));
+            }
+        }
+        Ok(first.expect("a class with free blocks gives one"))
+    }
+
+    /// Frees a block given by [`allocate`](Self::allocate). `size` is the size asked for.
+    #[inline]
+    pub fn free(&self, addr: usize, token: u64, size: usize) {
+        if token & SMALL != 0 {
+            let class = (token & !SMALL) as usize;
+            if let Some(c) = self.caches.get() {
+                self.note_free(Some(c), size);
+                if !c.flush_requested.load(Relaxed) && c.push(&self.layout, class, addr) {
+                    return;
+                }
+                self.free_small_cached_slow(c, addr, class);
+                return;
+            }
+            self.free_small_uncached(addr, class, size);
+        } else {
+            self.free_large(addr, token, size);
+        }
+    }
+
+    /// The cache is full, has no room for the class, or another thread asked for a flush.
+    #[cold]
+    fn free_small_cached_slow(&self, c: &ThreadCache, addr: usize, class: usize) {
+        if c.flush_requested.swap(false, Relaxed) {
+            self.flush_all(c);
+        }
+        if c.push(&self.layout, class, addr) {
+            return;
+        }
+        let mut central = self.central[class].lock();
+        let cap = self.layout.cap(class);
+        if cap > 0 {
+            c.drain_oldest(&self.layout, class, (cap / 2).max(1), |a| central.put(a));
+            let pushed = c.push(&self.layout, class, addr);
+            debug_assert!(pushed, "room after a drain");
+        } else {
+            central.put(addr);
+        }
+    }
+
+    /// First free on a thread without a cache (a consumer that never allocated).
+    #[cold]
+    fn free_small_uncached(&self, addr: usize, class: usize, size: usize) {
+        match self.cache() {
+            Some(c) => {
+                self.note_free(Some(c), size);
+                if !c.push(&self.layout, class, addr) {
+                    self.free_small_cached_slow(c, addr, class);
+                }
+            }
+            None => {
+                self.note_free(None, size);
+                self.central[class].lock().put(addr);
+            }
+        }
+    }
+
+    fn free_large(&self, addr: usize, token: u64, size: usize) {
+        let cache = self.cache();
+        self.large.lock().free_user_token(addr, token);
+        self.note_free(cache, size);
+        self.publish_now(cache);
+    }
+
+    /// Frees by address a block whose token the caller does not know (adapters that get
+    /// only a pointer and a layout). `class` is what [`class_for`](Self::class_for) gave.
+    pub fn free_by_addr(&self, addr: usize, class: Option<usize>, size: usize) -> bool {
+        match class {
+            Some(c) => {
+                self.free(addr, SMALL | c as u64, size);
+                true
+            }
+            None => {
+                let cache = self.cache();
+                if self.large.lock().free_user(addr).is_none() {
+                    return false;
+                }
+                self.note_free(cache, size);
+                self.publish_now(cache);
+                true
+            }
+        }
+    }
+
+    /// Whether a large user block starts at `addr`.
+    pub fn is_large_block(&self, addr: usize) -> bool {
+        self.large.lock().is_user_block(addr)
+    }
+
+    /// Moves every block of this thread's cache to the central lists.
+    fn flush_all(&self, c: &ThreadCache) -> usize {
+        let mut n = 0;
+        for class in 0..self.central.len() {
+            let len = c.len(class);
+            if len == 0 {
+                continue;
+            }
+            let mut central = self.central[class].lock();
+            c.drain_oldest(&self.layout, class, len, |a| central.put(a));
+            n += len;
+        }
+        n
+    }
+
+    /// Gives back what is not owned: this thread's cached blocks, empty slabs, empty
+    /// chunks. Other threads' caches are flushed by those threads at their next free.
+    pub fn trim(&self) -> TrimReport {
+        let mut report = TrimReport::default();
+        for c in self.caches.iter() {
+            c.flush_requested.store(true, Relaxed);
+        }
+        if let Some(c) = self.caches.get() {
+            c.flush_requested.store(false, Relaxed);
+            report.cached_blocks_flushed = self.flush_all(c);
+        }
+        let mut slabs = Vec::new();
+        for central in self.central.iter() {
+            central.lock().release_empty_slabs(|s| slabs.push(s));
+        }
+        let mut large = self.large.lock();
+        report.slabs_released = slabs.len();
+        for s in slabs {
+            large.free_slab(s.block);
+        }
+        let r = large.release_empty(&*self.backend);
+        report.chunks_released = r.chunks;
+        report.bytes_released = r.bytes;
+        report
+    }
+
+    fn grow_error(&self, e: GrowError, size: usize) -> MemoryError {
+        let m = self.metrics();
+        match e {
+            GrowError::Budget { needed } => MemoryError::BudgetExceeded {
+                device: self.id,
+                requested: size,
+                needed,
+                budget: self.budget,
+                reserved: m.reserved_bytes,
+                live: m.live_bytes,
+            },
+            GrowError::Device(_) => {
+                let free = m.free_bytes();
+                MemoryError::OutOfMemory {
+                    device: self.id,
+                    requested: size,
+                    reserved: m.reserved_bytes,
+                    live: m.live_bytes,
+                    largest_free: m.large.largest_free,
+                    free,
+                    fragmentation: 100.0 * m.external_fragmentation(),
+                }
+            }
+        }
+    }
+
+    /// Counters of this pool.
+    pub fn metrics(&self) -> DeviceMetrics {
+        let mut allocs = self.uncached_allocs.load(Relaxed);
+        let mut frees = self.uncached_frees.load(Relaxed);
+        let mut live = self.published_live.load(Relaxed);
+        let mut live_max = live;
+        let mut cached = vec![0usize; self.central.len()];
+        for c in self.caches.iter() {
+            allocs += c.allocs.load(Relaxed);
+            frees += c.frees.load(Relaxed);
+            live += c.live_delta.load(Relaxed);
+            live_max += c.delta_max.load(Relaxed).max(0);
+            for (class, n) in cached.iter_mut().enumerate() {
+                *n += c.len(class);
+            }
+        }
+        let mut small = SmallPoolMetrics::default();
+        for (class, central) in self.central.iter().enumerate() {
+            let central = central.lock();
+            if central.slab_count() == 0 {
+                continue;
+            }
+            let block_size = size_class::class_size(class);
+            let live_blocks = central.handed_out.saturating_sub(cached[class]);
+            let cm = ClassMetrics {
+                block_size,
+                live_blocks,
+                cached_blocks: cached[class],
+                free_blocks: central.free_blocks(),
+                slabs: central.slab_count(),
+                slab_bytes: central.slab_bytes(),
+            };
+            small.live_blocks += live_blocks;
+            small.live_block_bytes += live_blocks * block_size;
+            small.cached_bytes += cm.cached_blocks * block_size;
+            small.free_bytes += cm.free_blocks * block_size;
+            small.slab_bytes += cm.slab_bytes;
+            small.classes.push(cm);
+        }
+        let large = self.large.lock();
+        let live_bytes = live.max(0) as usize;
+        let peak = self.peak_live.load(Relaxed).max(live_max).max(0) as usize;
+        DeviceMetrics {
+            device: self.id,
+            backend: self.backend.name().to_string(),
+            live_bytes,
+            peak_live_bytes: peak.max(live_bytes),
+            reserved_bytes: large.reserved,
+            peak_reserved_bytes: large.peak_reserved,
+            live_allocations: small.live_blocks + large.user_blocks(),
+            allocations: allocs,
+            frees,
+            budget: (self.budget != usize::MAX).then_some(self.budget),
+            small,
+            large: LargePoolMetrics {
+                strategy: large.strategy_name(),
+                live_blocks: large.user_blocks(),
+                live_block_bytes: large.user_bytes,
+                free_bytes: large.free_bytes(),
+                largest_free: large.largest_free(),
+                chunks: large.chunk_count(),
+            },
+        }
+    }
+
+    /// Sizes of the free blocks of the large pool.
+    pub fn free_block_sizes(&self) -> Vec<usize> {
+        let mut v = Vec::new();
+        self.large.lock().free_block_sizes(&mut v);
+        v
+    }
+
+    /// Panics if an invariant of the pool does not hold.
+    pub fn check_invariants(&self) {
+        for (class, central) in self.central.iter().enumerate() {
+            let mut cached = Vec::new();
+            for c in self.caches.iter() {
+                // Reading another thread's stack is a plain atomic read; a thread busy in
+                // this pool may race with the check, so tests call it when quiescent.
+                let n = c.len(class);
+                let mut tmp = Vec::new();
+                c.peek(&self.layout, class, n, &mut tmp);
+                cached.extend(tmp);
+            }
+            central.lock().check_invariants(&cached);
+        }
+        self.large.lock().check_invariants();
+    }
+}
+
+impl Drop for DevicePool {
+    fn drop(&mut self) {
+        // Allocations borrow the manager, so none can outlive it: every chunk is unowned
+        // now (blocks forgotten with `mem::forget` are leaked, never used).
+        self.large.get_mut().release_all(&*self.backend);
+    }
+}

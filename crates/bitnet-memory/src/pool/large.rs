@@ -1,0 +1,253 @@
+//! The large-block pool of one device: a [`BlockStrategy`] over chunks, the chunk table,
+//! growth and the budget. Lives behind one mutex: large requests are rare next to small
+//! ones, and the strategies are O(1) (TLSF) or close to it (buddy).
+#![deny(unsafe_code)]
+
+use super::strategy::{Block, BlockStrategy};
+use crate::device::{Chunk, DeviceBackend, DeviceError};
+use hashbrown::{DefaultHashBuilder, HashMap};
+use std::alloc::System;
+
+type SysVec<T> = allocator_api2::vec::Vec<T, System>;
+
+/// Why the pool could not grow.
+#[derive(Debug)]
+pub enum GrowError {
+    /// A new chunk of `needed` bytes would pass the budget.
+    Budget {
+        /// Bytes the smallest sufficient chunk would add.
+        needed: usize,
+    },
+    /// The device refused.
+    Device(DeviceError),
+}
+
+/// What releasing empty chunks gave back.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Released {
+    /// Chunks given back to the device.
+    pub chunks: usize,
+    /// Their bytes.
+    pub bytes: usize,
+}
+
+/// Large-block state of one device.
+pub struct LargePool {
+    strategy: Box<dyn BlockStrategy>,
+    chunks: SysVec<Option<Chunk>>,
+    free_ids: SysVec<u32>,
+    /// Bytes in chunks held from the device.
+    pub reserved: usize,
+    /// Highest `reserved` ever.
+    pub peak_reserved: usize,
+    /// User blocks served directly (not slabs) by address: token and block size.
+    user: HashMap<usize, (u64, usize), DefaultHashBuilder, System>,
+    /// Bytes of user blocks (block sizes).
+    pub user_bytes: usize,
+    /// Bytes of slabs lent to the small pool.
+    pub slab_bytes: usize,
+    min_chunk: usize,
+    max_chunk: usize,
+}
+
+impl LargePool {
+    /// A pool using `strategy`, growing by chunks between the two sizes.
+    pub fn new(strategy: Box<dyn BlockStrategy>, min_chunk: usize, max_chunk: usize) -> Self {
+        Self {
+            strategy,
+            chunks: SysVec::new_in(System),
+            free_ids: SysVec::new_in(System),
+            reserved: 0,
+            peak_reserved: 0,
+            user: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
+            user_bytes: 0,
+            slab_bytes: 0,
+            min_chunk,
+            max_chunk,
+        }
+    }
+
+    /// Name of the strategy.
+    pub fn strategy_name(&self) -> &'static str {
+        self.strategy.name()
+    }
+
+    fn growth(&self) -> usize {
+        (self.reserved / 8)
+            .next_multiple_of(2 << 20)
+            .clamp(self.min_chunk, self.max_chunk)
+    }
+
+    fn grow(
+        &mut self,
+        size: usize,
+        align: usize,
+        backend: &dyn DeviceBackend,
+        budget: usize,
+    ) -> Result<(), GrowError> {
+        let (mut csize, mut calign) = self.strategy.chunk_request(size, align, self.growth());
+        if self.reserved.saturating_add(csize) > budget {
+            // Shrink the growth to what this request needs before giving up.
+            (csize, calign) = self.strategy.chunk_request(size, align, 0);
+            if self.reserved.saturating_add(csize) > budget {
+                return Err(GrowError::Budget { needed: csize });
+            }
+        }
+        let chunk = backend
+            .allocate_chunk(csize, calign)
+            .map_err(GrowError::Device)?;
+        let id = match self.free_ids.pop() {
+            Some(id) => id,
+            None => {
+                self.chunks.push(None);
+                u32::try_from(self.chunks.len() - 1).expect("fewer than 2^32 chunks")
+            }
+        };
+        self.chunks[id as usize] = Some(chunk);
+        self.reserved += chunk.size;
+        self.peak_reserved = self.peak_reserved.max(self.reserved);
+        self.strategy.add_chunk(id, chunk.base, chunk.size);
+        Ok(())
+    }
+
+    /// Allocates a block, growing by one chunk if no free block fits.
+    pub fn allocate(
+        &mut self,
+        size: usize,
+        align: usize,
+        backend: &dyn DeviceBackend,
+        budget: usize,
+    ) -> Result<Block, GrowError> {
+        if let Some(b) = self.strategy.allocate(size, align) {
+            return Ok(b);
+        }
+        self.grow(size, align, backend, budget)?;
+        Ok(self
+            .strategy
+            .allocate(size, align)
+            .expect("a fresh chunk serves the request it was sized for"))
+    }
+
+    /// Allocates a block for the user and records it by address.
+    pub fn allocate_user(
+        &mut self,
+        size: usize,
+        align: usize,
+        backend: &dyn DeviceBackend,
+        budget: usize,
+    ) -> Result<Block, GrowError> {
+        let b = self.allocate(size, align, backend, budget)?;
+        self.user.insert(b.addr, (b.token, b.size));
+        self.user_bytes += b.size;
+        Ok(b)
+    }
+
+    /// Frees a user block by address; `None` if no user block starts there.
+    pub fn free_user(&mut self, addr: usize) -> Option<usize> {
+        let (token, size) = self.user.remove(&addr)?;
+        self.user_bytes -= size;
+        self.strategy.free(token);
+        Some(size)
+    }
+
+    /// Frees a user block whose token is known.
+    pub fn free_user_token(&mut self, addr: usize, token: u64) {
+        let (t, size) = self.user.remove(&addr).expect("live user block");
+        debug_assert_eq!(t, token);
+        self.user_bytes -= size;
+        self.strategy.free(token);
+    }
+
+    /// Whether a user block starts at `addr`.
+    pub fn is_user_block(&self, addr: usize) -> bool {
+        self.user.contains_key(&addr)
+    }
+
+    /// Lends a slab to the small pool.
+    pub fn allocate_slab(
+        &mut self,
+        size: usize,
+        backend: &dyn DeviceBackend,
+        budget: usize,
+    ) -> Result<Block, GrowError> {
+        let b = self.allocate(size, super::size_class::SLAB_ALIGN, backend, budget)?;
+        self.slab_bytes += b.size;
+        Ok(b)
+    }
+
+    /// Takes a slab back.
+    pub fn free_slab(&mut self, block: Block) {
+        self.slab_bytes -= block.size;
+        self.strategy.free(block.token);
+    }
+
+    /// Gives every wholly free chunk back to the device.
+    pub fn release_empty(&mut self, backend: &dyn DeviceBackend) -> Released {
+        let mut ids = Vec::new();
+        self.strategy.remove_empty_chunks(&mut ids);
+        let mut r = Released::default();
+        for id in ids {
+            let chunk = self.chunks[id as usize].take().expect("live chunk");
+            self.free_ids.push(id);
+            self.reserved -= chunk.size;
+            r.chunks += 1;
+            r.bytes += chunk.size;
+            backend.release_chunk(chunk);
+        }
+        r
+    }
+
+    /// Gives every chunk back, owned or not. Only for the pool's own drop.
+    pub fn release_all(&mut self, backend: &dyn DeviceBackend) {
+        for c in self.chunks.iter_mut() {
+            if let Some(chunk) = c.take() {
+                backend.release_chunk(chunk);
+            }
+        }
+        self.reserved = 0;
+    }
+
+    /// Free bytes in chunks (not counting free blocks of slabs).
+    pub fn free_bytes(&self) -> usize {
+        self.strategy.free_bytes()
+    }
+
+    /// Largest free block.
+    pub fn largest_free(&self) -> usize {
+        self.strategy.largest_free()
+    }
+
+    /// Sizes of all free blocks.
+    pub fn free_block_sizes(&self, out: &mut Vec<usize>) {
+        self.strategy.free_block_sizes(out)
+    }
+
+    /// Chunks held.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.iter().flatten().count()
+    }
+
+    /// Live user blocks.
+    pub fn user_blocks(&self) -> usize {
+        self.user.len()
+    }
+
+    /// Checks the strategy and the byte accounting.
+    pub fn check_invariants(&self) {
+        self.strategy.check_invariants();
+        let chunk_bytes: usize = self.chunks.iter().flatten().map(|c| c.size).sum();
+        assert_eq!(chunk_bytes, self.reserved, "reserved bytes drifted");
+        let user: usize = self.user.values().map(|v| v.1).sum();
+        assert_eq!(user, self.user_bytes, "user bytes drifted");
+        // Chunks may be rounded down to the strategy's granule; allow that slack.
+        let accounted = self.user_bytes + self.slab_bytes + self.strategy.free_bytes();
+        assert!(
+            accounted <= self.reserved && self.reserved - accounted < 4096 * (self.chunk_count() + 1),
+            "blocks do not add up: user {} + slabs {} + free {} vs reserved {}",
+            self.user_bytes,
+            self.slab_bytes,
+            self.strategy.free_bytes(),
+            self.reserved
+        );
+    }
+}

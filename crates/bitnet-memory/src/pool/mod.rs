@@ -1,0 +1,17 @@
+//! The memory pool optimizer: size classes, thread caches, and the large-block strategies
+//! behind one trait. Everything here works on addresses and offsets and is safe code; only
+//! [`crate::device`] and [`crate::allocation`] touch memory.
+
+pub(crate) mod buddy;
+pub(crate) mod central;
+pub(crate) mod hybrid;
+pub(crate) mod large;
+pub mod size_class;
+pub(crate) mod strategy;
+pub(crate) mod thread_cache;
+pub(crate) mod tlsf;
+
+#[cfg(test)]
+mod strategy_tests;
+
+pub use hybrid::TrimReport;

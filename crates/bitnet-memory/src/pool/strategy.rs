@@ -1,0 +1,43 @@
+//! The trait every large-block strategy implements.
+#![deny(unsafe_code)]
+
+/// A block handed out by a strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    /// Strategy-private handle, given back to [`BlockStrategy::free`].
+    pub token: u64,
+    /// Chunk the block lies in.
+    pub chunk: u32,
+    /// Address of the block (chunk base + offset).
+    pub addr: usize,
+    /// Bytes the block occupies (the request rounded up by the strategy).
+    pub size: usize,
+}
+
+/// Sub-allocation of chunks: the pool's large-block strategies (best fit as TLSF, buddy).
+///
+/// Strategies work on chunk ids, offsets and addresses only; they never touch memory, so
+/// they are safe code and serve device memory the host cannot see just as well.
+pub trait BlockStrategy: Send {
+    /// Name for reports.
+    fn name(&self) -> &'static str;
+    /// Takes a fresh, wholly free chunk into the strategy.
+    fn add_chunk(&mut self, chunk: u32, base: usize, size: usize);
+    /// Finds a block of at least `size` bytes aligned to `align` in the chunks it has.
+    fn allocate(&mut self, size: usize, align: usize) -> Option<Block>;
+    /// Frees a block; returns the bytes it occupied. Neighbours coalesce.
+    fn free(&mut self, token: u64) -> usize;
+    /// Size and alignment of a new chunk that will certainly serve `(size, align)`,
+    /// given the pool's preferred growth size.
+    fn chunk_request(&self, size: usize, align: usize, growth: usize) -> (usize, usize);
+    /// Removes every chunk that is wholly free and appends its id to `out`.
+    fn remove_empty_chunks(&mut self, out: &mut Vec<u32>);
+    /// Free bytes inside the strategy's chunks.
+    fn free_bytes(&self) -> usize;
+    /// Size of the largest free block.
+    fn largest_free(&self) -> usize;
+    /// Sizes of all free blocks (for fragmentation analysis; not on a hot path).
+    fn free_block_sizes(&self, out: &mut Vec<usize>);
+    /// Panics if an internal invariant does not hold. Used by tests after every mutation.
+    fn check_invariants(&self);
+}

@@ -1,0 +1,468 @@
+//! Best fit as a two-level segregated fit (TLSF): O(1) allocate and free over chunks.
+//!
+//! Blocks are described out of band (a node arena indexed by `u32`), never by headers in
+//! the memory itself, so the same code can sub-allocate device memory. Physical neighbours
+//! are linked so that a freed block merges with free neighbours in O(1); free blocks sit in
+//! LIFO lists per (first level = power of two, second level = 16 sub-ranges), found with
+//! two bitmap scans.
+#![deny(unsafe_code)]
+
+use super::strategy::{Block, BlockStrategy};
+use std::alloc::System;
+
+type SysVec<T> = allocator_api2::vec::Vec<T, System>;
+
+const NIL: u32 = u32::MAX;
+/// Every block size and offset is a multiple of this.
+pub const GRANULE: usize = 16;
+const SL_BITS: u32 = 4;
+const SL_COUNT: usize = 1 << SL_BITS;
+const FL_COUNT: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    Used,
+    Vacant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    chunk: u32,
+    offset: usize,
+    size: usize,
+    prev_phys: u32,
+    next_phys: u32,
+    prev_free: u32,
+    next_free: u32,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkSlot {
+    base: usize,
+    size: usize,
+    first: u32,
+}
+
+/// The TLSF strategy.
+pub struct Tlsf {
+    nodes: SysVec<Node>,
+    vacant: u32,
+    fl_bitmap: u64,
+    sl_bitmap: [u32; FL_COUNT],
+    heads: [[u32; SL_COUNT]; FL_COUNT],
+    chunks: SysVec<Option<ChunkSlot>>,
+    free_bytes: usize,
+}
+
+impl Default for Tlsf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[inline]
+fn log2(x: usize) -> u32 {
+    usize::BITS - 1 - x.leading_zeros()
+}
+
+/// Bin of a free block of `size` bytes (rounding down: every block in the bin is at least
+/// the bin's lower bound).
+#[inline]
+fn mapping_insert(size: usize) -> (usize, usize) {
+    let u = size / GRANULE;
+    if u < SL_COUNT {
+        (0, u)
+    } else {
+        let l = log2(u);
+        let fl = (l - SL_BITS + 1) as usize;
+        let sl = (u >> (l - SL_BITS)) - SL_COUNT;
+        (fl, sl)
+    }
+}
+
+/// First bin whose every block can serve `size` bytes (rounding up).
+#[inline]
+fn mapping_search(size: usize) -> (usize, usize) {
+    let u = size / GRANULE;
+    if u < SL_COUNT {
+        (0, u)
+    } else {
+        let r = u + (1 << (log2(u) - SL_BITS)) - 1;
+        mapping_insert(r * GRANULE)
+    }
+}
+
+impl Tlsf {
+    /// An empty TLSF with no chunks.
+    pub fn new() -> Self {
+        Self {
+            nodes: SysVec::new_in(System),
+            vacant: NIL,
+            fl_bitmap: 0,
+            sl_bitmap: [0; FL_COUNT],
+            heads: [[NIL; SL_COUNT]; FL_COUNT],
+            chunks: SysVec::new_in(System),
+            free_bytes: 0,
+        }
+    }
+
+    fn new_node(&mut self, node: Node) -> u32 {
+        if self.vacant != NIL {
+            let idx = self.vacant;
+            self.vacant = self.nodes[idx as usize].next_free;
+            self.nodes[idx as usize] = node;
+            idx
+        } else {
+            let idx = u32::try_from(self.nodes.len()).expect("fewer than 2^32 blocks");
+            assert!(idx != NIL, "fewer than 2^32 - 1 blocks");
+            self.nodes.push(node);
+            idx
+        }
+    }
+
+    fn vacate(&mut self, idx: u32) {
+        let n = &mut self.nodes[idx as usize];
+        n.state = State::Vacant;
+        n.next_free = self.vacant;
+        self.vacant = idx;
+    }
+
+    fn insert_free(&mut self, idx: u32) {
+        let size = self.nodes[idx as usize].size;
+        let (fl, sl) = mapping_insert(size);
+        let head = self.heads[fl][sl];
+        {
+            let n = &mut self.nodes[idx as usize];
+            n.state = State::Free;
+            n.prev_free = NIL;
+            n.next_free = head;
+        }
+        if head != NIL {
+            self.nodes[head as usize].prev_free = idx;
+        }
+        self.heads[fl][sl] = idx;
+        self.sl_bitmap[fl] |= 1 << sl;
+        self.fl_bitmap |= 1 << fl;
+        self.free_bytes += size;
+    }
+
+    fn remove_free(&mut self, idx: u32) {
+        let Node {
+            size,
+            prev_free,
+            next_free,
+            ..
+        } = self.nodes[idx as usize];
+        debug_assert_eq!(self.nodes[idx as usize].state, State::Free);
+        if prev_free != NIL {
+            self.nodes[prev_free as usize].next_free = next_free;
+        } else {
+            let (fl, sl) = mapping_insert(size);
+            self.heads[fl][sl] = next_free;
+            if next_free == NIL {
+                self.sl_bitmap[fl] &= !(1 << sl);
+                if self.sl_bitmap[fl] == 0 {
+                    self.fl_bitmap &= !(1 << fl);
+                }
+            }
+        }
+        if next_free != NIL {
+            self.nodes[next_free as usize].prev_free = prev_free;
+        }
+        self.nodes[idx as usize].state = State::Used;
+        self.free_bytes -= size;
+    }
+
+    fn find_suitable(&self, size: usize) -> Option<u32> {
+        let (fl, sl) = mapping_search(size);
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let sl_map = self.sl_bitmap[fl] & (u32::MAX << sl);
+        let (fl, sl_map) = if sl_map != 0 {
+            (fl, sl_map)
+        } else {
+            let fl_map = if fl + 1 >= FL_COUNT {
+                0
+            } else {
+                self.fl_bitmap & (u64::MAX << (fl + 1))
+            };
+            if fl_map == 0 {
+                return None;
+            }
+            let fl = fl_map.trailing_zeros() as usize;
+            (fl, self.sl_bitmap[fl])
+        };
+        let sl = sl_map.trailing_zeros() as usize;
+        let idx = self.heads[fl][sl];
+        debug_assert!(idx != NIL);
+        Some(idx)
+    }
+
+    /// Splits `size` bytes off the front of used node `idx`; the rest becomes free.
+    fn split_tail(&mut self, idx: u32, size: usize) {
+        let n = self.nodes[idx as usize];
+        let rest = n.size - size;
+        if rest < GRANULE {
+            return;
+        }
+        let tail = self.new_node(Node {
+            chunk: n.chunk,
+            offset: n.offset + size,
+            size: rest,
+            prev_phys: idx,
+            next_phys: n.next_phys,
+            prev_free: NIL,
+            next_free: NIL,
+            state: State::Used,
+        });
+        if n.next_phys != NIL {
+            self.nodes[n.next_phys as usize].prev_phys = tail;
+        }
+        let node = &mut self.nodes[idx as usize];
+        node.size = size;
+        node.next_phys = tail;
+        self.insert_free(tail);
+    }
+
+    /// Splits `pad` bytes off the front of used node `idx` as a free block; returns the
+    /// node that now holds the rest.
+    fn split_head(&mut self, idx: u32, pad: usize) -> u32 {
+        let n = self.nodes[idx as usize];
+        let rest = self.new_node(Node {
+            chunk: n.chunk,
+            offset: n.offset + pad,
+            size: n.size - pad,
+            prev_phys: idx,
+            next_phys: n.next_phys,
+            prev_free: NIL,
+            next_free: NIL,
+            state: State::Used,
+        });
+        if n.next_phys != NIL {
+            self.nodes[n.next_phys as usize].prev_phys = rest;
+        }
+        let head = &mut self.nodes[idx as usize];
+        head.size = pad;
+        head.next_phys = rest;
+        // The head's physical predecessor is used (free neighbours never touch), so the
+        // head goes straight into a free list.
+        self.insert_free(idx);
+        rest
+    }
+
+    fn addr(&self, idx: u32) -> usize {
+        let n = &self.nodes[idx as usize];
+        self.chunks[n.chunk as usize].expect("live chunk").base + n.offset
+    }
+}
+
+impl BlockStrategy for Tlsf {
+    fn name(&self) -> &'static str {
+        "best-fit (TLSF)"
+    }
+
+    fn add_chunk(&mut self, chunk: u32, base: usize, size: usize) {
+        let size = size / GRANULE * GRANULE;
+        assert!(size >= GRANULE, "chunk too small");
+        let idx = self.new_node(Node {
+            chunk,
+            offset: 0,
+            size,
+            prev_phys: NIL,
+            next_phys: NIL,
+            prev_free: NIL,
+            next_free: NIL,
+            state: State::Used,
+        });
+        let slot = chunk as usize;
+        if self.chunks.len() <= slot {
+            self.chunks.resize(slot + 1, None);
+        }
+        assert!(self.chunks[slot].is_none(), "chunk id {chunk} reused while live");
+        self.chunks[slot] = Some(ChunkSlot {
+            base,
+            size,
+            first: idx,
+        });
+        self.insert_free(idx);
+    }
+
+    fn allocate(&mut self, size: usize, align: usize) -> Option<Block> {
+        let size = size.max(GRANULE).checked_next_multiple_of(GRANULE)?;
+        let align = align.max(GRANULE);
+        // A block found for the plain size often needs no padding (fresh chunks are page
+        // aligned); only when it does not fit with its padding, search with the worst case.
+        let fits = |t: &Self, i: u32| {
+            let a = t.addr(i);
+            t.nodes[i as usize].size >= size + (a.next_multiple_of(align) - a)
+        };
+        let idx = match self.find_suitable(size) {
+            Some(i) if fits(self, i) => i,
+            _ => self.find_suitable(size.checked_add(align - GRANULE)?)?,
+        };
+        self.remove_free(idx);
+        let addr = self.addr(idx);
+        let pad = addr.next_multiple_of(align) - addr;
+        let idx = if pad > 0 {
+            self.split_head(idx, pad)
+        } else {
+            idx
+        };
+        self.split_tail(idx, size);
+        let n = self.nodes[idx as usize];
+        Some(Block {
+            token: u64::from(idx),
+            chunk: n.chunk,
+            addr: addr + pad,
+            size: n.size,
+        })
+    }
+
+    fn free(&mut self, token: u64) -> usize {
+        let mut idx = token as u32;
+        let freed = self.nodes[idx as usize].size;
+        assert_eq!(
+            self.nodes[idx as usize].state,
+            State::Used,
+            "TLSF: free of a block that is not in use"
+        );
+        let prev = self.nodes[idx as usize].prev_phys;
+        if prev != NIL && self.nodes[prev as usize].state == State::Free {
+            self.remove_free(prev);
+            let n = self.nodes[idx as usize];
+            let p = &mut self.nodes[prev as usize];
+            p.size += n.size;
+            p.next_phys = n.next_phys;
+            if n.next_phys != NIL {
+                self.nodes[n.next_phys as usize].prev_phys = prev;
+            }
+            self.vacate(idx);
+            idx = prev;
+        }
+        let next = self.nodes[idx as usize].next_phys;
+        if next != NIL && self.nodes[next as usize].state == State::Free {
+            self.remove_free(next);
+            let nx = self.nodes[next as usize];
+            let n = &mut self.nodes[idx as usize];
+            n.size += nx.size;
+            n.next_phys = nx.next_phys;
+            if nx.next_phys != NIL {
+                self.nodes[nx.next_phys as usize].prev_phys = idx;
+            }
+            self.vacate(next);
+        }
+        self.insert_free(idx);
+        freed
+    }
+
+    fn chunk_request(&self, size: usize, align: usize, growth: usize) -> (usize, usize) {
+        // Room for the block plus worst-case padding, rounded to whole pages.
+        let need = size.max(GRANULE) + align.saturating_sub(4096);
+        let size = need.max(growth).next_multiple_of(4096);
+        (size, 4096)
+    }
+
+    fn remove_empty_chunks(&mut self, out: &mut Vec<u32>) {
+        for c in 0..self.chunks.len() {
+            let Some(slot) = self.chunks[c] else { continue };
+            let first = self.nodes[slot.first as usize];
+            if first.state == State::Free && first.size == slot.size {
+                self.remove_free(slot.first);
+                self.vacate(slot.first);
+                self.chunks[c] = None;
+                out.push(c as u32);
+            }
+        }
+    }
+
+    fn free_bytes(&self) -> usize {
+        self.free_bytes
+    }
+
+    fn largest_free(&self) -> usize {
+        if self.fl_bitmap == 0 {
+            return 0;
+        }
+        let fl = 63 - self.fl_bitmap.leading_zeros() as usize;
+        let sl = 31 - self.sl_bitmap[fl].leading_zeros() as usize;
+        let mut best = 0;
+        let mut i = self.heads[fl][sl];
+        while i != NIL {
+            best = best.max(self.nodes[i as usize].size);
+            i = self.nodes[i as usize].next_free;
+        }
+        best
+    }
+
+    fn free_block_sizes(&self, out: &mut Vec<usize>) {
+        for slot in self.chunks.iter().flatten() {
+            let mut i = slot.first;
+            while i != NIL {
+                let n = &self.nodes[i as usize];
+                if n.state == State::Free {
+                    out.push(n.size);
+                }
+                i = n.next_phys;
+            }
+        }
+    }
+
+    fn check_invariants(&self) {
+        let mut free_total = 0;
+        let mut free_count = 0;
+        for (c, slot) in self.chunks.iter().enumerate() {
+            let Some(slot) = slot else { continue };
+            let mut i = slot.first;
+            let mut offset = 0;
+            let mut prev = NIL;
+            let mut prev_free = false;
+            while i != NIL {
+                let n = &self.nodes[i as usize];
+                assert_eq!(n.chunk as usize, c, "node in wrong chunk");
+                assert_eq!(n.offset, offset, "hole or overlap in chunk {c}");
+                assert_eq!(n.prev_phys, prev, "broken physical link");
+                assert!(n.size >= GRANULE && n.size % GRANULE == 0, "bad size");
+                assert_ne!(n.state, State::Vacant, "vacant node linked");
+                let is_free = n.state == State::Free;
+                assert!(!(is_free && prev_free), "two free neighbours not merged");
+                if is_free {
+                    free_total += n.size;
+                    free_count += 1;
+                }
+                prev_free = is_free;
+                offset += n.size;
+                prev = i;
+                i = n.next_phys;
+            }
+            assert_eq!(offset, slot.size, "chunk {c} not fully covered");
+        }
+        let mut listed = 0;
+        for fl in 0..FL_COUNT {
+            for sl in 0..SL_COUNT {
+                let mut i = self.heads[fl][sl];
+                let has = self.sl_bitmap[fl] & (1 << sl) != 0;
+                assert_eq!(has, i != NIL, "bitmap out of sync at ({fl}, {sl})");
+                let mut prev = NIL;
+                while i != NIL {
+                    let n = &self.nodes[i as usize];
+                    assert_eq!(n.state, State::Free, "used block in a free list");
+                    assert_eq!(mapping_insert(n.size), (fl, sl), "block in wrong bin");
+                    assert_eq!(n.prev_free, prev, "broken free link");
+                    listed += 1;
+                    prev = i;
+                    i = n.next_free;
+                }
+            }
+            assert_eq!(self.fl_bitmap & (1 << fl) != 0, self.sl_bitmap[fl] != 0);
+        }
+        assert_eq!(listed, free_count, "free blocks missing from lists");
+        assert_eq!(free_total, self.free_bytes, "free byte count drifted");
+    }
+}
+
+#[cfg(test)]
+#[path = "tlsf_tests.rs"]
+mod tests;
