@@ -121,10 +121,6 @@ impl<'m> Allocation<'m> {
             .expect("allocation is on a device the host cannot write")
     }
 
-    pub(crate) fn token(&self) -> u64 {
-        self.token
-    }
-
     /// Gives up ownership without freeing: the block stays allocated until freed through
     /// [`MemoryManager::free_raw`](crate::MemoryManager::free_raw).
     pub(crate) fn into_parts(self) -> (usize, usize, u64) {
@@ -137,7 +133,8 @@ impl Drop for Allocation<'_> {
     #[inline]
     fn drop(&mut self) {
         if self.token != ZERO {
-            self.pool.free(self.ptr.as_ptr().addr(), self.token, self.len);
+            self.pool
+                .free(self.ptr.as_ptr().addr(), self.token, self.len);
         }
     }
 }

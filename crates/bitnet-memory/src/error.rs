@@ -42,7 +42,8 @@ pub enum MemoryError {
     /// The device refused memory after the caches were trimmed and the request retried.
     #[error(
         "out of memory on {device}: requested {requested} B; reserved {reserved} B, live {live} B, \
-         largest free block {largest_free} B, free {free} B (external fragmentation {fragmentation:.1}%)"
+         largest free block {largest_free} B, free {free} B (external fragmentation {fragmentation:.1}%); \
+         device: {cause}"
     )]
     OutOfMemory {
         /// Device that refused.
@@ -59,6 +60,8 @@ pub enum MemoryError {
         free: usize,
         /// External fragmentation in percent: `100 * (1 - largest_free / free)`.
         fragmentation: f64,
+        /// What the device said.
+        cause: String,
     },
     /// A configuration field is out of range.
     #[error("invalid configuration: {reason}")]

@@ -39,3 +39,8 @@ pub use error::{MemoryError, Result};
 pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use pool::TrimReport;
+
+/// The README's example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

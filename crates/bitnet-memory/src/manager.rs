@@ -104,11 +104,13 @@ impl ManagerBuilder {
 }
 
 fn check_layout(size: usize, align: usize) -> Result<()> {
-    let bad = |reason| Err(MemoryError::InvalidLayout {
-        size,
-        align,
-        reason,
-    });
+    let bad = |reason| {
+        Err(MemoryError::InvalidLayout {
+            size,
+            align,
+            reason,
+        })
+    };
     if !align.is_power_of_two() {
         return bad("alignment is not a power of two");
     }
@@ -197,13 +199,26 @@ impl MemoryManager {
     pub fn try_allocate_on(&self, device: DeviceId, layout: Layout) -> Result<Allocation<'_>> {
         let pool = self.pool(device)?;
         let (size, align) = (layout.size(), layout.align());
+        if size != 0 {
+            if let Some((addr, token)) = pool.allocate_cached(size, align) {
+                return Ok(Allocation::new(addr, size, token, pool));
+            }
+        }
+        self.allocate_uncached(pool, size, align)
+    }
+
+    #[cold]
+    fn allocate_uncached<'m>(
+        &'m self,
+        pool: &'m DevicePool,
+        size: usize,
+        align: usize,
+    ) -> Result<Allocation<'m>> {
         if size == 0 {
             return Ok(Allocation::zero_sized(align, pool));
         }
-        if align > MAX_ALIGN {
-            check_layout(size, align)?;
-        }
-        let (addr, token) = pool.allocate(size, align)?;
+        check_layout(size, align)?;
+        let (addr, token) = pool.allocate_slow(size, align)?;
         Ok(Allocation::new(addr, size, token, pool))
     }
 
@@ -224,13 +239,12 @@ impl MemoryManager {
     /// (not a power of two, over 1 GiB, size over `isize::MAX`).
     pub fn try_allocate_bytes(&self, size: usize, align: usize) -> Result<Allocation<'_>> {
         check_layout(size, align)?;
-        let layout = Layout::from_size_align(size, align).map_err(|_| {
-            MemoryError::InvalidLayout {
+        let layout =
+            Layout::from_size_align(size, align).map_err(|_| MemoryError::InvalidLayout {
                 size,
                 align,
                 reason: "rejected by Layout",
-            }
-        })?;
+            })?;
         self.try_allocate(layout)
     }
 
@@ -302,6 +316,7 @@ impl MemoryManager {
         }
     }
 
+    #[allow(dead_code)] // for the allocator adapters
     pub(crate) fn device_pool(&self, device: DeviceId) -> Result<&DevicePool> {
         self.pool(device)
     }

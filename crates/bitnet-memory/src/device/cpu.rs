@@ -10,8 +10,8 @@ const PAGE: usize = 4096;
 const TAG_HEAP: u32 = 0;
 const TAG_MMAP: u32 = 1;
 
-/// Host memory. Small chunks come from the system allocator (aligned), chunks of 256 KiB
-/// and more from anonymous `mmap`, so releasing them returns their pages to the OS at once
+/// Host memory. Small chunks come from the system allocator (aligned, zero-filled), chunks
+/// of 256 KiB and more from anonymous `mmap` (zero pages), so releasing them returns their pages to the OS at once
 /// and [`decommit`](DeviceBackend::decommit) can hand back pages of a cached range with
 /// `madvise(MADV_DONTNEED)`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,13 +45,19 @@ impl DeviceBackend for CpuBackend {
 
     fn allocate_chunk(&self, size: usize, align: usize) -> Result<Chunk, DeviceError> {
         if size == 0 || !align.is_power_of_two() {
-            return Err(err(size, align, "zero size or alignment not a power of two"));
+            return Err(err(
+                size,
+                align,
+                "zero size or alignment not a power of two",
+            ));
         }
         if size < MMAP_THRESHOLD || cfg!(miri) {
             let layout = Layout::from_size_align(size, align)
                 .map_err(|e| err(size, align, e.to_string()))?;
+            // Zero-filled, like fresh mmap pages: pool memory is then always initialized,
+            // which `Allocation::as_slice` relies on.
             // SAFETY: `layout` has a non-zero size (checked above).
-            let ptr = unsafe { System.alloc(layout) };
+            let ptr = unsafe { System.alloc_zeroed(layout) };
             if ptr.is_null() {
                 return Err(err(size, align, "the system allocator returned null"));
             }
@@ -63,10 +69,6 @@ impl DeviceBackend for CpuBackend {
             });
         }
         map_chunk(size, align)
-    }
-
-    fn fresh_chunks_zeroed(&self, chunk: &Chunk) -> bool {
-        chunk.tag == TAG_MMAP
     }
 
     fn release_chunk(&self, chunk: Chunk) {

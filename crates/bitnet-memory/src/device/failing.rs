@@ -113,12 +113,10 @@ impl DeviceBackend for FailingBackend {
         Ok(chunk)
     }
 
-    fn fresh_chunks_zeroed(&self, chunk: &Chunk) -> bool {
-        self.state.inner.fresh_chunks_zeroed(chunk)
-    }
-
     fn release_chunk(&self, chunk: Chunk) {
-        self.state.outstanding.fetch_sub(chunk.size, Ordering::SeqCst);
+        self.state
+            .outstanding
+            .fetch_sub(chunk.size, Ordering::SeqCst);
         self.state.released_chunks.fetch_add(1, Ordering::SeqCst);
         self.state.inner.release_chunk(chunk);
     }

@@ -67,14 +67,11 @@ pub trait DeviceBackend: Send + Sync + 'static {
     fn host_visible(&self) -> bool;
 
     /// Obtains a chunk of at least `size` bytes whose base is aligned to `align` (a power
-    /// of two). Fresh chunks need not be zeroed; `zeroed` in the result says whether
-    /// they are.
+    /// of two). A host-visible backend must hand out initialized bytes (the CPU backend
+    /// zero-fills), because allocations expose them as `&[u8]`; it must also expose the
+    /// provenance of `base` (`ptr.expose_provenance()`), since the pool turns addresses
+    /// back into pointers.
     fn allocate_chunk(&self, size: usize, align: usize) -> Result<Chunk, DeviceError>;
-
-    /// Whether chunks from [`allocate_chunk`](Self::allocate_chunk) come zero-filled.
-    fn fresh_chunks_zeroed(&self, _chunk: &Chunk) -> bool {
-        false
-    }
 
     /// Gives a chunk back. The pool calls this only for chunks none of whose blocks is
     /// owned, so nothing refers to the memory any more.

@@ -74,7 +74,7 @@ const fn block_size(order: usize) -> usize {
 }
 
 fn pack(arena: u32, offset: usize, order: usize) -> u64 {
-    debug_assert!(offset % MIN_BLOCK == 0 && order < 64 && offset / MIN_BLOCK < (1 << 34));
+    debug_assert!(offset.is_multiple_of(MIN_BLOCK) && order < 64 && offset / MIN_BLOCK < (1 << 34));
     (u64::from(arena) << 40) | (((offset / MIN_BLOCK) as u64) << 6) | order as u64
 }
 
@@ -115,14 +115,20 @@ impl BlockStrategy for Buddy {
     }
 
     fn add_chunk(&mut self, chunk: u32, base: usize, size: usize) {
-        assert!(size.is_power_of_two() && size >= MIN_BLOCK, "arena not a power of two");
+        assert!(
+            size.is_power_of_two() && size >= MIN_BLOCK,
+            "arena not a power of two"
+        );
         assert_eq!(base % size, 0, "arena base not aligned to its size");
         let order = order_of(size);
         let slot = chunk as usize;
         if self.arenas.len() <= slot {
             self.arenas.resize(slot + 1, None);
         }
-        assert!(self.arenas[slot].is_none(), "arena id {chunk} reused while live");
+        assert!(
+            self.arenas[slot].is_none(),
+            "arena id {chunk} reused while live"
+        );
         self.arenas[slot] = Some(Arena { base, order });
         self.push_free(chunk, 0, order);
     }
@@ -167,13 +173,19 @@ impl BlockStrategy for Buddy {
     }
 
     fn chunk_request(&self, size: usize, align: usize, growth: usize) -> (usize, usize) {
-        let s = size.max(align).max(growth).max(MIN_BLOCK).next_power_of_two();
+        let s = size
+            .max(align)
+            .max(growth)
+            .max(MIN_BLOCK)
+            .next_power_of_two();
         (s, s)
     }
 
     fn remove_empty_chunks(&mut self, out: &mut Vec<u32>) {
         for a in 0..self.arenas.len() {
-            let Some(arena) = self.arenas[a] else { continue };
+            let Some(arena) = self.arenas[a] else {
+                continue;
+            };
             if self.orders[arena.order].set.remove(&(a as u32, 0)) {
                 self.free_bytes -= block_size(arena.order);
                 self.arenas[a] = None;

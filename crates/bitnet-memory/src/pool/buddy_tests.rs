@@ -3,7 +3,7 @@ use crate::pool::strategy_tests::{exercise, fill_and_empty};
 
 #[test]
 fn random_operations_keep_invariants() {
-    exercise(&mut Buddy::new(), 1 << 20, 0xB0DD_1E5, 4000);
+    exercise(&mut Buddy::new(), 1 << 20, 0x0B0D_D1E5, 4000);
 }
 
 #[test]

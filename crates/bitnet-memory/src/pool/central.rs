@@ -139,7 +139,12 @@ impl Central {
 
     /// Checks that every free block lies on the class grid of one slab, once.
     pub fn check_invariants(&self, cached: &[usize]) {
-        let mut all: Vec<usize> = self.free.iter().copied().chain(cached.iter().copied()).collect();
+        let mut all: Vec<usize> = self
+            .free
+            .iter()
+            .copied()
+            .chain(cached.iter().copied())
+            .collect();
         all.sort_unstable();
         for w in all.windows(2) {
             assert_ne!(w[0], w[1], "block {:#x} free twice", w[0]);
@@ -150,7 +155,11 @@ impl Central {
                 .iter()
                 .find(|s| a >= s.block.addr && a < s.block.addr + s.size)
                 .unwrap_or_else(|| panic!("free block {a:#x} in no slab"));
-            assert_eq!((a - slab.block.addr) % self.block, 0, "block off the class grid");
+            assert_eq!(
+                (a - slab.block.addr) % self.block,
+                0,
+                "block off the class grid"
+            );
             assert!(
                 !(a >= self.bump && a < self.bump_end),
                 "free block {a:#x} in the uncarved range"

@@ -67,7 +67,6 @@ pub struct DevicePool {
     peak_live: AtomicI64,
     /// Operations made without a thread cache (a thread creating its cache).
     uncached_allocs: AtomicU64,
-    uncached_frees: AtomicU64,
 }
 
 impl DevicePool {
@@ -112,18 +111,17 @@ impl DevicePool {
             published_live: CachePadded::new(AtomicI64::new(0)),
             peak_live: AtomicI64::new(0),
             uncached_allocs: AtomicU64::new(0),
-            uncached_frees: AtomicU64::new(0),
         }
     }
 
     /// The size class serving `(size, align)`, if classes serve it.
     #[inline]
     pub fn class_for(&self, size: usize, align: usize) -> Option<usize> {
-        if align > SLAB_ALIGN {
-            return None;
-        }
-        let rounded = size.next_multiple_of(align);
-        (rounded <= self.class_limit).then(|| size_class::class_of(rounded))
+        // `align` is a power of two, so rounding up is a mask (no division), and neither
+        // this nor the class computation can overflow: callers pass sizes that fit
+        // `isize` once rounded up to the alignment.
+        let rounded = (size + align - 1) & !(align - 1);
+        (rounded <= self.class_limit && align <= SLAB_ALIGN).then(|| size_class::class_of(rounded))
     }
 
     #[inline]
@@ -170,13 +168,11 @@ impl DevicePool {
     fn note_free(&self, cache: Option<&ThreadCache>, size: usize) {
         match cache {
             Some(c) => {
-                ThreadCache::bump(&c.frees);
                 if let Some((d, m)) = c.account(-(size as i64)) {
                     self.publish(d, m);
                 }
             }
             None => {
-                self.uncached_frees.fetch_add(1, Relaxed);
                 self.publish(-(size as i64), 0);
             }
         }
@@ -190,23 +186,26 @@ impl DevicePool {
         }
     }
 
-    /// Allocates `size` bytes (> 0) aligned to `align`: an address and a token for
-    /// [`free`](Self::free). Trims and retries once before failing.
+    /// The hot path: a block of a size class from this thread's cache, or `None` when the
+    /// request needs the slow path ([`allocate`](Self::allocate)).
     #[inline]
-    pub fn allocate(&self, size: usize, align: usize) -> Result<(usize, u64), MemoryError> {
-        if let Some(class) = self.class_for(size, align) {
-            if let Some(c) = self.caches.get() {
-                if let Some(addr) = c.pop(&self.layout, class) {
-                    self.note_alloc(Some(c), size);
-                    return Ok((addr, SMALL | class as u64));
-                }
-            }
-        }
-        self.allocate_slow(size, align)
+    pub fn allocate_cached(&self, size: usize, align: usize) -> Option<(usize, u64)> {
+        let class = self.class_for(size, align)?;
+        let c = self.caches.get()?;
+        let addr = c.pop(&self.layout, class)?;
+        self.note_alloc(Some(c), size);
+        Some((addr, SMALL | class as u64))
     }
 
+    /// Allocates `size` bytes (> 0) aligned to `align` when the hot path could not:
+    /// an address and a token for [`free`](Self::free). Trims and retries once before
+    /// failing.
     #[cold]
-    fn allocate_slow(&self, size: usize, align: usize) -> Result<(usize, u64), MemoryError> {
+    pub(crate) fn allocate_slow(
+        &self,
+        size: usize,
+        align: usize,
+    ) -> Result<(usize, u64), MemoryError> {
         match self.allocate_once(size, align) {
             Ok(r) => Ok(r),
             Err(_) => {
@@ -330,6 +329,7 @@ impl DevicePool {
 
     /// Frees by address a block whose token the caller does not know (adapters that get
     /// only a pointer and a layout). `class` is what [`class_for`](Self::class_for) gave.
+    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_by_addr(&self, addr: usize, class: Option<usize>, size: usize) -> bool {
         match class {
             Some(c) => {
@@ -349,6 +349,7 @@ impl DevicePool {
     }
 
     /// Whether a large user block starts at `addr`.
+    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn is_large_block(&self, addr: usize) -> bool {
         self.large.lock().is_user_block(addr)
     }
@@ -405,7 +406,7 @@ impl DevicePool {
                 reserved: m.reserved_bytes,
                 live: m.live_bytes,
             },
-            GrowError::Device(_) => {
+            GrowError::Device(cause) => {
                 let free = m.free_bytes();
                 MemoryError::OutOfMemory {
                     device: self.id,
@@ -415,6 +416,7 @@ impl DevicePool {
                     largest_free: m.large.largest_free,
                     free,
                     fragmentation: 100.0 * m.external_fragmentation(),
+                    cause: cause.reason,
                 }
             }
         }
@@ -423,13 +425,11 @@ impl DevicePool {
     /// Counters of this pool.
     pub fn metrics(&self) -> DeviceMetrics {
         let mut allocs = self.uncached_allocs.load(Relaxed);
-        let mut frees = self.uncached_frees.load(Relaxed);
         let mut live = self.published_live.load(Relaxed);
         let mut live_max = live;
         let mut cached = vec![0usize; self.central.len()];
         for c in self.caches.iter() {
             allocs += c.allocs.load(Relaxed);
-            frees += c.frees.load(Relaxed);
             live += c.live_delta.load(Relaxed);
             live_max += c.delta_max.load(Relaxed).max(0);
             for (class, n) in cached.iter_mut().enumerate() {
@@ -460,6 +460,9 @@ impl DevicePool {
             small.classes.push(cm);
         }
         let large = self.large.lock();
+        let live_allocations = small.live_blocks + large.user_blocks();
+        // Every free ends one allocation, so frees need no counter of their own.
+        let frees = allocs.saturating_sub(live_allocations as u64);
         let live_bytes = live.max(0) as usize;
         let peak = self.peak_live.load(Relaxed).max(live_max).max(0) as usize;
         DeviceMetrics {
@@ -469,7 +472,7 @@ impl DevicePool {
             peak_live_bytes: peak.max(live_bytes),
             reserved_bytes: large.reserved,
             peak_reserved_bytes: large.peak_reserved,
-            live_allocations: small.live_blocks + large.user_blocks(),
+            live_allocations,
             allocations: allocs,
             frees,
             budget: (self.budget != usize::MAX).then_some(self.budget),
@@ -486,6 +489,7 @@ impl DevicePool {
     }
 
     /// Sizes of the free blocks of the large pool.
+    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_block_sizes(&self) -> Vec<usize> {
         let mut v = Vec::new();
         self.large.lock().free_block_sizes(&mut v);

@@ -143,6 +143,7 @@ impl LargePool {
     }
 
     /// Frees a user block by address; `None` if no user block starts there.
+    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_user(&mut self, addr: usize) -> Option<usize> {
         let (token, size) = self.user.remove(&addr)?;
         self.user_bytes -= size;
@@ -159,6 +160,7 @@ impl LargePool {
     }
 
     /// Whether a user block starts at `addr`.
+    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn is_user_block(&self, addr: usize) -> bool {
         self.user.contains_key(&addr)
     }
@@ -218,6 +220,7 @@ impl LargePool {
     }
 
     /// Sizes of all free blocks.
+    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_block_sizes(&self, out: &mut Vec<usize>) {
         self.strategy.free_block_sizes(out)
     }
@@ -242,7 +245,8 @@ impl LargePool {
         // Chunks may be rounded down to the strategy's granule; allow that slack.
         let accounted = self.user_bytes + self.slab_bytes + self.strategy.free_bytes();
         assert!(
-            accounted <= self.reserved && self.reserved - accounted < 4096 * (self.chunk_count() + 1),
+            accounted <= self.reserved
+                && self.reserved - accounted < 4096 * (self.chunk_count() + 1),
             "blocks do not add up: user {} + slabs {} + free {} vs reserved {}",
             self.user_bytes,
             self.slab_bytes,

@@ -87,6 +87,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "pure arithmetic, too slow under Miri")]
     fn class_of_and_class_size_agree_on_every_size_up_to_2mib() {
         let mut prev_class = 0;
         for size in 1..=(2 << 20) {
@@ -96,12 +97,16 @@ mod tests {
             if c > 0 {
                 assert!(class_size(c - 1) < size, "size {size} fits a smaller class");
             }
-            assert!(c == prev_class || c == prev_class + 1, "classes skip at {size}");
+            assert!(
+                c == prev_class || c == prev_class + 1,
+                "classes skip at {size}"
+            );
             prev_class = c;
         }
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "pure arithmetic, too slow under Miri")]
     fn boundaries_plus_minus_one() {
         for idx in 0..classes_for_threshold(1 << 20) {
             let cs = class_size(idx);
@@ -115,6 +120,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "pure arithmetic, too slow under Miri")]
     fn average_rounding_waste_per_class() {
         let n = classes_for_threshold(1 << 20);
         let mut total = 0.0;
@@ -132,6 +138,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "pure arithmetic, too slow under Miri")]
     fn a_rounded_request_lands_on_an_aligned_class() {
         let mut align = 1;
         while align <= SLAB_ALIGN {
@@ -145,6 +152,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "pure arithmetic, too slow under Miri")]
     fn slabs_hold_whole_blocks() {
         for idx in 0..classes_for_threshold(1 << 30) {
             let s = slab_size(idx);

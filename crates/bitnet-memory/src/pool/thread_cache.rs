@@ -7,7 +7,9 @@
 //! atomic read-modify-write and no lock on this path.
 #![deny(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed,
+};
 
 /// Bytes of live-size change a thread accumulates before publishing it to the pool's
 /// shared counter (one atomic add per this many bytes of net change).
@@ -17,32 +19,35 @@ pub const PUBLISH_BYTES: i64 = 1 << 20;
 /// in the buffer and how many blocks it holds.
 #[derive(Debug)]
 pub struct CacheLayout {
-    start: Box<[u32]>,
-    cap: Box<[u32]>,
+    /// Per class: (first slot in the buffer, capacity), side by side so a lookup touches
+    /// one cache line.
+    slots: Box<[(u32, u32)]>,
     total: usize,
 }
 
 impl CacheLayout {
     /// Stacks for `caps.len()` classes with the given capacities.
     pub fn new(caps: impl Iterator<Item = usize>) -> Self {
-        let cap: Box<[u32]> = caps.map(|c| c as u32).collect();
-        let mut start = Vec::with_capacity(cap.len());
         let mut total = 0usize;
-        for &c in cap.iter() {
-            start.push(total as u32);
-            total += c as usize;
-        }
-        Self {
-            start: start.into(),
-            cap,
-            total,
-        }
+        let slots = caps
+            .map(|c| {
+                let slot = (total as u32, c as u32);
+                total += c;
+                slot
+            })
+            .collect();
+        Self { slots, total }
     }
 
     /// Capacity of class `class`'s stack.
     #[inline]
     pub fn cap(&self, class: usize) -> usize {
-        self.cap[class] as usize
+        self.slots[class].1 as usize
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.slots.len()
     }
 }
 
@@ -57,8 +62,6 @@ pub struct ThreadCache {
     pub delta_max: AtomicI64,
     /// Allocations made by this thread (small and large).
     pub allocs: AtomicU64,
-    /// Frees made by this thread (small and large).
-    pub frees: AtomicU64,
     /// Set by another thread that wants this cache emptied; the owner does it on its next
     /// operation.
     pub flush_requested: AtomicBool,
@@ -69,11 +72,10 @@ impl ThreadCache {
     pub fn new(layout: &CacheLayout) -> Self {
         Self {
             buf: (0..layout.total).map(|_| AtomicUsize::new(0)).collect(),
-            len: (0..layout.cap.len()).map(|_| AtomicU32::new(0)).collect(),
+            len: (0..layout.classes()).map(|_| AtomicU32::new(0)).collect(),
             live_delta: AtomicI64::new(0),
             delta_max: AtomicI64::new(0),
             allocs: AtomicU64::new(0),
-            frees: AtomicU64::new(0),
             flush_requested: AtomicBool::new(false),
         }
     }
@@ -87,23 +89,26 @@ impl ThreadCache {
     /// Owner only: the most recently cached block of `class`.
     #[inline]
     pub fn pop(&self, layout: &CacheLayout, class: usize) -> Option<usize> {
-        let n = self.len[class].load(Relaxed);
+        let len = &self.len[class];
+        let n = len.load(Relaxed);
         if n == 0 {
             return None;
         }
-        self.len[class].store(n - 1, Relaxed);
-        Some(self.buf[(layout.start[class] + n - 1) as usize].load(Relaxed))
+        len.store(n - 1, Relaxed);
+        Some(self.buf[(layout.slots[class].0 + n - 1) as usize].load(Relaxed))
     }
 
     /// Owner only: caches a block; `false` if the stack is full.
     #[inline]
     pub fn push(&self, layout: &CacheLayout, class: usize, addr: usize) -> bool {
-        let n = self.len[class].load(Relaxed);
-        if n == layout.cap[class] {
+        let len = &self.len[class];
+        let n = len.load(Relaxed);
+        let (start, cap) = layout.slots[class];
+        if n == cap {
             return false;
         }
-        self.buf[(layout.start[class] + n) as usize].store(addr, Relaxed);
-        self.len[class].store(n + 1, Relaxed);
+        self.buf[(start + n) as usize].store(addr, Relaxed);
+        len.store(n + 1, Relaxed);
         true
     }
 
@@ -118,7 +123,7 @@ impl ThreadCache {
     ) {
         let n = self.len(class);
         let count = count.min(n);
-        let base = layout.start[class] as usize;
+        let base = layout.slots[class].0 as usize;
         for i in 0..count {
             sink(self.buf[base + i].load(Relaxed));
         }
@@ -131,7 +136,7 @@ impl ThreadCache {
 
     /// Copies the first `n` entries of `class` (for the invariant checker).
     pub fn peek(&self, layout: &CacheLayout, class: usize, n: usize, out: &mut Vec<usize>) {
-        let base = layout.start[class] as usize;
+        let base = layout.slots[class].0 as usize;
         out.extend((0..n).map(|i| self.buf[base + i].load(Relaxed)));
     }
 
@@ -141,7 +146,8 @@ impl ThreadCache {
     pub fn account(&self, bytes: i64) -> Option<(i64, i64)> {
         let d = self.live_delta.load(Relaxed) + bytes;
         let m = self.delta_max.load(Relaxed);
-        if d.abs() >= PUBLISH_BYTES {
+        // |d| >= PUBLISH_BYTES in one unsigned comparison.
+        if (d + PUBLISH_BYTES - 1) as u64 >= (2 * PUBLISH_BYTES - 1) as u64 {
             self.live_delta.store(0, Relaxed);
             self.delta_max.store(0, Relaxed);
             return Some((d, m.max(d)));

@@ -94,6 +94,15 @@ fn mapping_search(size: usize) -> (usize, usize) {
     }
 }
 
+/// Smallest block size that maps to bin `(fl, sl)`.
+fn bin_lower_bound(fl: usize, sl: usize) -> usize {
+    if fl == 0 {
+        sl * GRANULE
+    } else {
+        ((SL_COUNT + sl) << (fl - 1)) * GRANULE
+    }
+}
+
 impl Tlsf {
     /// An empty TLSF with no chunks.
     pub fn new() -> Self {
@@ -281,7 +290,10 @@ impl BlockStrategy for Tlsf {
         if self.chunks.len() <= slot {
             self.chunks.resize(slot + 1, None);
         }
-        assert!(self.chunks[slot].is_none(), "chunk id {chunk} reused while live");
+        assert!(
+            self.chunks[slot].is_none(),
+            "chunk id {chunk} reused while live"
+        );
         self.chunks[slot] = Some(ChunkSlot {
             base,
             size,
@@ -359,9 +371,12 @@ impl BlockStrategy for Tlsf {
     }
 
     fn chunk_request(&self, size: usize, align: usize, growth: usize) -> (usize, usize) {
-        // Room for the block plus worst-case padding, rounded to whole pages.
-        let need = size.max(GRANULE) + align.saturating_sub(4096);
-        let size = need.max(growth).next_multiple_of(4096);
+        // Room for the block plus worst-case padding (chunks are page aligned), rounded up
+        // to the lower bound of the bin a search for it looks in (a search skips blocks
+        // of its own bin, which may be smaller), then to whole pages.
+        let need = size.max(GRANULE).next_multiple_of(GRANULE) + align.saturating_sub(4096);
+        let (fl, sl) = mapping_search(need);
+        let size = bin_lower_bound(fl, sl).max(growth).next_multiple_of(4096);
         (size, 4096)
     }
 
@@ -424,7 +439,10 @@ impl BlockStrategy for Tlsf {
                 assert_eq!(n.chunk as usize, c, "node in wrong chunk");
                 assert_eq!(n.offset, offset, "hole or overlap in chunk {c}");
                 assert_eq!(n.prev_phys, prev, "broken physical link");
-                assert!(n.size >= GRANULE && n.size % GRANULE == 0, "bad size");
+                assert!(
+                    n.size >= GRANULE && n.size.is_multiple_of(GRANULE),
+                    "bad size"
+                );
                 assert_ne!(n.state, State::Vacant, "vacant node linked");
                 let is_free = n.state == State::Free;
                 assert!(!(is_free && prev_free), "two free neighbours not merged");

@@ -1,0 +1,84 @@
+//! A reduced set over every path that touches raw memory (allocation views, the CPU
+//! backend, cross-thread frees, trimming), small enough for `cargo +nightly miri test`.
+//! It runs in normal test runs too.
+
+use bitnet_memory::{DeviceId, MemoryConfig, MemoryManager, Strategy};
+use std::alloc::Layout;
+
+fn small_config() -> MemoryConfig {
+    // Small chunks keep Miri fast (it zero-fills and tracks every byte).
+    MemoryConfig::default()
+        .min_chunk(64 << 10)
+        .max_chunk(256 << 10)
+        .small_threshold(16 << 10)
+}
+
+#[test]
+fn views_write_and_read_every_byte_of_small_and_large_blocks() {
+    for strategy in [Strategy::Hybrid, Strategy::BestFit, Strategy::BuddySystem] {
+        let mm = MemoryManager::new(small_config().strategy(strategy)).unwrap();
+        let mut blocks = Vec::new();
+        for (i, size) in [1usize, 7, 16, 100, 1000, 5000, 20_000, 70_000]
+            .into_iter()
+            .enumerate()
+        {
+            let mut a = mm.allocate(Layout::from_size_align(size, 8).unwrap());
+            a.as_mut_slice().fill(i as u8);
+            blocks.push((a, i as u8));
+        }
+        for (a, v) in &blocks {
+            assert!(a.as_slice().iter().all(|b| b == v));
+        }
+        blocks.truncate(3);
+        let z = mm.allocate_zeroed(Layout::from_size_align(5000, 64).unwrap());
+        assert!(z.as_slice().iter().all(|&b| b == 0));
+        drop(z);
+        drop(blocks);
+        mm.trim();
+        mm.check_invariants();
+        assert_eq!(mm.metrics().live_bytes(), 0);
+    }
+}
+
+#[test]
+fn blocks_move_between_threads() {
+    let mm = MemoryManager::new(small_config()).unwrap();
+    let blocks: Vec<_> = (0..20)
+        .map(|i| {
+            let mut a = mm.allocate(Layout::from_size_align(64 + i * 300, 16).unwrap());
+            a.as_mut_slice().fill(i as u8);
+            a
+        })
+        .collect();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for (i, a) in blocks.into_iter().enumerate() {
+                assert!(a.as_slice().iter().all(|&b| b == i as u8));
+            }
+        });
+        s.spawn(|| {
+            let a = mm.allocate(Layout::from_size_align(3000, 8).unwrap());
+            drop(a);
+        });
+    });
+    // Reuse the blocks the other thread freed into its own cache or the central lists.
+    let again: Vec<_> = (0..20)
+        .map(|i| mm.allocate(Layout::from_size_align(64 + i * 300, 16).unwrap()))
+        .collect();
+    drop(again);
+    assert_eq!(mm.metrics().live_allocations(), 0);
+}
+
+#[test]
+fn zero_sized_and_raw_blocks() {
+    let mm = MemoryManager::new(small_config()).unwrap();
+    let mut z = mm.allocate(Layout::from_size_align(0, 32).unwrap());
+    assert!(z.as_mut_slice().is_empty());
+    let raw = mm
+        .allocate_raw(DeviceId::CPU, Layout::from_size_align(48, 8).unwrap())
+        .unwrap();
+    // SAFETY: the raw block is 48 bytes of host memory owned by this test until freed.
+    unsafe { raw.ptr.as_ptr().write_bytes(0xAB, raw.size) };
+    mm.free_raw(raw).unwrap();
+    assert!(mm.free_raw(raw).is_err());
+}
