@@ -1,1 +1,2 @@
+//! The `bitnet-mem` command.
 fn main() {}
