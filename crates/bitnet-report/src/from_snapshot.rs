@@ -30,16 +30,21 @@ struct Series {
 }
 
 impl Series {
-    /// By pool when every alloc and free entry names its pool, else by size band.
-    /// Index 0 is always [`BEFORE_HISTORY`].
-    fn of(history: &[HistoryEntry]) -> Self {
-        let blocks = history
+    /// By pool when every alloc and free entry names its pool (the pools of the history
+    /// and of the snapshot), else by size band. Index 0 is always [`BEFORE_HISTORY`].
+    fn of(snap: &Snapshot) -> Self {
+        let blocks = snap
+            .history
             .iter()
             .filter(|e| matches!(e.kind, HistoryKind::Alloc | HistoryKind::Free));
         let by_pool = blocks.clone().all(|e| e.pool.is_some());
         let mut names = vec![BEFORE_HISTORY.to_string()];
         let kind = if by_pool {
-            let mut pools: Vec<&str> = blocks.filter_map(|e| e.pool.as_deref()).collect();
+            let in_pools = snap.devices.iter().flat_map(|d| &d.pools);
+            let mut pools: Vec<&str> = blocks
+                .filter_map(|e| e.pool.as_deref())
+                .chain(in_pools.map(|p| p.pool.as_str()))
+                .collect();
             let rank = |p: &str| match p {
                 "small" => 0,
                 "large" => 1,
@@ -77,7 +82,7 @@ impl Series {
 /// Builds the report of a checked snapshot.
 pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Result<ReportData> {
     let pool_blocks = pool_blocks(snap);
-    let series = Series::of(&snap.history);
+    let series = Series::of(snap);
     let h = &snap.history;
 
     // Exact peak of live bytes over the history (first event that reached it).
@@ -86,19 +91,19 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
     let mut window: HashMap<u64, usize> = HashMap::new();
     for (i, e) in h.iter().enumerate() {
         t = t.max(e.t_ns);
-        match (e.kind, e.id) {
-            (HistoryKind::Alloc, Some(id)) => {
-                if window.insert(id, i).is_some() {
-                    return Err(ReportError::Snapshot {
-                        path: format!("history[{i}].id"),
-                        message: format!("allocates id {id} which is already live"),
-                    });
-                }
-            }
+        let twice = match (e.kind, e.id) {
+            (HistoryKind::Alloc, Some(id)) => window.insert(id, i).map(|_| id),
             (HistoryKind::Free, Some(id)) => {
                 window.remove(&id);
+                None
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(id) = twice {
+            return Err(ReportError::Snapshot {
+                path: format!("history[{i}].id"),
+                message: format!("allocates id {id} which is already live"),
+            });
         }
         if peak.map_or(true, |p| e.live_bytes > p.bytes) {
             peak = Some(Peak {

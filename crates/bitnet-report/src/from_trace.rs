@@ -177,7 +177,10 @@ pub(crate) fn build(
     for s in &mut samples {
         s.live = keep.iter().map(|&b| s.live[b]).collect();
     }
-    let series = keep.iter().map(|&b| SizeBand::ALL[b].name().to_string()).collect();
+    let series = keep
+        .iter()
+        .map(|&b| SizeBand::ALL[b].name().to_string())
+        .collect();
 
     let end_bytes: u64 = live.values().map(|b| b.size).sum();
     let mut summary = vec![

@@ -17,7 +17,7 @@
 //! assert_eq!(data.peak.map(|p| p.bytes), Some(5_001_000));
 //! assert_eq!(data.live_at_peak[0].id, 2);               // largest first
 //! let html = render_html(&data);                        // one file, opens offline
-//! assert!(html.contains("id=\"peak-label\""));
+//! assert!(html.contains("id=\"timeline\"") && !html.contains("<link"));
 //! let json = render_perfetto(&data);                    // for ui.perfetto.dev
 //! assert!(json.starts_with('{'));
 //! # Ok::<(), bitnet_report::ReportError>(())

@@ -42,7 +42,10 @@ impl<'m> Replayer<'m> {
                     .map_err(|_| fail(format!("align {} does not fit this machine", ev.align)))?;
                 let layout = Layout::from_size_align(size, align)
                     .map_err(|e| fail(format!("layout {size} B at align {align}: {e}")))?;
-                let a = self.mm.try_allocate(layout).map_err(|e| fail(e.to_string()))?;
+                let a = self
+                    .mm
+                    .try_allocate(layout)
+                    .map_err(|e| fail(e.to_string()))?;
                 self.live.insert(ev.id, a);
             }
             Op::Free => {

@@ -167,12 +167,11 @@ impl Snapshot {
     /// `devices[0].pools[1].chunks[3].blocks[2].offset`.
     pub fn from_json(text: &str) -> Result<Self> {
         let de = &mut serde_json::Deserializer::from_str(text);
-        let snap: Snapshot = serde_path_to_error::deserialize(de).map_err(|e| {
-            ReportError::Snapshot {
+        let snap: Snapshot =
+            serde_path_to_error::deserialize(de).map_err(|e| ReportError::Snapshot {
                 path: e.path().to_string(),
                 message: e.inner().to_string(),
-            }
-        })?;
+            })?;
         snap.check()?;
         Ok(snap)
     }

@@ -119,7 +119,11 @@ mod tests {
     fn errors_name_the_line_and_the_field() {
         let cases = [
             ("a,1,472,16,0\n", 1, "expected 6 fields"),
-            ("op,id,size,align,thread,t_ns\na,1,x,16,0,1\n", 2, "size must be"),
+            (
+                "op,id,size,align,thread,t_ns\na,1,x,16,0,1\n",
+                2,
+                "size must be",
+            ),
             ("a,1,4,16,0,1\nm,2,4,16,0,2\n", 2, "op must be"),
             ("a,1,4,3,0,1\n", 1, "power of two"),
             ("a,1,4,16,-1,1\n", 1, "thread must be"),

@@ -8,7 +8,7 @@
   var SVG = 'http://www.w3.org/2000/svg';
   var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948',
     '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
-  var PEAK_ROWS = 200;
+  var PEAK_ROWS = 100;
   var MAX_CHUNKS = 400;
 
   function $(id) { return document.getElementById(id); }
