@@ -186,3 +186,59 @@ fn numpy_serving_report_renders_in_headless_chromium_under_two_seconds() {
         Some(data.live_at_peak[0].id.to_string().as_str())
     );
 }
+
+#[test]
+fn chromium_draws_a_snapshot_with_its_chunk_map_and_markers() {
+    let Some(chromium) = chromium() else { return };
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let data =
+        ReportData::from_snapshot_json(&sample_snapshot().to_string(), &ReportOptions::default())
+            .expect("report");
+    let dir = TempDir::new("snapshot");
+    let page = dir.0.join("snapshot.html");
+    std::fs::write(&page, render_html(&data)).expect("write page");
+    let tags = tags(&dump_dom(&chromium, &page).dom);
+    assert_rendered(&tags);
+
+    let names: Vec<&str> = tags
+        .iter()
+        .filter(|t| t.has_class("live-series"))
+        .filter_map(|t| t.attr("data-series"))
+        .collect();
+    assert_eq!(names, ["before history", "small", "large"]);
+    assert_eq!(label_bytes(&by_id(&tags, "peak-label").text), 279_000);
+    let first = tags.iter().find(|t| t.has_class("peak-row")).expect("rows");
+    assert_eq!(first.attr("data-id"), Some("11"));
+
+    // One bar per chunk, with its live bytes; live blocks drawn as such.
+    let chunks: Vec<(&str, &str)> = tags
+        .iter()
+        .filter(|t| t.has_class("chunk"))
+        .map(|t| {
+            (
+                t.attr("data-pool").unwrap_or(""),
+                t.attr("data-live-bytes").unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(chunks, [("small", "4160"), ("large", "70144")]);
+    let live_rects = tags
+        .iter()
+        .filter(|t| t.name == "rect" && t.has_class("live"))
+        .count();
+    assert_eq!(live_rects, 4, "one rect per live block");
+
+    // The trim and the pressure event, and the fragmentation figures of the snapshot.
+    let kinds: Vec<&str> = tags
+        .iter()
+        .filter(|t| t.has_class("marker"))
+        .filter_map(|t| t.attr("data-kind"))
+        .collect();
+    assert_eq!(kinds, ["trim", "pressure"]);
+    assert_eq!(
+        tags.iter().filter(|t| t.has_class("frag-series")).count(),
+        2
+    );
+    let leaks = tags.iter().filter(|t| t.has_class("leak-row")).count();
+    assert_eq!(leaks, 4);
+}

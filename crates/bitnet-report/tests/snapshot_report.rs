@@ -5,66 +5,10 @@ use bitnet_report::snapshot::{HistoryKind, Snapshot};
 use bitnet_report::{
     MarkerKind, ReportData, ReportError, ReportOptions, SeriesKind, SourceKind, BEFORE_HISTORY,
 };
+mod common;
+
+use common::sample_snapshot as sample;
 use serde_json::{json, Value};
-
-fn metrics(live: u64, reserved: u64) -> Value {
-    json!({
-        "live_bytes": live, "peak_live_bytes": 279000, "reserved_bytes": reserved,
-        "peak_reserved_bytes": 2 << 20, "live_allocations": 4, "allocations": 6, "frees": 2,
-        "free_bytes": 979456, "largest_free": 978432, "budget": null
-    })
-}
-
-/// Before the history: id 1 (5000 B, large, freed at t = 400) and id 2 (3000 B, small,
-/// still live). Running live bytes: 9000, 209000, 209000 (trim), 279000 (the peak, at
-/// t = 350), 274000, 74000, 74000 (pressure), 74050.
-fn sample() -> Value {
-    let e = |t: u64,
-             kind: &str,
-             id: Option<u64>,
-             size: u64,
-             live: u64,
-             pool: Option<&str>,
-             site: Option<&str>| {
-        json!({ "t_ns": t, "kind": kind, "id": id, "size": size, "live_bytes": live,
-                "reserved_bytes": 2 << 20, "pool": pool, "site": site })
-    };
-    let mut pressure = e(600, "pressure", None, 0, 74000, None, None);
-    pressure["detail"] = json!("high");
-    json!({
-        "version": 1,
-        "t_ns": 800,
-        "metrics": metrics(74050, 2 << 20),
-        "devices": [{
-            "device": 0,
-            "backend": "cpu",
-            "metrics": metrics(74050, 2 << 20),
-            "pools": [
-                { "pool": "small", "chunks": [{ "index": 0, "base_offset": 4096, "size": 65536, "blocks": [
-                    { "offset": 0, "size": 1024, "live": true, "size_class": 1024, "allocation_id": 10, "site": "a.rs:1" },
-                    { "offset": 1024, "size": 1024, "live": false, "size_class": 1024 },
-                    { "offset": 4096, "size": 3072, "live": true, "size_class": 3072, "allocation_id": 2, "site": "d.rs:4" },
-                    { "offset": 8192, "size": 64, "live": true, "size_class": 64, "allocation_id": 13 }
-                ]}]},
-                { "pool": "large", "strategy": "tlsf", "chunks": [{ "index": 0, "base_offset": 1048576, "size": 1048576, "blocks": [
-                    { "offset": 0, "size": 70144, "live": true, "allocation_id": 12, "site": "c.rs:3" },
-                    { "offset": 70144, "size": 978432, "live": false }
-                ]}]}
-            ]
-        }],
-        "history": [
-            e(100, "alloc", Some(10), 1000, 9000, Some("small"), Some("a.rs:1")),
-            e(200, "alloc", Some(11), 200000, 209000, Some("large"), Some("b.rs:2")),
-            e(300, "trim", None, 4096, 209000, None, None),
-            e(350, "alloc", Some(12), 70000, 279000, Some("large"), Some("c.rs:3")),
-            e(400, "free", Some(1), 5000, 274000, Some("large"), None),
-            e(500, "free", Some(11), 200000, 74000, Some("large"), None),
-            pressure,
-            e(700, "alloc", Some(13), 50, 74050, Some("small"), None)
-        ],
-        "history_dropped": 12
-    })
-}
 
 fn report(v: &Value) -> ReportData {
     ReportData::from_snapshot_json(&v.to_string(), &ReportOptions::default()).expect("report")
@@ -248,4 +192,22 @@ fn load_tells_a_snapshot_from_a_trace() {
         (d.source, d.title.as_str()),
         (SourceKind::Snapshot, "snap.json")
     );
+}
+
+/// The example in docs/report.md is a valid snapshot and reads as it says.
+#[test]
+fn the_documented_example_parses() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/report.md"))
+        .expect("read docs/report.md");
+    let start = doc.find("```json\n").expect("a json block") + "```json\n".len();
+    let end = start + doc[start..].find("```").expect("end of the block");
+    let d = ReportData::from_snapshot_json(&doc[start..end], &ReportOptions::default())
+        .expect("the documented snapshot");
+    let p = d.peak.expect("peak");
+    assert_eq!((p.bytes, p.t_ns), (3_001_472, 2000));
+    // id 17 was allocated before the history (its entry was dropped) and is still live.
+    let ids: Vec<u64> = d.live_at_peak.iter().map(|b| b.id).collect();
+    assert_eq!(ids, [9, 17, 18]);
+    assert_eq!(d.timeline.series, [BEFORE_HISTORY, "small", "large"]);
+    assert_eq!(d.markers.len(), 2);
 }

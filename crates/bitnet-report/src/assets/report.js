@@ -296,7 +296,8 @@
       { key: 'largest_free', name: 'largest free block', color: '#4e79a7' }
     ];
     legend($('fragmentation-legend'), lines.map(function (l) { return { name: l.name, color: l.color, line: true }; }));
-    var f = frame(S[idx[0]].t_ns, Math.max(S[idx[idx.length - 1]].t_ns, S[idx[0]].t_ns + 1), yMax * 1.08, 260);
+    // Same time axis as the timeline above, so the two charts line up.
+    var f = frame(S[0].t_ns, S[S.length - 1].t_ns, yMax * 1.08, 260);
     lines.forEach(function (l) {
       var have = idx.filter(function (i) { return S[i][l.key] !== undefined; });
       var keep = perPixel(S, have, f.x, function (s) { return s[l.key]; });

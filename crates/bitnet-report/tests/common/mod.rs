@@ -2,6 +2,7 @@
 //! and helpers to read a page that headless Chromium has rendered.
 #![allow(dead_code)]
 
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,7 +52,13 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Removes the directory, unless `BITNET_REPORT_KEEP=1` asks to keep the pages for a
+    /// look.
     fn drop(&mut self) {
+        if std::env::var("BITNET_REPORT_KEEP").as_deref() == Ok("1") {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -238,4 +245,63 @@ pub fn by_id<'a>(tags: &'a [Tag], id: &str) -> &'a Tag {
     tags.iter()
         .find(|t| t.attr("id") == Some(id))
         .unwrap_or_else(|| panic!("no element with id `{id}` in the rendered DOM"))
+}
+
+pub fn snapshot_metrics(live: u64, reserved: u64) -> Value {
+    json!({
+        "live_bytes": live, "peak_live_bytes": 279000, "reserved_bytes": reserved,
+        "peak_reserved_bytes": 2 << 20, "live_allocations": 4, "allocations": 6, "frees": 2,
+        "free_bytes": 979456, "largest_free": 978432, "budget": null
+    })
+}
+
+/// Before the history: id 1 (5000 B, large, freed at t = 400) and id 2 (3000 B, small,
+/// still live). Running live bytes: 9000, 209000, 209000 (trim), 279000 (the peak, at
+/// t = 350), 274000, 74000, 74000 (pressure), 74050.
+pub fn sample_snapshot() -> Value {
+    let e = |t: u64,
+             kind: &str,
+             id: Option<u64>,
+             size: u64,
+             live: u64,
+             pool: Option<&str>,
+             site: Option<&str>| {
+        json!({ "t_ns": t, "kind": kind, "id": id, "size": size, "live_bytes": live,
+                "reserved_bytes": 2 << 20, "pool": pool, "site": site })
+    };
+    let mut pressure = e(600, "pressure", None, 0, 74000, None, None);
+    pressure["detail"] = json!("high");
+    json!({
+        "version": 1,
+        "t_ns": 800,
+        "metrics": snapshot_metrics(74050, 2 << 20),
+        "devices": [{
+            "device": 0,
+            "backend": "cpu",
+            "metrics": snapshot_metrics(74050, 2 << 20),
+            "pools": [
+                { "pool": "small", "chunks": [{ "index": 0, "base_offset": 4096, "size": 65536, "blocks": [
+                    { "offset": 0, "size": 1024, "live": true, "size_class": 1024, "allocation_id": 10, "site": "a.rs:1" },
+                    { "offset": 1024, "size": 1024, "live": false, "size_class": 1024 },
+                    { "offset": 4096, "size": 3072, "live": true, "size_class": 3072, "allocation_id": 2, "site": "d.rs:4" },
+                    { "offset": 8192, "size": 64, "live": true, "size_class": 64, "allocation_id": 13 }
+                ]}]},
+                { "pool": "large", "strategy": "tlsf", "chunks": [{ "index": 0, "base_offset": 1048576, "size": 1048576, "blocks": [
+                    { "offset": 0, "size": 70144, "live": true, "allocation_id": 12, "site": "c.rs:3" },
+                    { "offset": 70144, "size": 978432, "live": false }
+                ]}]}
+            ]
+        }],
+        "history": [
+            e(100, "alloc", Some(10), 1000, 9000, Some("small"), Some("a.rs:1")),
+            e(200, "alloc", Some(11), 200000, 209000, Some("large"), Some("b.rs:2")),
+            e(300, "trim", None, 4096, 209000, None, None),
+            e(350, "alloc", Some(12), 70000, 279000, Some("large"), Some("c.rs:3")),
+            e(400, "free", Some(1), 5000, 274000, Some("large"), None),
+            e(500, "free", Some(11), 200000, 74000, Some("large"), None),
+            pressure,
+            e(700, "alloc", Some(13), 50, 74050, Some("small"), None)
+        ],
+        "history_dropped": 12
+    })
 }
