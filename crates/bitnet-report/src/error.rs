@@ -28,6 +28,9 @@ pub enum ReportError {
         /// What is wrong with it.
         message: String,
     },
+    /// The memory manager for a replay could not be created (a bad `MemoryConfig`).
+    #[error("cannot create the memory manager for the replay: {0}")]
+    Manager(String),
     /// Replaying a trace through a memory manager failed.
     #[error("replay of trace line {line}: {message}")]
     Replay {

@@ -103,10 +103,8 @@ pub(crate) fn build(
     let peak_index = scan.peak.map(|p| p.event_index as usize);
     let mm = match &opts.replay {
         Some(r) => Some(
-            MemoryManager::new(r.config.clone()).map_err(|e| ReportError::Replay {
-                line: 0,
-                message: format!("cannot create the memory manager: {e}"),
-            })?,
+            MemoryManager::new(r.config.clone())
+                .map_err(|e| ReportError::Manager(e.to_string()))?,
         ),
         None => None,
     };

@@ -201,3 +201,43 @@ fn numpy_trace_peak_matches_a_plain_recount() {
     assert_eq!(d.leaks.iter().map(|g| g.bytes).sum::<u64>(), cur);
     assert!(d.timeline.samples.len() < 20_000);
 }
+
+#[test]
+fn an_empty_trace_gives_an_empty_report_that_still_renders() {
+    let d = report("op,id,size,align,thread,t_ns\n");
+    assert!(d.peak.is_none() && d.timeline.samples.is_empty() && d.leaks.is_empty());
+    assert!(d.timeline.series.is_empty());
+    let html = bitnet_report::render_html(&d);
+    assert!(html.contains("\"peak\":null"));
+    let v: serde_json::Value = serde_json::from_str(&bitnet_report::render_perfetto(&d)).unwrap();
+    assert_eq!(
+        v["traceEvents"].as_array().map(Vec::len),
+        Some(1),
+        "only the process name"
+    );
+}
+
+#[test]
+fn a_bad_manager_config_and_a_failing_replay_are_errors() {
+    let bad = ReplayOptions {
+        config: bitnet_memory::MemoryConfig::default().min_chunk(1000),
+        ..ReplayOptions::default()
+    };
+    let err =
+        ReportData::from_trace(SMALL_TRACE, &ReportOptions::default().replay(bad)).unwrap_err();
+    assert!(matches!(err, ReportError::Manager(_)), "{err}");
+    // A 1 MiB budget: the 100 B block fits, the 2 MiB one (line 3) cannot.
+    let tight = ReplayOptions {
+        config: bitnet_memory::MemoryConfig::default().budget(1 << 20),
+        ..ReplayOptions::default()
+    };
+    let trace = "op,id,size,align,thread,t_ns\na,1,100,16,0,0\na,2,2097152,64,0,10\n";
+    let err = ReportData::from_trace(trace, &ReportOptions::default().replay(tight)).unwrap_err();
+    match &err {
+        ReportError::Replay { line, message } => {
+            assert_eq!(*line, 3, "{err}");
+            assert!(message.contains("budget"), "{err}");
+        }
+        other => panic!("expected a replay error, got {other}"),
+    }
+}
