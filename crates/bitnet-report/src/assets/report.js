@@ -55,13 +55,13 @@
 
   function sum(a) { var s = 0; for (var i = 0; i < a.length; i++) s += a[i]; return s; }
 
-  // Indexes of `idx` (into samples) to draw: per pixel column the first, the lowest
-  // and the highest by `value`, in time order.
+  // Indexes of `idx` (into samples) to draw: per pixel column the first, the lowest,
+  // the highest and the last by `value`, in time order.
   function perPixel(samples, idx, xOf, value) {
-    var out = [], col = -1, lo = -1, hi = -1, first = -1;
+    var out = [], col = -1, lo = -1, hi = -1, first = -1, last = -1;
     function flush() {
       if (first < 0) return;
-      var keep = [first, lo, hi];
+      var keep = [first, lo, hi, last];
       keep.sort(function (a, b) { return a - b; });
       for (var k = 0; k < keep.length; k++) {
         if (out.length === 0 || out[out.length - 1] !== keep[k]) out.push(keep[k]);
@@ -71,9 +71,10 @@
       var i = idx[j];
       var c = Math.floor(xOf(samples[i].t_ns));
       var v = value(samples[i]);
-      if (c !== col) { flush(); col = c; first = lo = hi = i; continue; }
+      if (c !== col) { flush(); col = c; first = lo = hi = last = i; continue; }
       if (v < value(samples[lo])) lo = i;
       if (v > value(samples[hi])) hi = i;
+      last = i;
     }
     flush();
     return out;

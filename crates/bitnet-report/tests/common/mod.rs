@@ -85,7 +85,7 @@ pub fn chromium() -> Option<PathBuf> {
     }
     panic!(
         "chromium is not installed, so the browser test cannot run. Install it with \
-         `apt-get install -y chromium` (what .ci/run does), point BITNET_CHROMIUM at a \
+         `apt-get install -y chromium` (CI must install it the same way), point BITNET_CHROMIUM at a \
          binary, or set BITNET_SKIP_BROWSER=1 to skip this test on purpose."
     );
 }
