@@ -1,0 +1,72 @@
+//! Replay of a trace through a memory manager, to measure what the pool reserves.
+
+use crate::error::{ReportError, Result};
+use crate::trace::{Op, TraceEvent};
+use bitnet_memory::{Allocation, MemoryManager};
+use std::alloc::Layout;
+use std::collections::HashMap;
+
+/// Pool figures read from the manager's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PoolReading {
+    pub(crate) reserved: u64,
+    pub(crate) free: u64,
+    pub(crate) largest_free: u64,
+}
+
+/// Holds the replayed allocations; they are freed when the replayer is dropped.
+pub(crate) struct Replayer<'m> {
+    mm: &'m MemoryManager,
+    live: HashMap<u64, Allocation<'m>>,
+}
+
+impl<'m> Replayer<'m> {
+    pub(crate) fn new(mm: &'m MemoryManager) -> Self {
+        Self {
+            mm,
+            live: HashMap::new(),
+        }
+    }
+
+    /// Applies one event. The caller has checked that ids match up.
+    pub(crate) fn apply(&mut self, ev: &TraceEvent) -> Result<()> {
+        let fail = |message: String| ReportError::Replay {
+            line: ev.line,
+            message,
+        };
+        match ev.op {
+            Op::Alloc => {
+                let size = usize::try_from(ev.size)
+                    .map_err(|_| fail(format!("size {} does not fit this machine", ev.size)))?;
+                let align = usize::try_from(ev.align)
+                    .map_err(|_| fail(format!("align {} does not fit this machine", ev.align)))?;
+                let layout = Layout::from_size_align(size, align)
+                    .map_err(|e| fail(format!("layout {size} B at align {align}: {e}")))?;
+                let a = self
+                    .mm
+                    .try_allocate(layout)
+                    .map_err(|e| fail(e.to_string()))?;
+                self.live.insert(ev.id, a);
+            }
+            Op::Free => {
+                self.live.remove(&ev.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the manager's figures now.
+    pub(crate) fn read(&self) -> PoolReading {
+        let m = self.mm.metrics();
+        PoolReading {
+            reserved: m.reserved_bytes() as u64,
+            free: m.devices.iter().map(|d| d.free_bytes() as u64).sum(),
+            largest_free: m
+                .devices
+                .iter()
+                .map(|d| d.large.largest_free as u64)
+                .max()
+                .unwrap_or(0),
+        }
+    }
+}

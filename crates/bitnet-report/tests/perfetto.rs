@@ -1,0 +1,93 @@
+//! The Perfetto / chrome://tracing JSON parses back and holds the expected events.
+
+mod common;
+
+use bitnet_report::{
+    render_perfetto, Marker, MarkerKind, ReplayOptions, ReportData, ReportOptions,
+};
+use common::*;
+use serde_json::Value;
+
+fn events(data: &ReportData) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&render_perfetto(data)).expect("valid JSON");
+    v["traceEvents"]
+        .as_array()
+        .expect("traceEvents array")
+        .clone()
+}
+
+fn named<'a>(ev: &'a [Value], ph: &str, name: &str) -> Vec<&'a Value> {
+    ev.iter()
+        .filter(|e| e["ph"] == ph && e["name"] == name)
+        .collect()
+}
+
+#[test]
+fn counters_follow_the_timeline_and_the_peak_is_an_instant() {
+    let d = ReportData::from_trace(SMALL_TRACE, &ReportOptions::default()).expect("report");
+    let ev = events(&d);
+    let live = named(&ev, "C", "live bytes");
+    assert_eq!(live.len(), d.timeline.samples.len());
+    // ts in microseconds; one argument per series, summing to the live total.
+    let at_peak = live
+        .iter()
+        .find(|e| e["ts"].as_f64() == Some(SMALL_PEAK_T as f64 / 1000.0))
+        .expect("a counter at the peak");
+    let args = at_peak["args"].as_object().expect("args");
+    assert_eq!(args.len(), SMALL_SERIES.len());
+    assert_eq!(
+        args.values().filter_map(Value::as_u64).sum::<u64>(),
+        SMALL_PEAK
+    );
+    assert_eq!(args["1 MiB - 16 MiB"], 2_000_000);
+    let peak = named(&ev, "i", "peak live bytes");
+    assert_eq!(peak.len(), 1);
+    assert_eq!(peak[0]["args"]["bytes"], SMALL_PEAK);
+    // No replay: no reserved counter.
+    assert!(named(&ev, "C", "reserved bytes").is_empty());
+    for e in &ev {
+        assert!(e["pid"].is_u64() && e["ph"].is_string(), "{e}");
+    }
+}
+
+#[test]
+fn replay_adds_reserved_counters_and_markers_become_instants() {
+    let opts = ReportOptions::default().replay(ReplayOptions::default());
+    let mut d = ReportData::from_trace(SMALL_TRACE, &opts).expect("report");
+    d.markers = vec![
+        Marker {
+            t_ns: 2500,
+            kind: MarkerKind::Trim,
+            bytes: 4096,
+            detail: None,
+        },
+        Marker {
+            t_ns: 3500,
+            kind: MarkerKind::Pressure,
+            bytes: 0,
+            detail: Some("high".into()),
+        },
+    ];
+    let ev = events(&d);
+    let reserved = named(&ev, "C", "reserved bytes");
+    let measured = d
+        .timeline
+        .samples
+        .iter()
+        .filter(|s| s.reserved.is_some())
+        .count();
+    assert_eq!(reserved.len(), measured);
+    assert!(reserved
+        .iter()
+        .all(|e| e["args"]["reserved"].as_u64().is_some_and(|r| r > 0)));
+    assert_eq!(named(&ev, "C", "largest free block").len(), measured);
+    let trim = named(&ev, "i", "trim");
+    assert_eq!(trim.len(), 1);
+    assert_eq!(
+        (trim[0]["ts"].as_f64(), &trim[0]["args"]["bytes"]),
+        (Some(2.5), &Value::from(4096))
+    );
+    let pressure = named(&ev, "i", "pressure");
+    assert_eq!(pressure[0]["args"]["detail"], "high");
+    assert_eq!(pressure[0]["s"], "g");
+}
