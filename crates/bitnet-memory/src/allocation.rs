@@ -1,7 +1,8 @@
 //! [`Allocation`]: the RAII handle of one block.
 
 use crate::device::DeviceId;
-use crate::pool::hybrid::{DevicePool, ZERO};
+use crate::manager::Inner;
+use crate::pool::hybrid::ZERO;
 use std::fmt;
 use std::ptr::NonNull;
 
@@ -18,7 +19,10 @@ pub struct Allocation<'m> {
     ptr: NonNull<u8>,
     len: usize,
     token: u64,
-    pool: &'m DevicePool,
+    /// Tracking slot (0: untracked).
+    slot: u32,
+    device: u8,
+    inner: &'m Inner,
 }
 
 // SAFETY: an `Allocation` is the only handle to its block (the pool hands each block to
@@ -29,23 +33,61 @@ unsafe impl Send for Allocation<'_> {}
 unsafe impl Sync for Allocation<'_> {}
 
 impl<'m> Allocation<'m> {
-    pub(crate) fn new(addr: usize, len: usize, token: u64, pool: &'m DevicePool) -> Self {
+    #[inline]
+    pub(crate) fn new(
+        addr: usize,
+        len: usize,
+        token: u64,
+        slot: u32,
+        device: DeviceId,
+        inner: &'m Inner,
+    ) -> Self {
         let ptr = std::ptr::with_exposed_provenance_mut::<u8>(addr);
         Self {
             ptr: NonNull::new(ptr).expect("the pool never hands out address 0"),
             len,
             token,
-            pool,
+            slot,
+            device: device.0,
+            inner,
         }
     }
 
-    pub(crate) fn zero_sized(align: usize, pool: &'m DevicePool) -> Self {
+    pub(crate) fn zero_sized(align: usize, device: DeviceId, inner: &'m Inner) -> Self {
         Self {
             ptr: NonNull::new(std::ptr::without_provenance_mut(align)).expect("align > 0"),
             len: 0,
             token: ZERO,
-            pool,
+            slot: 0,
+            device: device.0,
+            inner,
         }
+    }
+
+    fn host_visible(&self) -> bool {
+        self.inner.devices[self.device as usize].host_visible
+    }
+
+    /// The tracking id of this allocation, when it is tracked.
+    pub fn id(&self) -> Option<u32> {
+        if self.slot == 0 {
+            return None;
+        }
+        self.inner.tracker.read(self.slot).map(|m| m.id)
+    }
+
+    /// Whether the tracking layer records this allocation.
+    pub fn is_tracked(&self) -> bool {
+        self.slot != 0
+    }
+
+    /// Marks the allocation as meant to live long (weights, caches): leak detection does
+    /// not report it when a scope ends. No effect on untracked allocations.
+    pub fn persist(&self) -> &Self {
+        if self.slot != 0 {
+            self.inner.tracker.mark_persistent(self.slot);
+        }
+        self
     }
 
     /// Size in bytes, as requested.
@@ -62,7 +104,7 @@ impl<'m> Allocation<'m> {
 
     /// The device the block lives on.
     pub fn device(&self) -> DeviceId {
-        self.pool.id
+        DeviceId(self.device)
     }
 
     /// Address of the first byte (a device address on devices the host cannot see).
@@ -80,7 +122,7 @@ impl<'m> Allocation<'m> {
     /// The bytes, if the device is host-visible.
     #[inline]
     pub fn try_as_slice(&self) -> Option<&[u8]> {
-        if !self.pool.host_visible {
+        if !self.host_visible() {
             return None;
         }
         // SAFETY: the block is host memory of at least `len` bytes that this handle owns
@@ -92,7 +134,7 @@ impl<'m> Allocation<'m> {
     /// The bytes, mutable, if the device is host-visible.
     #[inline]
     pub fn try_as_mut_slice(&mut self) -> Option<&mut [u8]> {
-        if !self.pool.host_visible {
+        if !self.host_visible() {
             return None;
         }
         // SAFETY: as in `try_as_slice`, with exclusive access through `&mut self`.
@@ -123,9 +165,9 @@ impl<'m> Allocation<'m> {
 
     /// Gives up ownership without freeing: the block stays allocated until freed through
     /// [`MemoryManager::free_raw`](crate::MemoryManager::free_raw).
-    pub(crate) fn into_parts(self) -> (usize, usize, u64) {
+    pub(crate) fn into_parts(self) -> (usize, usize, u64, u32) {
         let me = std::mem::ManuallyDrop::new(self);
-        (me.ptr.as_ptr().addr(), me.len, me.token)
+        (me.ptr.as_ptr().addr(), me.len, me.token, me.slot)
     }
 }
 
@@ -133,8 +175,13 @@ impl Drop for Allocation<'_> {
     #[inline]
     fn drop(&mut self) {
         if self.token != ZERO {
-            self.pool
-                .free(self.ptr.as_ptr().addr(), self.token, self.len);
+            self.inner.free(
+                self.device,
+                self.ptr.as_ptr().addr(),
+                self.token,
+                self.len,
+                self.slot,
+            );
         }
     }
 }
@@ -144,7 +191,8 @@ impl fmt::Debug for Allocation<'_> {
         f.debug_struct("Allocation")
             .field("ptr", &self.ptr)
             .field("len", &self.len)
-            .field("device", &self.pool.id)
+            .field("device", &self.device)
+            .field("tracked", &(self.slot != 0))
             .finish()
     }
 }

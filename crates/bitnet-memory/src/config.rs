@@ -2,6 +2,7 @@
 //! stated units, with a builder.
 
 use crate::error::MemoryError;
+pub use crate::tracking::TrackingConfig;
 
 /// How a device pool serves requests: the seed's allocation strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +43,8 @@ pub struct MemoryConfig {
     /// Whether each thread keeps a cache of small blocks. Default: `true`. Turning it off
     /// makes every small request take the class lock (useful to measure the cache).
     pub thread_cache: bool,
+    /// Tracking: sampling rate, large threshold, backtraces, overhead limit.
+    pub tracking: TrackingConfig,
 }
 
 impl Default for MemoryConfig {
@@ -53,6 +56,7 @@ impl Default for MemoryConfig {
             min_chunk: 4 << 20,
             max_chunk: 256 << 20,
             thread_cache: true,
+            tracking: TrackingConfig::default(),
         }
     }
 }
@@ -81,6 +85,11 @@ impl MemoryConfig {
     /// Sets [`max_chunk`](Self::max_chunk), in bytes.
     pub fn max_chunk(mut self, bytes: usize) -> Self {
         self.max_chunk = bytes;
+        self
+    }
+    /// Sets [`tracking`](Self::tracking).
+    pub fn tracking(mut self, t: TrackingConfig) -> Self {
+        self.tracking = t;
         self
     }
     /// Sets [`thread_cache`](Self::thread_cache).
@@ -114,6 +123,9 @@ impl MemoryConfig {
         }
         if self.max_chunk < self.min_chunk || !self.max_chunk.is_multiple_of(4096) {
             return bad("max_chunk: must be a multiple of 4096 B and at least min_chunk");
+        }
+        if !(0.0..=1.0).contains(&self.tracking.sample_rate) {
+            return bad("tracking.sample_rate: must be between 0.0 and 1.0");
         }
         if self.budget == Some(0) {
             return bad("budget: must be more than 0 B (use None for no limit)");

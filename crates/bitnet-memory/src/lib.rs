@@ -28,14 +28,17 @@ pub mod allocation;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod events;
 mod manager;
 pub mod metrics;
 pub mod pool;
+pub mod tracking;
 
 pub use allocation::Allocation;
-pub use config::{MemoryConfig, Strategy};
+pub use config::{MemoryConfig, Strategy, TrackingConfig};
 pub use device::{CpuBackend, DeviceBackend, DeviceId, FailingBackend};
 pub use error::{MemoryError, Result};
+pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
 pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use pool::TrimReport;

@@ -4,14 +4,18 @@ use crate::allocation::Allocation;
 use crate::config::{MemoryConfig, MAX_ALIGN};
 use crate::device::{CpuBackend, DeviceBackend, DeviceId};
 use crate::error::{MemoryError, Result};
+use crate::events::{CleanupStrategy, EventBus, EventFilter, EventKind, MemoryEvent, Subscription};
 use crate::metrics::MetricsSnapshot;
 use crate::pool::hybrid::DevicePool;
 use crate::pool::TrimReport;
+use crate::tracking::{Decision, Tracker};
 use parking_lot::Mutex;
 use std::alloc::Layout;
 use std::collections::HashMap;
+use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The memory manager: device pools, their configuration and counters.
 ///
@@ -35,11 +39,79 @@ pub struct MemoryManager {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// The shared state behind every handle and allocation.
+pub(crate) struct Inner {
     config: MemoryConfig,
-    devices: Vec<DevicePool>,
-    /// Blocks handed out through the raw API: address -> (token, size, device).
-    raw: Mutex<HashMap<usize, (u64, usize, DeviceId)>>,
+    pub(crate) devices: Vec<DevicePool>,
+    pub(crate) tracker: Tracker,
+    pub(crate) bus: EventBus,
+    started: Instant,
+    /// Blocks handed out through the raw API: address -> (token, size, device, slot).
+    raw: Mutex<HashMap<usize, (u64, usize, DeviceId, u32)>>,
+}
+
+impl Inner {
+    /// Frees a block: forgets its tracking record, tells subscribers, returns it to its
+    /// pool.
+    #[inline]
+    pub(crate) fn free(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
+        if slot != 0 || self.bus.wants(EventKind::AllocationDropped) {
+            self.note_free(device, addr, size, slot);
+        }
+        self.devices[device as usize].free(addr, token, size);
+    }
+
+    #[cold]
+    fn note_free(&self, device: u8, addr: usize, size: usize, slot: u32) {
+        let id = if slot != 0 {
+            self.tracker.forget(slot).id
+        } else {
+            0
+        };
+        self.bus.emit(EventKind::AllocationDropped, || {
+            MemoryEvent::AllocationDropped {
+                id,
+                addr,
+                size,
+                device: DeviceId(device),
+            }
+        });
+    }
+
+    fn trim(&self, strategy: CleanupStrategy) -> TrimReport {
+        self.bus.emit(EventKind::CleanupTriggered, || {
+            MemoryEvent::CleanupTriggered { strategy }
+        });
+        let t = Instant::now();
+        let mut r = TrimReport::default();
+        for d in &self.devices {
+            r += d.trim();
+        }
+        let duration_ns = t.elapsed().as_nanos() as u64;
+        self.bus.emit(EventKind::CleanupCompleted, || {
+            MemoryEvent::CleanupCompleted {
+                strategy,
+                resources_cleaned: r.slabs_released + r.chunks_released,
+                memory_reclaimed: r.bytes_released,
+                duration_ns,
+            }
+        });
+        if self.bus.wants(EventKind::FragmentationDetected) {
+            for d in &self.devices {
+                let m = d.metrics();
+                let f = m.external_fragmentation();
+                if m.large.free_bytes > 0 && f > 0.5 {
+                    self.bus.emit(EventKind::FragmentationDetected, || {
+                        MemoryEvent::FragmentationDetected {
+                            device: d.id,
+                            fragmentation_level: f,
+                        }
+                    });
+                }
+            }
+        }
+        r
+    }
 }
 
 /// A block from [`MemoryManager::allocate_raw`]: no owner, freed only by
@@ -95,8 +167,11 @@ impl ManagerBuilder {
             .collect();
         Ok(MemoryManager {
             inner: Arc::new(Inner {
+                tracker: Tracker::new(&self.config.tracking),
                 config: self.config,
                 devices,
+                bus: EventBus::default(),
+                started: Instant::now(),
                 raw: Mutex::new(HashMap::new()),
             }),
         })
@@ -185,44 +260,119 @@ impl MemoryManager {
 
     /// Allocates on the CPU.
     #[inline]
+    #[track_caller]
     pub fn try_allocate(&self, layout: Layout) -> Result<Allocation<'_>> {
         self.try_allocate_on(DeviceId::CPU, layout)
     }
 
     /// Allocates zero-filled memory on the CPU.
+    #[track_caller]
     pub fn try_allocate_zeroed(&self, layout: Layout) -> Result<Allocation<'_>> {
         self.try_allocate_zeroed_on(DeviceId::CPU, layout)
     }
 
     /// Allocates on `device`.
     #[inline]
+    #[track_caller]
     pub fn try_allocate_on(&self, device: DeviceId, layout: Layout) -> Result<Allocation<'_>> {
+        let inner = &*self.inner;
         let pool = self.pool(device)?;
         let (size, align) = (layout.size(), layout.align());
-        if size != 0 {
+        let decision = inner.tracker.decide(size);
+        if size != 0 && decision == Decision::Skip && !inner.bus.wants(EventKind::AllocationCreated)
+        {
             if let Some((addr, token)) = pool.allocate_cached(size, align) {
-                return Ok(Allocation::new(addr, size, token, pool));
+                return Ok(Allocation::new(addr, size, token, 0, device, inner));
             }
         }
-        self.allocate_uncached(pool, size, align)
+        self.allocate_slow(pool, size, align, decision, Location::caller())
     }
 
+    /// Everything but the hot path: zero sizes, refills, large blocks, tracking, events,
+    /// trim-and-retry, errors.
     #[cold]
-    fn allocate_uncached<'m>(
+    fn allocate_slow<'m>(
         &'m self,
         pool: &'m DevicePool,
         size: usize,
         align: usize,
+        decision: Decision,
+        site: &'static Location<'static>,
     ) -> Result<Allocation<'m>> {
+        let inner = &*self.inner;
         if size == 0 {
-            return Ok(Allocation::zero_sized(align, pool));
+            return Ok(Allocation::zero_sized(align, pool.id, inner));
         }
         check_layout(size, align)?;
-        let (addr, token) = pool.allocate_slow(size, align)?;
-        Ok(Allocation::new(addr, size, token, pool))
+        let timed = matches!(decision, Decision::Track { time: true, .. });
+        let t0 = timed.then(Instant::now);
+        let (addr, token) = match pool.allocate_cached(size, align) {
+            Some(r) => r,
+            None => match pool.allocate_once(size, align) {
+                Ok(r) => r,
+                Err(_) => {
+                    inner.trim(CleanupStrategy::TrimAndRetry);
+                    match pool.allocate_once(size, align) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let err = pool.grow_error(e, size);
+                            inner.bus.emit(EventKind::AllocationFailed, || {
+                                MemoryEvent::AllocationFailed {
+                                    size,
+                                    device: pool.id,
+                                    error: err.to_string(),
+                                }
+                            });
+                            return Err(err);
+                        }
+                    }
+                }
+            },
+        };
+        let slot = match decision {
+            Decision::Skip => 0,
+            Decision::Track { weight, .. } => {
+                let t1 = t0.map(|_| Instant::now());
+                let slot = inner.tracker.record(size, pool.id.0, weight, site);
+                if let (Some(t0), Some(t1)) = (t0, t1) {
+                    let alloc_ns = (t1 - t0).as_nanos() as u64;
+                    let track_ns = t1.elapsed().as_nanos() as u64;
+                    if inner.tracker.note_timing(alloc_ns, track_ns) {
+                        self.check_tracking_overhead();
+                    }
+                }
+                slot
+            }
+        };
+        inner.bus.emit(EventKind::AllocationCreated, || {
+            MemoryEvent::AllocationCreated {
+                id: if slot != 0 {
+                    inner.tracker.read(slot).map_or(0, |m| m.id)
+                } else {
+                    0
+                },
+                addr,
+                size,
+                device: pool.id,
+            }
+        });
+        Ok(Allocation::new(addr, size, token, slot, pool.id, inner))
+    }
+
+    fn check_tracking_overhead(&self) {
+        if let Some((old, new, overhead)) = self.inner.tracker.enforce_overhead_limit() {
+            self.inner.bus.emit(EventKind::SamplingRateChanged, || {
+                MemoryEvent::SamplingRateChanged {
+                    old,
+                    new,
+                    reason: format!("tracking took {overhead:.2}% of allocation time"),
+                }
+            });
+        }
     }
 
     /// Allocates zero-filled memory on `device` (host-visible devices only).
+    #[track_caller]
     pub fn try_allocate_zeroed_on(
         &self,
         device: DeviceId,
@@ -237,6 +387,7 @@ impl MemoryManager {
 
     /// Allocates from a size and an alignment that may be invalid: the error says why
     /// (not a power of two, over 1 GiB, size over `isize::MAX`).
+    #[track_caller]
     pub fn try_allocate_bytes(&self, size: usize, align: usize) -> Result<Allocation<'_>> {
         check_layout(size, align)?;
         let layout =
@@ -250,6 +401,7 @@ impl MemoryManager {
 
     /// Allocates a block without an owner: it stays allocated until
     /// [`free_raw`](Self::free_raw). For code that manages lifetimes itself (FFI, arenas).
+    #[track_caller]
     pub fn allocate_raw(&self, device: DeviceId, layout: Layout) -> Result<RawBlock> {
         if layout.size() == 0 {
             return Err(MemoryError::InvalidLayout {
@@ -259,8 +411,11 @@ impl MemoryManager {
             });
         }
         let a = self.try_allocate_on(device, layout)?;
-        let (addr, size, token) = a.into_parts();
-        self.inner.raw.lock().insert(addr, (token, size, device));
+        let (addr, size, token, slot) = a.into_parts();
+        self.inner
+            .raw
+            .lock()
+            .insert(addr, (token, size, device, slot));
         Ok(RawBlock {
             ptr: NonNull::new(std::ptr::with_exposed_provenance_mut(addr)).expect("non-null"),
             size,
@@ -279,7 +434,7 @@ impl MemoryManager {
             size: block.size,
             reason,
         };
-        let &(token, size, device) = raw
+        let &(token, size, device, slot) = raw
             .get(&addr)
             .ok_or_else(|| invalid("not a live raw block of this manager (double free?)"))?;
         if size != block.size || device != block.device {
@@ -287,25 +442,55 @@ impl MemoryManager {
         }
         raw.remove(&addr);
         drop(raw);
-        self.pool(device)?.free(addr, token, size);
+        self.inner.free(device.0, addr, token, size, slot);
         Ok(())
     }
 
     /// Gives back cached and free memory of every device: this thread's cached blocks,
     /// empty slabs and empty chunks. Memory owned by allocations is never touched.
     pub fn trim(&self) -> TrimReport {
-        let mut r = TrimReport::default();
-        for d in &self.inner.devices {
-            r += d.trim();
-        }
-        r
+        self.inner.trim(CleanupStrategy::Requested)
     }
 
-    /// Counters of every device.
+    /// Counters of every device, the tracking layer's estimates and costs, allocation
+    /// latency percentiles.
     pub fn metrics(&self) -> MetricsSnapshot {
+        let inner = &*self.inner;
         MetricsSnapshot {
-            devices: self.inner.devices.iter().map(|d| d.metrics()).collect(),
+            devices: inner.devices.iter().map(|d| d.metrics()).collect(),
+            tracking: inner.tracker.stats(),
+            latency: inner.tracker.latency(),
+            uptime_ns: inner.started.elapsed().as_nanos() as u64,
+            events_dropped: inner.bus.dropped(),
         }
+    }
+
+    /// Subscribes to the events in `filter`. The queue holds `capacity` events; when it is
+    /// full, new events for this subscriber are dropped (and counted), never waited for.
+    /// Dropping the subscription unsubscribes.
+    pub fn subscribe(&self, filter: EventFilter, capacity: usize) -> Subscription {
+        self.inner.bus.subscribe(filter, capacity)
+    }
+
+    /// The tracking layer: its settings can be changed at run time
+    /// (`mm.tracking().set_sample_rate(0.01)`).
+    pub fn tracking(&self) -> &Tracker {
+        &self.inner.tracker
+    }
+
+    /// Changes the sampling rate of small allocations at run time, and says so on the
+    /// event bus.
+    pub fn set_sample_rate(&self, rate: f64) {
+        let old = self.inner.tracker.sample_rate();
+        self.inner.tracker.set_sample_rate(rate);
+        let new = self.inner.tracker.sample_rate();
+        self.inner.bus.emit(EventKind::SamplingRateChanged, || {
+            MemoryEvent::SamplingRateChanged {
+                old,
+                new,
+                reason: "set by the user".to_string(),
+            }
+        });
     }
 
     /// Panics if an internal invariant of any pool does not hold. Call it when no other
@@ -319,6 +504,11 @@ impl MemoryManager {
     #[allow(dead_code)] // for the allocator adapters
     pub(crate) fn device_pool(&self, device: DeviceId) -> Result<&DevicePool> {
         self.pool(device)
+    }
+
+    #[allow(dead_code)] // for the allocator adapters
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 }
 

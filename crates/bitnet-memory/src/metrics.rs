@@ -2,10 +2,31 @@
 //! a `Display` for people.
 
 use crate::device::DeviceId;
+use crate::tracking::TrackingStats;
 use std::fmt;
+use std::fmt::Write as _;
+
+/// Allocation latency (pool time, without tracking) from a timed sub-sample, in ns.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LatencyPercentiles {
+    /// Timed allocations.
+    pub samples: u64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 90th percentile.
+    pub p90_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Slowest.
+    pub max_ns: u64,
+    /// Mean.
+    pub mean_ns: f64,
+}
 
 /// Counters of one size class.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClassMetrics {
     /// Block size of the class in bytes.
     pub block_size: usize,
@@ -22,7 +43,7 @@ pub struct ClassMetrics {
 }
 
 /// The small-block pool (size classes) of one device.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SmallPoolMetrics {
     /// Blocks owned by allocations.
     pub live_blocks: usize,
@@ -39,10 +60,10 @@ pub struct SmallPoolMetrics {
 }
 
 /// The large-block pool of one device.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LargePoolMetrics {
     /// Strategy name.
-    pub strategy: &'static str,
+    pub strategy: String,
     /// Blocks owned by allocations.
     pub live_blocks: usize,
     /// Bytes of those blocks (as rounded by the strategy).
@@ -56,7 +77,7 @@ pub struct LargePoolMetrics {
 }
 
 /// One device pool.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceMetrics {
     /// The device.
     pub device: DeviceId,
@@ -121,10 +142,18 @@ fn ratio(a: usize, b: usize, empty: f64) -> f64 {
 }
 
 /// Metrics of a whole manager.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsSnapshot {
     /// One entry per device.
     pub devices: Vec<DeviceMetrics>,
+    /// The tracking layer: estimates, sampling rate, its measured cost.
+    pub tracking: TrackingStats,
+    /// Allocation latency percentiles.
+    pub latency: LatencyPercentiles,
+    /// Nanoseconds since the manager was made.
+    pub uptime_ns: u64,
+    /// Events dropped because a subscriber's queue was full.
+    pub events_dropped: u64,
 }
 
 impl MetricsSnapshot {
@@ -151,6 +180,195 @@ impl MetricsSnapshot {
     /// Live allocations over all devices.
     pub fn live_allocations(&self) -> usize {
         self.devices.iter().map(|d| d.live_allocations).sum()
+    }
+    /// Allocations made over all devices.
+    pub fn allocations(&self) -> u64 {
+        self.devices.iter().map(|d| d.allocations).sum()
+    }
+    /// Allocations per second since the manager was made (the seed's
+    /// `allocation_throughput`).
+    pub fn allocation_throughput(&self) -> f64 {
+        if self.uptime_ns == 0 {
+            0.0
+        } else {
+            self.allocations() as f64 * 1e9 / self.uptime_ns as f64
+        }
+    }
+    /// `live / reserved` over all devices, in percent (the seed's
+    /// `memory_utilization_rate`).
+    pub fn memory_utilization_rate(&self) -> f64 {
+        100.0 * ratio(self.live_bytes(), self.reserved_bytes(), 1.0)
+    }
+    /// Free bytes that are not in the largest free block, over all free bytes, in
+    /// percent (the seed's `fragmentation_percentage`, of the large pools).
+    pub fn fragmentation_percentage(&self) -> f64 {
+        let free: usize = self.devices.iter().map(|d| d.large.free_bytes).sum();
+        let largest: usize = self
+            .devices
+            .iter()
+            .map(|d| d.large.largest_free)
+            .max()
+            .unwrap_or(0);
+        100.0 * (1.0 - ratio(largest, free, 1.0))
+    }
+
+    /// The snapshot as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("metrics serialize")
+    }
+
+    /// The snapshot in the Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP bitnet_memory_{name} {help}");
+            let _ = writeln!(out, "# TYPE bitnet_memory_{name} {kind}");
+            for (labels, v) in rows {
+                let _ = writeln!(out, "bitnet_memory_{name}{labels} {v}");
+            }
+        };
+        let per_device = |f: &dyn Fn(&DeviceMetrics) -> f64| -> Vec<(String, f64)> {
+            self.devices
+                .iter()
+                .map(|d| {
+                    (
+                        format!("{{device=\"{}\",backend=\"{}\"}}", d.device.0, d.backend),
+                        f(d),
+                    )
+                })
+                .collect()
+        };
+        let per_pool = |small: &dyn Fn(&DeviceMetrics) -> f64,
+                        large: &dyn Fn(&DeviceMetrics) -> f64| {
+            let mut rows = Vec::new();
+            for d in &self.devices {
+                rows.push((
+                    format!("{{device=\"{}\",pool=\"small\"}}", d.device.0),
+                    small(d),
+                ));
+                rows.push((
+                    format!("{{device=\"{}\",pool=\"large\"}}", d.device.0),
+                    large(d),
+                ));
+            }
+            rows
+        };
+        metric(
+            "live_bytes",
+            "gauge",
+            "Requested bytes of live allocations.",
+            &per_device(&|d| d.live_bytes as f64),
+        );
+        metric(
+            "peak_live_bytes",
+            "gauge",
+            "Highest live bytes seen.",
+            &per_device(&|d| d.peak_live_bytes as f64),
+        );
+        metric(
+            "reserved_bytes",
+            "gauge",
+            "Bytes held from the device.",
+            &per_device(&|d| d.reserved_bytes as f64),
+        );
+        metric(
+            "peak_reserved_bytes",
+            "gauge",
+            "Highest reserved bytes seen.",
+            &per_device(&|d| d.peak_reserved_bytes as f64),
+        );
+        metric(
+            "live_allocations",
+            "gauge",
+            "Live allocations.",
+            &per_device(&|d| d.live_allocations as f64),
+        );
+        metric(
+            "allocations_total",
+            "counter",
+            "Allocations made.",
+            &per_device(&|d| d.allocations as f64),
+        );
+        metric(
+            "frees_total",
+            "counter",
+            "Frees made.",
+            &per_device(&|d| d.frees as f64),
+        );
+        metric(
+            "padding_bytes",
+            "gauge",
+            "Rounding and padding inside live blocks.",
+            &per_device(&|d| d.padding_bytes() as f64),
+        );
+        metric(
+            "largest_free_block_bytes",
+            "gauge",
+            "Largest free block of the large pool.",
+            &per_device(&|d| d.large.largest_free as f64),
+        );
+        metric(
+            "pool_live_blocks",
+            "gauge",
+            "Live blocks per pool.",
+            &per_pool(&|d| d.small.live_blocks as f64, &|d| {
+                d.large.live_blocks as f64
+            }),
+        );
+        metric(
+            "pool_free_bytes",
+            "gauge",
+            "Cached or free bytes per pool.",
+            &per_pool(
+                &|d| (d.small.cached_bytes + d.small.free_bytes) as f64,
+                &|d| d.large.free_bytes as f64,
+            ),
+        );
+        let t = &self.tracking;
+        metric(
+            "tracking_sample_rate",
+            "gauge",
+            "Sampling rate of small allocations.",
+            &[(String::new(), t.sample_rate)],
+        );
+        metric(
+            "tracking_overhead_percentage",
+            "gauge",
+            "Measured share of allocation time spent tracking.",
+            &[(String::new(), t.tracking_overhead_percentage)],
+        );
+        metric(
+            "tracking_memory_overhead_bytes",
+            "gauge",
+            "Bytes held by the tracking layer.",
+            &[(String::new(), t.tracking_memory_overhead as f64)],
+        );
+        metric(
+            "tracked_live",
+            "gauge",
+            "Tracked allocations live.",
+            &[(String::new(), t.tracked_live as f64)],
+        );
+        let l = &self.latency;
+        metric(
+            "allocation_latency_ns",
+            "summary",
+            "Allocation latency from a timed sub-sample.",
+            &[
+                ("{quantile=\"0.5\"}".to_string(), l.p50_ns as f64),
+                ("{quantile=\"0.9\"}".to_string(), l.p90_ns as f64),
+                ("{quantile=\"0.99\"}".to_string(), l.p99_ns as f64),
+                ("{quantile=\"0.999\"}".to_string(), l.p999_ns as f64),
+                ("_count".to_string(), l.samples as f64),
+            ],
+        );
+        metric(
+            "events_dropped_total",
+            "counter",
+            "Events dropped at full subscriber queues.",
+            &[(String::new(), self.events_dropped as f64)],
+        );
+        out
     }
 }
 
@@ -219,12 +437,31 @@ impl fmt::Display for DeviceMetrics {
 
 impl fmt::Display for MetricsSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.devices.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{d}")?;
+        for d in &self.devices {
+            writeln!(f, "{d}")?;
         }
-        Ok(())
+        let t = &self.tracking;
+        writeln!(
+            f,
+            "tracking  rate {:.3}, {} tracked live, {} sites, ~{:.0} allocations / ~{} estimated, \
+             overhead {:.2}% and {}",
+            t.sample_rate,
+            t.tracked_live,
+            t.sites,
+            t.estimated_allocations,
+            fmt_bytes(t.estimated_bytes as usize),
+            t.tracking_overhead_percentage,
+            fmt_bytes(t.tracking_memory_overhead)
+        )?;
+        let l = &self.latency;
+        write!(
+            f,
+            "latency   p50 {} ns, p99 {} ns, max {} ns ({} timed); {:.0} allocations/s",
+            l.p50_ns,
+            l.p99_ns,
+            l.max_ns,
+            l.samples,
+            self.allocation_throughput()
+        )
     }
 }

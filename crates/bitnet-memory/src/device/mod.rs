@@ -13,7 +13,19 @@ pub use failing::FailingBackend;
 use std::fmt;
 
 /// Index of a device inside one [`MemoryManager`](crate::MemoryManager).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct DeviceId(pub u8);
 
 impl DeviceId {

@@ -197,26 +197,14 @@ impl DevicePool {
         Some((addr, SMALL | class as u64))
     }
 
-    /// Allocates `size` bytes (> 0) aligned to `align` when the hot path could not:
-    /// an address and a token for [`free`](Self::free). Trims and retries once before
-    /// failing.
-    #[cold]
-    pub(crate) fn allocate_slow(
+    /// Allocates `size` bytes (> 0) aligned to `align` when the hot path could not: an
+    /// address and a token for [`free`](Self::free). No trim, no retry: the caller (the
+    /// manager) decides that.
+    pub(crate) fn allocate_once(
         &self,
         size: usize,
         align: usize,
-    ) -> Result<(usize, u64), MemoryError> {
-        match self.allocate_once(size, align) {
-            Ok(r) => Ok(r),
-            Err(_) => {
-                self.trim();
-                self.allocate_once(size, align)
-                    .map_err(|e| self.grow_error(e, size))
-            }
-        }
-    }
-
-    fn allocate_once(&self, size: usize, align: usize) -> Result<(usize, u64), GrowError> {
+    ) -> Result<(usize, u64), GrowError> {
         let cache = self.cache();
         if let Some(class) = self.class_for(size, align) {
             let addr = self.refill(cache, class)?;
@@ -395,7 +383,8 @@ impl DevicePool {
         report
     }
 
-    fn grow_error(&self, e: GrowError, size: usize) -> MemoryError {
+    /// The error to report for a request of `size` bytes that failed with `e`.
+    pub(crate) fn grow_error(&self, e: GrowError, size: usize) -> MemoryError {
         let m = self.metrics();
         match e {
             GrowError::Budget { needed } => MemoryError::BudgetExceeded {
@@ -478,7 +467,7 @@ impl DevicePool {
             budget: (self.budget != usize::MAX).then_some(self.budget),
             small,
             large: LargePoolMetrics {
-                strategy: large.strategy_name(),
+                strategy: large.strategy_name().to_string(),
                 live_blocks: large.user_blocks(),
                 live_block_bytes: large.user_bytes,
                 free_bytes: large.free_bytes(),

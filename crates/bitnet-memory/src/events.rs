@@ -1,0 +1,299 @@
+//! The memory event bus: subscribers get events on bounded queues; an allocating thread
+//! never blocks on a slow subscriber (the event is dropped and counted), and no event is
+//! built when nobody listens for its kind.
+
+use crate::device::DeviceId;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Kinds of events, as bits for filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum EventKind {
+    /// [`MemoryEvent::AllocationCreated`].
+    AllocationCreated = 1,
+    /// [`MemoryEvent::AllocationDropped`].
+    AllocationDropped = 2,
+    /// [`MemoryEvent::AllocationFailed`].
+    AllocationFailed = 4,
+    /// [`MemoryEvent::CleanupTriggered`].
+    CleanupTriggered = 8,
+    /// [`MemoryEvent::CleanupCompleted`].
+    CleanupCompleted = 16,
+    /// [`MemoryEvent::SamplingRateChanged`].
+    SamplingRateChanged = 32,
+    /// [`MemoryEvent::FragmentationDetected`].
+    FragmentationDetected = 64,
+    /// [`MemoryEvent::MemoryPressureChanged`].
+    MemoryPressureChanged = 128,
+    /// [`MemoryEvent::MemoryPressureCritical`].
+    MemoryPressureCritical = 256,
+    /// [`MemoryEvent::PotentialLeakDetected`].
+    PotentialLeakDetected = 512,
+    /// [`MemoryEvent::LeakConfirmed`].
+    LeakConfirmed = 1024,
+}
+
+/// A set of event kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventFilter(pub u32);
+
+impl EventFilter {
+    /// Every kind.
+    pub const ALL: EventFilter = EventFilter(u32::MAX);
+    /// No kind.
+    pub const NONE: EventFilter = EventFilter(0);
+    /// Only `kind`.
+    pub fn only(kind: EventKind) -> Self {
+        Self(kind as u32)
+    }
+    /// This set and `kind`.
+    pub fn with(self, kind: EventKind) -> Self {
+        Self(self.0 | kind as u32)
+    }
+    /// Every kind but the per-allocation ones (created, dropped): what most monitors want.
+    pub fn all_but_allocations() -> Self {
+        Self(!(EventKind::AllocationCreated as u32 | EventKind::AllocationDropped as u32))
+    }
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: EventKind) -> bool {
+        self.0 & kind as u32 != 0
+    }
+}
+
+/// Why cleanup ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CleanupStrategy {
+    /// Someone called `trim`.
+    Requested,
+    /// A request could not be served; caches were trimmed before retrying.
+    TrimAndRetry,
+    /// Everything cached released at once (critical pressure).
+    Emergency,
+    /// The background worker released memory idle past its decay time.
+    Decay,
+}
+
+/// Something that happened in the manager.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum MemoryEvent {
+    /// An allocation was made.
+    AllocationCreated {
+        /// Tracking id (0 when the allocation is not tracked).
+        id: u32,
+        /// Address of the block.
+        addr: usize,
+        /// Requested bytes.
+        size: usize,
+        /// Device.
+        device: DeviceId,
+    },
+    /// An allocation was freed.
+    AllocationDropped {
+        /// Tracking id (0 when the allocation was not tracked).
+        id: u32,
+        /// Address of the block.
+        addr: usize,
+        /// Requested bytes.
+        size: usize,
+        /// Device.
+        device: DeviceId,
+    },
+    /// A request failed (the error's text).
+    AllocationFailed {
+        /// Requested bytes.
+        size: usize,
+        /// Device.
+        device: DeviceId,
+        /// The error.
+        error: String,
+    },
+    /// Cleanup started.
+    CleanupTriggered {
+        /// Why.
+        strategy: CleanupStrategy,
+    },
+    /// Cleanup finished.
+    CleanupCompleted {
+        /// Why it ran.
+        strategy: CleanupStrategy,
+        /// Slabs and chunks released.
+        resources_cleaned: usize,
+        /// Bytes given back to devices.
+        memory_reclaimed: usize,
+        /// How long it took, in nanoseconds.
+        duration_ns: u64,
+    },
+    /// The tracking layer changed its sampling rate.
+    SamplingRateChanged {
+        /// Before.
+        old: f64,
+        /// After.
+        new: f64,
+        /// Why (measured overhead, or a setting).
+        reason: String,
+    },
+    /// A device's free memory is fragmented past the threshold.
+    FragmentationDetected {
+        /// Device.
+        device: DeviceId,
+        /// External fragmentation, `0..=1`.
+        fragmentation_level: f64,
+    },
+    /// The pressure level changed.
+    MemoryPressureChanged {
+        /// Device.
+        device: DeviceId,
+        /// New level.
+        level: String,
+        /// Bytes still available (budget or system), if known.
+        available_memory: Option<usize>,
+    },
+    /// Pressure is critical; emergency cleanup follows.
+    MemoryPressureCritical {
+        /// Device.
+        device: DeviceId,
+        /// What the manager does about it.
+        action_required: String,
+    },
+    /// A leak detector suspects an allocation.
+    PotentialLeakDetected {
+        /// Tracking id.
+        id: u32,
+        /// Which detector.
+        detection_method: String,
+    },
+    /// A leak detector is sure.
+    LeakConfirmed {
+        /// Tracking id.
+        id: u32,
+        /// What it found.
+        leak_info: String,
+    },
+}
+
+impl MemoryEvent {
+    /// The kind of this event.
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Self::AllocationCreated { .. } => EventKind::AllocationCreated,
+            Self::AllocationDropped { .. } => EventKind::AllocationDropped,
+            Self::AllocationFailed { .. } => EventKind::AllocationFailed,
+            Self::CleanupTriggered { .. } => EventKind::CleanupTriggered,
+            Self::CleanupCompleted { .. } => EventKind::CleanupCompleted,
+            Self::SamplingRateChanged { .. } => EventKind::SamplingRateChanged,
+            Self::FragmentationDetected { .. } => EventKind::FragmentationDetected,
+            Self::MemoryPressureChanged { .. } => EventKind::MemoryPressureChanged,
+            Self::MemoryPressureCritical { .. } => EventKind::MemoryPressureCritical,
+            Self::PotentialLeakDetected { .. } => EventKind::PotentialLeakDetected,
+            Self::LeakConfirmed { .. } => EventKind::LeakConfirmed,
+        }
+    }
+}
+
+struct Subscriber {
+    filter: EventFilter,
+    tx: Sender<MemoryEvent>,
+    dropped: Arc<AtomicU64>,
+    gone: AtomicBool,
+}
+
+/// The bus of one manager.
+#[derive(Default)]
+pub struct EventBus {
+    interest: AtomicU32,
+    subscribers: RwLock<Vec<Subscriber>>,
+    dropped: AtomicU64,
+}
+
+/// The receiving end of a subscription; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: Receiver<MemoryEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Subscription {
+    /// The channel of events.
+    pub fn receiver(&self) -> &Receiver<MemoryEvent> {
+        &self.rx
+    }
+    /// Events that were dropped because this subscriber's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+    /// Every event queued now.
+    pub fn drain(&self) -> Vec<MemoryEvent> {
+        self.rx.try_iter().collect()
+    }
+}
+
+impl EventBus {
+    /// Whether anyone listens for `kind`: one relaxed load, for hot paths.
+    #[inline]
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.interest.load(Relaxed) & kind as u32 != 0
+    }
+
+    /// Subscribes to the kinds in `filter`, with a queue of `capacity` events.
+    pub fn subscribe(&self, filter: EventFilter, capacity: usize) -> Subscription {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut subs = self.subscribers.write();
+        subs.push(Subscriber {
+            filter,
+            tx,
+            dropped: dropped.clone(),
+            gone: AtomicBool::new(false),
+        });
+        self.interest.fetch_or(filter.0, Relaxed);
+        Subscription { rx, dropped }
+    }
+
+    /// Sends the event built by `make` to every subscriber of `kind`; builds nothing when
+    /// nobody listens. Never blocks.
+    #[inline]
+    pub fn emit(&self, kind: EventKind, make: impl FnOnce() -> MemoryEvent) {
+        if self.wants(kind) {
+            self.emit_slow(kind, make());
+        }
+    }
+
+    #[cold]
+    fn emit_slow(&self, kind: EventKind, event: MemoryEvent) {
+        let mut gone = false;
+        {
+            let subs = self.subscribers.read();
+            for s in subs.iter().filter(|s| s.filter.contains(kind)) {
+                match s.tx.try_send(event.clone()) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        s.dropped.fetch_add(1, Relaxed);
+                        self.dropped.fetch_add(1, Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        s.gone.store(true, Relaxed);
+                        gone = true;
+                    }
+                }
+            }
+        }
+        if gone {
+            let mut subs = self.subscribers.write();
+            subs.retain(|s| !s.gone.load(Relaxed));
+            let interest = subs.iter().fold(0, |a, s| a | s.filter.0);
+            self.interest.store(interest, Relaxed);
+        }
+    }
+
+    /// Events dropped over all subscribers.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Relaxed)
+    }
+
+    /// Number of subscribers.
+    pub fn subscribers(&self) -> usize {
+        self.subscribers.read().len()
+    }
+}
