@@ -43,8 +43,9 @@ impl Exec {
         self.pool.as_ref().map_or(1, |p| p.current_num_threads())
     }
 
-    /// Calls `f(row, out_row)` for every row of `out` (rows of `row_len` elements), in
-    /// parallel when the work (`work_per_row` operations per row) is worth it.
+    /// Calls `f(row, out_row)` for every row of `out` (rows of `row_len` elements, the last
+    /// one shorter if `out.len()` is not a multiple), in parallel when the work
+    /// (`work_per_row` operations per row) is worth it.
     pub fn for_rows<T: Send>(
         &self,
         out: &mut [T],
@@ -70,8 +71,7 @@ impl Exec {
         if a_row == 0 {
             return;
         }
-        let rows = a.len() / a_row;
-        debug_assert_eq!(a.len(), rows * a_row);
+        let rows = a.len().div_ceil(a_row);
         debug_assert!(b_row == 0 || b.len() >= rows * b_row);
         let run = |first: usize, a: &mut [A], b: &mut [B]| {
             for (i, ar) in a.chunks_mut(a_row).enumerate() {

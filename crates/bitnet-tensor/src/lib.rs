@@ -37,3 +37,10 @@ pub use error::{Error, Result};
 pub use exec::Exec;
 pub use storage::{Provider, Storage};
 pub use tensor::Tensor;
+pub mod model;
+
+pub use model::{Model, ModelConfig};
+pub mod demo;
+pub mod rss;
+
+pub use demo::{run_demo, DemoOptions, DemoReport};
