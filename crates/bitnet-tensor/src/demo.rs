@@ -204,7 +204,9 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
     let config = opts.model.config()?;
     config.validate()?;
     if opts.tokens == 0 || opts.prompt_len == 0 {
-        return Err(Error::Config("tokens and prompt length must be at least 1".into()));
+        return Err(Error::Config(
+            "tokens and prompt length must be at least 1".into(),
+        ));
     }
     let positions = opts.prompt_len + opts.tokens;
     if positions > config.max_seq {
@@ -233,7 +235,15 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
             mc = mc.budget(b);
         }
         let mm = MemoryManager::new(mc)?;
-        let (model, g, build) = run_model(&config, opts, &prompt, positions, Provider::Manager(&mm), "manager").map_err(|e| match e {
+        let (model, g, build) = run_model(
+            &config,
+            opts,
+            &prompt,
+            positions,
+            Provider::Manager(&mm),
+            "manager",
+        )
+        .map_err(|e| match e {
             Error::Memory(m @ MemoryError::BudgetExceeded { .. }) => {
                 budget_error(opts.budget.unwrap_or(0), &needs, Some(m))
             }
@@ -343,7 +353,11 @@ fn rss_cell(s: &RunStats) -> String {
             "{} ({} above start){}",
             fmt_bytes(peak),
             fmt_bytes(peak.saturating_sub(start)),
-            if s.peak_rss_own { "" } else { ", not reset: may be an earlier run's" }
+            if s.peak_rss_own {
+                ""
+            } else {
+                ", not reset: may be an earlier run's"
+            }
         ),
         (Some(peak), None) => fmt_bytes(peak),
         _ => "unknown (no /proc/self/status)".into(),
@@ -409,7 +423,11 @@ impl fmt::Display for DemoReport {
             )?;
         }
         writeln!(f)?;
-        writeln!(f, "{:<20} {:>10} {:>10}  peak RSS", "buffers", "tokens/s", "build")?;
+        writeln!(
+            f,
+            "{:<20} {:>10} {:>10}  peak RSS",
+            "buffers", "tokens/s", "build"
+        )?;
         let row = |f: &mut fmt::Formatter<'_>, name: &str, s: &RunStats| {
             writeln!(
                 f,

@@ -40,8 +40,10 @@ impl Shape {
     /// A shape from its dimensions.
     pub fn new(dims: &[usize]) -> Result<Self> {
         if dims.len() > MAX_RANK {
-            let mut s = Shape::default();
-            s.rank = MAX_RANK;
+            let mut s = Shape {
+                rank: MAX_RANK,
+                ..Shape::default()
+            };
             s.dims.copy_from_slice(&dims[..MAX_RANK]);
             return Err(Error::InvalidShape {
                 shape: s,

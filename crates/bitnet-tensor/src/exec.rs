@@ -87,7 +87,11 @@ impl Exec {
             Some(pool) if rows > 1 && rows * work_per_row >= MIN_PARALLEL_WORK => {
                 let threads = pool.current_num_threads();
                 let per_task = rows.div_ceil(threads * 4).max(1);
-                let b_task = if b_row == 0 { usize::MAX } else { per_task * b_row };
+                let b_task = if b_row == 0 {
+                    usize::MAX
+                } else {
+                    per_task * b_row
+                };
                 pool.install(|| {
                     let a_chunks = a.par_chunks_mut(per_task * a_row);
                     if b_row == 0 {
@@ -109,6 +113,8 @@ impl Exec {
 
 impl std::fmt::Debug for Exec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exec").field("threads", &self.threads()).finish()
+        f.debug_struct("Exec")
+            .field("threads", &self.threads())
+            .finish()
     }
 }

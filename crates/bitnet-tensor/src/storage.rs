@@ -42,9 +42,7 @@ impl<'m> Provider<'m> {
     /// A zero-filled buffer of `bytes` bytes.
     pub fn zeroed_buffer(&self, bytes: usize) -> Result<Storage<'m>> {
         match self {
-            Provider::Manager(mm) => Ok(Storage(Buf::Pool(
-                mm.try_allocate_zeroed(layout(bytes))?,
-            ))),
+            Provider::Manager(mm) => Ok(Storage(Buf::Pool(mm.try_allocate_zeroed(layout(bytes))?))),
             Provider::Vec => self.buffer(bytes),
         }
     }

@@ -182,9 +182,10 @@ impl<'m> Tensor<'m> {
             let last_ok = shape.rank() == 0
                 || (shape.dims()[shape.rank() - 1] % 4 == 0
                     && (strides[shape.rank() - 1] == 1 || shape.dims()[shape.rank() - 1] <= 1));
-            let aligned = offset % 4 == 0 && v.strides()[..shape.rank().saturating_sub(1)]
-                .iter()
-                .all(|s| s % 4 == 0);
+            let aligned = offset % 4 == 0
+                && v.strides()[..shape.rank().saturating_sub(1)]
+                    .iter()
+                    .all(|s| s % 4 == 0);
             if !(last_ok && aligned) {
                 return Err(Error::InvalidShape {
                     shape,
@@ -296,7 +297,9 @@ impl<'m> Tensor<'m> {
     /// The elements of a contiguous F32 tensor.
     pub fn as_f32(&self) -> Result<&[f32]> {
         self.check("as_f32", DType::F32)?;
-        Ok(bytemuck::cast_slice(&self.storage.bytes()[self.byte_range()]))
+        Ok(bytemuck::cast_slice(
+            &self.storage.bytes()[self.byte_range()],
+        ))
     }
 
     /// The elements of a contiguous F32 tensor, mutable (sole owner of the storage only).
@@ -308,7 +311,9 @@ impl<'m> Tensor<'m> {
     /// The elements of a contiguous I8 tensor.
     pub fn as_i8(&self) -> Result<&[i8]> {
         self.check("as_i8", DType::I8)?;
-        Ok(bytemuck::cast_slice(&self.storage.bytes()[self.byte_range()]))
+        Ok(bytemuck::cast_slice(
+            &self.storage.bytes()[self.byte_range()],
+        ))
     }
 
     /// The elements of a contiguous I8 tensor, mutable (sole owner of the storage only).

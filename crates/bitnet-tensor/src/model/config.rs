@@ -164,9 +164,18 @@ impl ModelConfig {
             .map(|&(o, i)| 4 * o * i)
             .max()
             .unwrap_or(0);
-        let attn = 4 * h + (h + 4) + 4 * h + 8 * kv + 4 * h + 4 * self.heads * positions
-            + 4 * h + (h + 4) + 4 * h;
-        let ffn = 4 * h + (h + 4) + 3 * 4 * f + 4 * f + (f + 4) + 4 * h;
+        // BitLinear adds a scratch row of its input width in `i16`.
+        let attn = 4 * h
+            + (h + 4)
+            + 4 * h
+            + 8 * kv
+            + 4 * h
+            + 4 * self.heads * positions
+            + 4 * h
+            + (h + 4)
+            + 4 * h
+            + 2 * h;
+        let ffn = 4 * h + (h + 4) + 3 * 4 * f + 4 * f + (f + 4) + 4 * h + 2 * f;
         let head = 4 * h + 4 * v;
         let step = 4 * h + attn.max(ffn).max(head);
         MemoryNeeds {

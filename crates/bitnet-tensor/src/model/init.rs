@@ -33,12 +33,17 @@ pub(crate) fn fill_uniform(
     exec: &Exec,
 ) {
     let base = mix(seed ^ mix(id));
-    exec.for_rows(out, (ROW_BLOCK * cols).max(1), 4 * ROW_BLOCK * cols, |block, rows| {
-        let mut rng = SmallRng::seed_from_u64(mix(base ^ block as u64));
-        for v in rows {
-            *v = center + amp * (2.0 * rng.gen::<f32>() - 1.0);
-        }
-    });
+    exec.for_rows(
+        out,
+        (ROW_BLOCK * cols).max(1),
+        4 * ROW_BLOCK * cols,
+        |block, rows| {
+            let mut rng = SmallRng::seed_from_u64(mix(base ^ block as u64));
+            for v in rows {
+                *v = center + amp * (2.0 * rng.gen::<f32>() - 1.0);
+            }
+        },
+    );
 }
 
 /// A persistent F32 tensor of `center + uniform(-amp, amp)` values.

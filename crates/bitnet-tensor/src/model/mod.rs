@@ -93,6 +93,10 @@ impl LeakCheck {
 /// Per-tensor ids of the seeded generator.
 const EMBEDDING: u64 = 1;
 const FINAL_NORM: u64 = 2;
+/// Half-width of the uniform embedding values. Small next to what the layers add to the
+/// residual (values near 1), as in trained models: with a tied head and large embeddings,
+/// every random token would predict itself and greedy decoding would repeat it forever.
+const EMBEDDING_AMP: f32 = 0.05;
 fn layer_id(layer: usize, which: u64) -> u64 {
     1000 + layer as u64 * 16 + which
 }
@@ -120,13 +124,22 @@ impl<'m> Model<'m> {
         let c = config;
         let (h, f) = (c.hidden, c.ffn);
         let gain = (1.0, 0.1);
-        let embedding = init::f32_tensor(&p, &[c.vocab, h], seed, EMBEDDING, (0.0, 1.0), &exec, "embedding")?;
+        let embedding = init::f32_tensor(
+            &p,
+            &[c.vocab, h],
+            seed,
+            EMBEDDING,
+            (0.0, EMBEDDING_AMP),
+            &exec,
+            "embedding",
+        )?;
         let mut layers = Vec::with_capacity(c.layers);
         for l in 0..c.layers {
             let id = |w| layer_id(l, w);
             let m = c.layer_matrices();
             let tw = |i: usize| init::ternary_weight(&p, m[i].0, m[i].1, seed, id(i as u64), &exec);
-            let norm = |n: usize, w: u64| init::f32_tensor(&p, &[n], seed, id(w), gain, &exec, "norm");
+            let norm =
+                |n: usize, w: u64| init::f32_tensor(&p, &[n], seed, id(w), gain, &exec, "norm");
             layers.push(Layer {
                 attn_norm: norm(h, 8)?,
                 wq: tw(0)?,
@@ -189,17 +202,21 @@ impl<'m> Model<'m> {
             // Attention block.
             let a = {
                 let hq = ops::absmax_quantize(&ops::rmsnorm(&x, &layer.attn_norm, eps, &p)?, &p)?;
-                let mut q = ops::bitlinear(&hq, &layer.wq, &p, exec)?.reshape(&[c.heads, c.head_dim()])?;
-                let mut k = ops::bitlinear(&hq, &layer.wk, &p, exec)?.reshape(&[c.kv_heads, c.head_dim()])?;
+                let mut q =
+                    ops::bitlinear(&hq, &layer.wq, &p, exec)?.reshape(&[c.heads, c.head_dim()])?;
+                let mut k = ops::bitlinear(&hq, &layer.wk, &p, exec)?
+                    .reshape(&[c.kv_heads, c.head_dim()])?;
                 let v = ops::bitlinear(&hq, &layer.wv, &p, exec)?;
                 drop(hq);
                 ops::rope_in_place(&mut q, pos, c.rope_theta)?;
                 ops::rope_in_place(&mut k, pos, c.rope_theta)?;
                 self.cache.write(l, &k, &v)?;
                 drop((k, v));
-                let att = ops::attention(&q, &self.cache, l, pos + 1, &p, exec)?.reshape(&[1, c.hidden])?;
+                let att = ops::attention(&q, &self.cache, l, pos + 1, &p, exec)?
+                    .reshape(&[1, c.hidden])?;
                 drop(q);
-                let aq = ops::absmax_quantize(&ops::rmsnorm(&att, &layer.attn_sub_norm, eps, &p)?, &p)?;
+                let aq =
+                    ops::absmax_quantize(&ops::rmsnorm(&att, &layer.attn_sub_norm, eps, &p)?, &p)?;
                 drop(att);
                 ops::bitlinear(&aq, &layer.wo, &p, exec)?
             };
@@ -213,7 +230,8 @@ impl<'m> Model<'m> {
                 drop(hq);
                 let act = ops::swiglu(&gate, &up, &p)?;
                 drop((gate, up));
-                let aq = ops::absmax_quantize(&ops::rmsnorm(&act, &layer.ffn_sub_norm, eps, &p)?, &p)?;
+                let aq =
+                    ops::absmax_quantize(&ops::rmsnorm(&act, &layer.ffn_sub_norm, eps, &p)?, &p)?;
                 drop(act);
                 ops::bitlinear(&aq, &layer.w_down, &p, exec)?
             };
@@ -318,6 +336,8 @@ pub fn argmax(v: &[f32]) -> u32 {
 /// A prompt of `len` tokens drawn from `seed` (what the demo decodes before generating).
 pub fn seeded_prompt(seed: u64, len: usize, vocab: usize) -> Vec<u32> {
     use rand::{rngs::SmallRng, Rng, SeedableRng};
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5EED_0F_7E57);
-    (0..len).map(|_| rng.gen_range(0..vocab.max(1)) as u32).collect()
+    let mut rng = SmallRng::seed_from_u64(seed ^ 0x005E_ED0F_7E57);
+    (0..len)
+        .map(|_| rng.gen_range(0..vocab.max(1)) as u32)
+        .collect()
 }

@@ -30,7 +30,12 @@ pub fn swiglu<'m>(gate: &Tensor<'_>, up: &Tensor<'_>, p: &Provider<'m>) -> Resul
         });
     }
     let mut y = Tensor::new(p, DType::F32, gate.dims())?;
-    for ((o, &g), &u) in y.as_f32_mut()?.iter_mut().zip(gate.as_f32()?).zip(up.as_f32()?) {
+    for ((o, &g), &u) in y
+        .as_f32_mut()?
+        .iter_mut()
+        .zip(gate.as_f32()?)
+        .zip(up.as_f32()?)
+    {
         *o = silu_scalar(g) * u;
     }
     Ok(y)

@@ -37,8 +37,14 @@ impl<'m> KvCache<'m> {
         let mut values = Vec::with_capacity(layers);
         for _ in 0..layers {
             let dims = [capacity, kv_heads * head_dim];
-            keys.push(lifecycle::persistent(Tensor::zeros(p, DType::F32, &dims)?, "kv cache"));
-            values.push(lifecycle::persistent(Tensor::zeros(p, DType::F32, &dims)?, "kv cache"));
+            keys.push(lifecycle::persistent(
+                Tensor::zeros(p, DType::F32, &dims)?,
+                "kv cache",
+            ));
+            values.push(lifecycle::persistent(
+                Tensor::zeros(p, DType::F32, &dims)?,
+                "kv cache",
+            ));
         }
         Ok(KvCache {
             keys,

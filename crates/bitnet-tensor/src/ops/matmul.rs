@@ -16,6 +16,8 @@ pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let (ac, bc) = (a.chunks_exact(L), b.chunks_exact(L));
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
+        let x: &[f32; L] = x.try_into().expect("chunk of L");
+        let y: &[f32; L] = y.try_into().expect("chunk of L");
         for i in 0..L {
             acc[i] += x[i] * y[i];
         }
@@ -45,7 +47,12 @@ fn f32_check(t: &Tensor<'_>, op: &'static str) -> Result<()> {
 
 /// `y = x · wᵀ`: `x` is `[rows, k]`, `w` is `[n, k]` (a linear layer's weight), `y` is
 /// `[rows, n]`. Each output is one contiguous dot product.
-pub fn linear<'m>(x: &Tensor<'_>, w: &Tensor<'_>, p: &Provider<'m>, exec: &Exec) -> Result<Tensor<'m>> {
+pub fn linear<'m>(
+    x: &Tensor<'_>,
+    w: &Tensor<'_>,
+    p: &Provider<'m>,
+    exec: &Exec,
+) -> Result<Tensor<'m>> {
     f32_check(x, "linear")?;
     f32_check(w, "linear")?;
     w.expect_dims("linear weight", &[None, None])?;
@@ -69,7 +76,12 @@ pub fn linear<'m>(x: &Tensor<'_>, w: &Tensor<'_>, p: &Provider<'m>, exec: &Exec)
 /// `b` may be contiguous (rows of `c` accumulate rows of `b`: i-k-j order, streaming) or
 /// the transpose of a contiguous `[n, k]` tensor (then each output is a dot product, as in
 /// [`linear`]). Any other layout is copied to contiguous first.
-pub fn matmul<'m>(a: &Tensor<'_>, b: &Tensor<'_>, p: &Provider<'m>, exec: &Exec) -> Result<Tensor<'m>> {
+pub fn matmul<'m>(
+    a: &Tensor<'_>,
+    b: &Tensor<'_>,
+    p: &Provider<'m>,
+    exec: &Exec,
+) -> Result<Tensor<'m>> {
     f32_check(a, "matmul")?;
     f32_check(b, "matmul")?;
     a.expect_dims("matmul lhs", &[None, None])?;

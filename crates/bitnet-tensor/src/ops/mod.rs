@@ -13,7 +13,9 @@ pub mod rope;
 
 pub use activation::{silu, softmax, softmax_in_place, swiglu};
 pub use attention::{attention, KvCache};
-pub use bitlinear::{bitlinear, ternary_dot, ternary_matmul_i32};
+pub use bitlinear::{
+    bitlinear, ternary_dot, ternary_dot_i16, ternary_matmul_i32, widen_activations,
+};
 pub use embedding::embedding;
 pub use matmul::{dot_f32, linear, matmul};
 pub use norm::{rmsnorm, rmsnorm_row};

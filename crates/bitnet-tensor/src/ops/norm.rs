@@ -16,7 +16,12 @@ pub fn rmsnorm_row(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// RMSNorm of every row of an F32 `[rows, n]` tensor with gain `g` `[n]`.
-pub fn rmsnorm<'m>(x: &Tensor<'_>, g: &Tensor<'_>, eps: f32, p: &Provider<'m>) -> Result<Tensor<'m>> {
+pub fn rmsnorm<'m>(
+    x: &Tensor<'_>,
+    g: &Tensor<'_>,
+    eps: f32,
+    p: &Provider<'m>,
+) -> Result<Tensor<'m>> {
     x.expect_dims("rmsnorm", &[None, None])?;
     let n = x.dims()[1];
     g.expect_dims("rmsnorm gain", &[Some(n)])?;

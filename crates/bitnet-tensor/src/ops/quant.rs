@@ -4,7 +4,6 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::storage::Provider;
 use crate::tensor::Tensor;
-use crate::ternary;
 
 /// Smallest scale denominator, as in the BitNet reference code (`clamp(min=1e-5)`).
 pub const QUANT_EPS: f32 = 1e-5;
@@ -37,8 +36,17 @@ pub fn absmean_quantize_into(w: &[f32], packed: &mut [u8]) -> f32 {
     for (o, chunk) in packed.iter_mut().zip(w.chunks(4)) {
         let mut b = 0u8;
         for (j, &x) in chunk.iter().enumerate() {
-            let q = (x * inv).round().clamp(-1.0, 1.0) as i8;
-            b |= ternary::encode(q) << (2 * j);
+            // clamp(round(v), -1, 1) without a call to `round`: round half away from
+            // zero reaches 1 exactly from 0.5 up, and -1 from -0.5 down.
+            let v = x * inv;
+            let code = if v >= 0.5 {
+                0b01
+            } else if v <= -0.5 {
+                0b10
+            } else {
+                0b00
+            };
+            b |= code << (2 * j);
         }
         *o = b;
     }
