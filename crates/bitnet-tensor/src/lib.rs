@@ -10,13 +10,14 @@
 //!
 //! let mm = MemoryManager::new(MemoryConfig::default())?;
 //! let p = Provider::Manager(&mm);
-//! let w = Tensor::from_f32(&p, &[2, 4], &[0.9, -0.1, -1.2, 0.4, 0.0, 0.5, -0.6, 1.0])?;
-//! let w = ops::absmean_quantize(&w, &p)?;            // ternary, 2 bits per weight
+//! let wf = Tensor::from_f32(&p, &[2, 4], &[0.9, -0.1, -1.2, 0.4, 0.0, 0.5, -0.6, 1.0])?;
+//! let w = ops::absmean_quantize(&wf, &p)?;           // ternary, 2 bits per weight
+//! assert_eq!(w.weight.to_vec_i8(), [1, 0, -1, 1, 0, 1, -1, 1]);
 //! let x = Tensor::from_f32(&p, &[1, 4], &[1.0, 2.0, 3.0, 4.0])?;
 //! let xq = ops::absmax_quantize(&x, &p)?;            // int8, one scale per row
 //! let y = ops::bitlinear(&xq, &w, &p, &Exec::sequential())?;
 //! assert_eq!(y.dims(), &[1, 2]);
-//! drop((w, x, xq, y));
+//! drop((wf, w, x, xq, y));
 //! assert_eq!(mm.metrics().live_allocations(), 0);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
