@@ -5,7 +5,7 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::exec::Exec;
 use crate::lifecycle;
-use crate::ops::quant::{absmean_quantize_into, TernaryWeight};
+use crate::ops::quant::{absmean, pack_ternary, TernaryWeight};
 use crate::storage::Provider;
 use crate::tensor::Tensor;
 use rand::rngs::SmallRng;
@@ -76,7 +76,14 @@ pub(crate) fn ternary_weight<'m>(
     let mut tmp = Tensor::new(p, DType::F32, &[out, inp])?;
     fill_uniform(tmp.as_f32_mut()?, inp, seed, id, 0.0, amp, exec);
     let mut q = Tensor::new(p, DType::Ternary, &[out, inp])?;
-    let scale = absmean_quantize_into(tmp.as_f32()?, q.as_ternary_mut()?);
+    // The mean is one in-order pass (as `absmean_quantize` computes it); packing is split
+    // by rows across threads.
+    let w = tmp.as_f32()?;
+    let scale = absmean(w);
+    let row_bytes = inp / 4;
+    exec.for_rows(q.as_ternary_mut()?, row_bytes.max(1), inp, |r, bytes| {
+        pack_ternary(&w[r * inp..(r + 1) * inp], scale, bytes);
+    });
     drop(tmp);
     Ok(TernaryWeight {
         weight: lifecycle::persistent(q, "weight"),

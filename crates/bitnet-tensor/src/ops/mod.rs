@@ -20,7 +20,7 @@ pub use embedding::embedding;
 pub use matmul::{dot_f32, linear, matmul};
 pub use norm::{rmsnorm, rmsnorm_row};
 pub use quant::{
-    absmax_quantize, absmax_quantize_row, absmean_quantize, absmean_quantize_into,
-    QuantizedActivations, TernaryWeight,
+    absmax_quantize, absmax_quantize_row, absmean, absmean_quantize, absmean_quantize_into,
+    pack_ternary, QuantizedActivations, TernaryWeight,
 };
 pub use rope::{rope_head, rope_in_place};

@@ -31,6 +31,13 @@ impl TernaryWeight<'_> {
 /// The mean is summed in `f64`, in order.
 pub fn absmean_quantize_into(w: &[f32], packed: &mut [u8]) -> f32 {
     let gamma = absmean(w);
+    pack_ternary(w, gamma, packed);
+    gamma
+}
+
+/// Packs `clamp(round(w / gamma), -1, 1)` into `packed` (`w.len().div_ceil(4)` bytes).
+/// Chunks of `w` starting at multiples of 4 may be packed separately (in parallel).
+pub fn pack_ternary(w: &[f32], gamma: f32, packed: &mut [u8]) {
     let inv = 1.0 / gamma;
     assert_eq!(packed.len(), w.len().div_ceil(4), "packed length");
     for (o, chunk) in packed.iter_mut().zip(w.chunks(4)) {
@@ -50,7 +57,6 @@ pub fn absmean_quantize_into(w: &[f32], packed: &mut [u8]) -> f32 {
         }
         *o = b;
     }
-    gamma
 }
 
 /// `max(mean |w|, eps)`, summed in `f64` in order.
