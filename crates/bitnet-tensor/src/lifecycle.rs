@@ -4,16 +4,20 @@
 //! begins and ends a decode step goes through this module, so the leak-detection layer of
 //! `bitnet-memory` plugs in here and nowhere else. What will go in, once the manager has it:
 //!
-//! - [`persistent`]: `mm.persist(&allocation, what)`, so weights and the KV cache are
-//!   expected to outlive every step and are not reported as leaks of the step that made
-//!   them (the model is built outside any step today, so nothing is misreported yet).
-//! - [`link`]: `mm.link(parent, view)`, recording that a view keeps its parent's storage
-//!   alive (the relationship graph of the leak detector, which finds reference cycles).
+//! - `persistent` (crate-private): `mm.persist(&allocation, what)` on
+//!   `t.storage().allocation()`, so weights and the KV cache are expected to outlive every
+//!   step and are not reported as leaks of the step that made them (the model is built
+//!   outside any step today, so nothing is misreported yet).
+//! - `link` (crate-private): `mm.link(parent, view)`, recording that a view keeps its
+//!   parent's storage alive (the relationship graph of the leak detector, which finds
+//!   reference cycles).
 //! - [`step_scope`]: `mm.scope("decode step")`; allocations made inside must die inside,
 //!   or the scope reports them, grouped by site.
 //!
 //! Until then the step scope does the one check the manager's counters allow, and does it
-//! for real: it compares live allocations and live bytes before and after each step.
+//! for real: it compares live allocations and live bytes before and after each step. The
+//! demo report's "tracking overhead" line says "not measured" until the tracking layer
+//! exists; it will read the manager's overhead monitor in `demo.rs`.
 
 use crate::storage::Provider;
 use crate::tensor::Tensor;

@@ -61,7 +61,16 @@ enum Buf<'m> {
     Heap { words: Vec<u32>, len: usize },
 }
 
-impl Storage<'_> {
+impl<'m> Storage<'m> {
+    /// The manager's allocation behind these bytes (`None` for `Vec` storage): what the
+    /// leak-scope hooks of [`crate::lifecycle`] will hand to the manager.
+    pub fn allocation(&self) -> Option<&Allocation<'m>> {
+        match &self.0 {
+            Buf::Pool(a) => Some(a),
+            Buf::Heap { .. } => None,
+        }
+    }
+
     /// The bytes.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
