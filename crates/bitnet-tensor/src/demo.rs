@@ -410,11 +410,12 @@ impl fmt::Display for DemoReport {
                 "  tracking overhead  {:>12}  (the tracking layer is not built yet)",
                 "not measured"
             )?;
+            let found = m.leaks.allocations + m.live_after_drop;
             writeln!(
                 f,
                 "  leaks              {:>12}  ({} of {} decode steps left {} allocation(s), {} live; \
                  {} allocation(s) live after the model was dropped)",
-                m.leaks.leaking_steps + m.live_after_drop.min(1),
+                if found == 0 { "none".to_string() } else { format!("{found} found") },
                 m.leaks.leaking_steps,
                 m.leaks.steps,
                 m.leaks.allocations,
