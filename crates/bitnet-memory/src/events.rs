@@ -297,3 +297,32 @@ impl EventBus {
         self.subscribers.read().len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_event_is_built_without_a_subscriber() {
+        let bus = EventBus::default();
+        bus.emit(EventKind::AllocationCreated, || {
+            panic!("built an event nobody listens to")
+        });
+        let sub = bus.subscribe(EventFilter::only(EventKind::CleanupTriggered), 4);
+        bus.emit(EventKind::AllocationCreated, || panic!("wrong kind built"));
+        bus.emit(EventKind::CleanupTriggered, || {
+            MemoryEvent::CleanupTriggered {
+                strategy: CleanupStrategy::Requested,
+            }
+        });
+        assert_eq!(sub.drain().len(), 1);
+        drop(sub);
+        bus.emit(EventKind::CleanupTriggered, || {
+            MemoryEvent::CleanupTriggered {
+                strategy: CleanupStrategy::Requested,
+            }
+        });
+        assert_eq!(bus.subscribers(), 0);
+        assert!(!bus.wants(EventKind::CleanupTriggered));
+    }
+}

@@ -87,7 +87,8 @@ pub struct TrackingStats {
     pub estimated_bytes: f64,
     /// Allocation sites seen.
     pub sites: usize,
-    /// Share of allocation time spent tracking, in percent (measured on a sub-sample).
+    /// Share of allocation time spent tracking, in percent (measured on a sub-sample; 0
+    /// until 32 allocations were timed).
     pub tracking_overhead_percentage: f64,
     /// Bytes the tracking layer holds (records, sites, histogram).
     pub tracking_memory_overhead: usize,
@@ -109,6 +110,8 @@ pub enum Decision {
     },
 }
 
+/// Timed samples needed before the overhead is reported or enforced.
+const MIN_TIMED: u64 = 32;
 /// Times one sampled allocation in every this many tracked ones.
 const TIME_EVERY: u32 = 16;
 const SLOT_CACHE: usize = 64;
@@ -293,15 +296,18 @@ impl Tracker {
                 time: time(),
             };
         }
-        let n = t.countdown.load(Relaxed);
+        let mut n = t.countdown.load(Relaxed);
+        if n == 0 {
+            // A fresh thread, or the rate changed: draw the first gap at the current rate.
+            n = t.gap(self.sample_rate());
+        }
         if n > 1 {
             t.countdown.store(n - 1, Relaxed);
             return Decision::Skip;
         }
         let rate = self.sample_rate();
         t.countdown.store(t.gap(rate), Relaxed);
-        if rate <= 0.0 || n == 0 {
-            // n == 0: a fresh thread or a changed rate; this draw only sets the gap.
+        if rate <= 0.0 {
             return Decision::Skip;
         }
         Decision::Track {
@@ -510,7 +516,9 @@ impl Tracker {
                 h.mean()
             }
         };
-        if timed == 0 || mean_latency <= 0.0 || allocs <= 0.0 {
+        // Too few timed samples say more about warm-up (first chunk, first record segment)
+        // than about the steady state: report nothing until there are enough.
+        if timed < MIN_TIMED || mean_latency <= 0.0 || allocs <= 0.0 {
             return 0.0;
         }
         let tracking = track_ns as f64 / timed as f64 * tracked as f64;
