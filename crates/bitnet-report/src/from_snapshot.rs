@@ -105,7 +105,7 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
                 message: format!("allocates id {id} which is already live"),
             });
         }
-        if peak.map_or(true, |p| e.live_bytes > p.bytes) {
+        if peak.is_none_or(|p| e.live_bytes > p.bytes) {
             peak = Some(Peak {
                 t_ns: t,
                 bytes: e.live_bytes,

@@ -59,10 +59,10 @@ fn scan(events: &[TraceEvent]) -> Result<Scan> {
                 allocs += 1;
                 total += ev.size;
                 used[SizeBand::of(ev.size).index()] = true;
-                if largest.map_or(true, |(size, _)| ev.size > size) {
+                if largest.is_none_or(|(size, _)| ev.size > size) {
                     largest = Some((ev.size, ev.id));
                 }
-                if peak.map_or(true, |p| total > p.bytes) {
+                if peak.is_none_or(|p| total > p.bytes) {
                     peak = Some(Peak {
                         t_ns: t,
                         bytes: total,

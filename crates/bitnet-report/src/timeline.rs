@@ -58,7 +58,7 @@ impl Downsampler {
 
     /// Adds the state after one event. `s.t_ns` must not be below the previous one.
     pub(crate) fn push(&mut self, s: Sample) {
-        debug_assert!(self.out.last().map_or(true, |l| l.t_ns <= s.t_ns));
+        debug_assert!(self.out.last().is_none_or(|l| l.t_ns <= s.t_ns));
         let bucket = s.t_ns.saturating_sub(self.t0) / self.width;
         if bucket != self.bucket {
             self.flush();
@@ -68,14 +68,14 @@ impl Downsampler {
         let seq = self.seq;
         for k in 0..KEYS {
             let Some(v) = key(&s, k) else { continue };
-            if self.min[k].as_ref().map_or(true, |m| v < m.value) {
+            if self.min[k].as_ref().is_none_or(|m| v < m.value) {
                 self.min[k] = Some(Slot {
                     value: v,
                     seq,
                     sample: s.clone(),
                 });
             }
-            if self.max[k].as_ref().map_or(true, |m| v > m.value) {
+            if self.max[k].as_ref().is_none_or(|m| v > m.value) {
                 self.max[k] = Some(Slot {
                     value: v,
                     seq,

@@ -190,7 +190,7 @@ fn budget_error(budget: usize, needs: &MemoryNeeds, source: Option<MemoryError>)
         kv_cache: needs.kv_cache,
         activations: needs.activations,
         recommended: needs.recommended_budget(),
-        source,
+        source: source.map(Box::new),
     }
 }
 

@@ -87,7 +87,7 @@ pub enum Error {
         /// A budget that holds the model with room for pool rounding, in bytes.
         recommended: usize,
         /// The pool's own error, when the budget was hit while running.
-        source: Option<MemoryError>,
+        source: Option<Box<MemoryError>>,
     },
 }
 

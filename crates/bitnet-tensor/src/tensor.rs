@@ -180,9 +180,9 @@ impl<'m> Tensor<'m> {
         };
         if v.dtype == DType::Ternary {
             let last_ok = shape.rank() == 0
-                || (shape.dims()[shape.rank() - 1] % 4 == 0
+                || (shape.dims()[shape.rank() - 1].is_multiple_of(4)
                     && (strides[shape.rank() - 1] == 1 || shape.dims()[shape.rank() - 1] <= 1));
-            let aligned = offset % 4 == 0
+            let aligned = offset.is_multiple_of(4)
                 && v.strides()[..shape.rank().saturating_sub(1)]
                     .iter()
                     .all(|s| s % 4 == 0);
@@ -400,7 +400,7 @@ impl<'m> Tensor<'m> {
                 .dims()
                 .iter()
                 .zip(dims)
-                .all(|(&d, want)| want.map_or(true, |w| w == d));
+                .all(|(&d, want)| want.is_none_or(|w| w == d));
         if ok {
             return Ok(());
         }

@@ -111,19 +111,19 @@ impl ModelConfig {
         if self.hidden == 0 || self.ffn == 0 || self.layers == 0 || self.vocab == 0 {
             return bad("hidden, ffn, layers and vocab must be positive".into());
         }
-        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
             return bad(format!(
                 "{} heads is not a positive multiple of {} KV heads",
                 self.heads, self.kv_heads
             ));
         }
-        if self.hidden % self.heads != 0 || self.head_dim() % 2 != 0 {
+        if !self.hidden.is_multiple_of(self.heads) || !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "hidden {} must split into {} heads of even size",
                 self.hidden, self.heads
             ));
         }
-        if self.hidden % 4 != 0 || self.ffn % 4 != 0 {
+        if !self.hidden.is_multiple_of(4) || !self.ffn.is_multiple_of(4) {
             return bad("hidden and ffn must be multiples of 4 (ternary packing)".into());
         }
         if self.vocab > u32::MAX as usize {

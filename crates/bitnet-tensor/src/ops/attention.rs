@@ -163,7 +163,7 @@ pub fn attention<'m>(
     let (kvh, d) = (cache.kv_heads, cache.head_dim);
     q.expect_dims("attention", &[None, Some(d)])?;
     let heads = q.dims()[0];
-    if kvh == 0 || heads % kvh != 0 {
+    if kvh == 0 || !heads.is_multiple_of(kvh) {
         return Err(Error::ShapeMismatch {
             op: "attention (query heads must be a multiple of KV heads)",
             expected: format!("[k * {kvh}, {d}]"),

@@ -95,7 +95,7 @@ pub fn ternary_dot_i16(row: &[u8], x: &[i16]) -> i32 {
 }
 
 fn check_kn(packed: &[u8], n: usize, k: usize) {
-    assert!(k % 4 == 0, "k must be a multiple of 4");
+    assert!(k.is_multiple_of(4), "k must be a multiple of 4");
     assert_eq!(packed.len(), n * k / 4, "packed weight size");
 }
 

@@ -25,7 +25,7 @@ pub fn rope_head(x: &mut [f32], pos: usize, theta: f32) {
 pub fn rope_in_place(x: &mut Tensor<'_>, pos: usize, theta: f32) -> Result<()> {
     x.expect_dims("rope", &[None, None])?;
     let d = x.dims()[1];
-    if d % 2 != 0 {
+    if !d.is_multiple_of(2) {
         return Err(Error::InvalidShape {
             shape: x.shape(),
             reason: "rotary embedding needs an even head dimension".into(),
