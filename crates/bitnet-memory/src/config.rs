@@ -43,6 +43,13 @@ pub struct MemoryConfig {
     /// Whether each thread keeps a cache of small blocks. Default: `true`. Turning it off
     /// makes every small request take the class lock (useful to measure the cache).
     pub thread_cache: bool,
+    /// Free memory the pool keeps resident, as a fraction of the peak of live bytes: past
+    /// `peak_live * (1 + retain_fraction)` (and `min_retain`) committed bytes, pages of
+    /// free blocks are handed back to the device, largest first. Default: `0.05`.
+    pub retain_fraction: f64,
+    /// Free memory in bytes the pool may always keep resident, whatever the live peak.
+    /// Default: 4 MiB.
+    pub min_retain: usize,
     /// Tracking: sampling rate, large threshold, backtraces, overhead limit.
     pub tracking: TrackingConfig,
 }
@@ -56,6 +63,8 @@ impl Default for MemoryConfig {
             min_chunk: 4 << 20,
             max_chunk: 256 << 20,
             thread_cache: true,
+            retain_fraction: 0.05,
+            min_retain: 4 << 20,
             tracking: TrackingConfig::default(),
         }
     }
@@ -85,6 +94,16 @@ impl MemoryConfig {
     /// Sets [`max_chunk`](Self::max_chunk), in bytes.
     pub fn max_chunk(mut self, bytes: usize) -> Self {
         self.max_chunk = bytes;
+        self
+    }
+    /// Sets [`retain_fraction`](Self::retain_fraction).
+    pub fn retain_fraction(mut self, f: f64) -> Self {
+        self.retain_fraction = f;
+        self
+    }
+    /// Sets [`min_retain`](Self::min_retain), in bytes.
+    pub fn min_retain(mut self, bytes: usize) -> Self {
+        self.min_retain = bytes;
         self
     }
     /// Sets [`tracking`](Self::tracking).
@@ -126,6 +145,9 @@ impl MemoryConfig {
         }
         if !(0.0..=1.0).contains(&self.tracking.sample_rate) {
             return bad("tracking.sample_rate: must be between 0.0 and 1.0");
+        }
+        if !(self.retain_fraction >= 0.0 && self.retain_fraction.is_finite()) {
+            return bad("retain_fraction: must be a finite number >= 0");
         }
         if self.budget == Some(0) {
             return bad("budget: must be more than 0 B (use None for no limit)");

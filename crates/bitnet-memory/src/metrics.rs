@@ -88,10 +88,15 @@ pub struct DeviceMetrics {
     /// Highest `live_bytes` seen (exact with one thread; with several, each thread's
     /// unpublished change of under 1 MiB may be counted at its own maximum).
     pub peak_live_bytes: usize,
-    /// Bytes held from the device.
+    /// Bytes of device memory the pool holds committed: mapped chunks minus free ranges
+    /// never touched or whose pages were handed back. What the resident set sees.
     pub reserved_bytes: usize,
     /// Highest `reserved_bytes` seen.
     pub peak_reserved_bytes: usize,
+    /// Bytes of chunks mapped from the device (address space; the budget counts these).
+    pub mapped_bytes: usize,
+    /// Bytes of free blocks whose pages were handed back so far.
+    pub purged_bytes: usize,
     /// Live allocations.
     pub live_allocations: usize,
     /// Allocations made so far.

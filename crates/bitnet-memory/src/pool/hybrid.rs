@@ -34,6 +34,8 @@ pub struct TrimReport {
     pub chunks_released: usize,
     /// Bytes of those chunks.
     pub bytes_released: usize,
+    /// Bytes of free blocks whose pages were handed back (the chunks stay mapped).
+    pub bytes_purged: usize,
 }
 
 impl std::ops::AddAssign for TrimReport {
@@ -42,6 +44,7 @@ impl std::ops::AddAssign for TrimReport {
         self.slabs_released += o.slabs_released;
         self.chunks_released += o.chunks_released;
         self.bytes_released += o.bytes_released;
+        self.bytes_purged += o.bytes_purged;
     }
 }
 
@@ -63,6 +66,8 @@ pub struct DevicePool {
     large: Mutex<LargePool>,
     caches: ThreadLocal<ThreadCache>,
     budget: usize,
+    retain_fraction: f64,
+    min_retain: usize,
     published_live: CachePadded<AtomicI64>,
     peak_live: AtomicI64,
     /// Operations made without a thread cache (a thread creating its cache).
@@ -108,6 +113,8 @@ impl DevicePool {
             large: Mutex::new(LargePool::new(strategy, config.min_chunk, config.max_chunk)),
             caches: ThreadLocal::new(),
             budget: budget.unwrap_or(usize::MAX),
+            retain_fraction: config.retain_fraction,
+            min_retain: config.min_retain,
             published_live: CachePadded::new(AtomicI64::new(0)),
             peak_live: AtomicI64::new(0),
             uncached_allocs: AtomicU64::new(0),
@@ -224,6 +231,16 @@ impl DevicePool {
     /// batch while the lock is held.
     fn refill(&self, cache: Option<&ThreadCache>, class: usize) -> Result<usize, GrowError> {
         let mut central = self.central[class].lock();
+        if size_class::is_single(class) {
+            // One-block slabs: straight from the large pool, one at a time.
+            let block = self.large.lock().allocate_single(
+                size_class::class_size(class),
+                &*self.backend,
+                self.budget,
+            )?;
+            central.handed_out += 1;
+            return Ok(block.addr);
+        }
         if central.free_blocks() == 0 {
             let slab = size_class::slab_size(class);
             let block = self
@@ -271,6 +288,65 @@ impl DevicePool {
         }
     }
 
+    /// Gives blocks of `class` back: to the central list, or for one-block slabs straight
+    /// to the large pool (then purging what the resident limit asks).
+    fn return_blocks(&self, class: usize, blocks: &[usize]) {
+        if blocks.is_empty() {
+            return;
+        }
+        let mut central = self.central[class].lock();
+        if size_class::is_single(class) {
+            central.handed_out -= blocks.len();
+            drop(central);
+            let mut large = self.large.lock();
+            for &a in blocks {
+                large.free_single(a);
+            }
+            self.purge(&mut large);
+        } else {
+            for &a in blocks {
+                central.put(a);
+            }
+        }
+    }
+
+    /// Moves up to `count` of the oldest cached blocks of `class` back (at most 64 at a
+    /// time, through a buffer on the stack: this path must not allocate).
+    fn drain_cache(&self, c: &ThreadCache, class: usize, count: usize) -> usize {
+        let mut left = count.min(c.len(class));
+        let total = left;
+        while left > 0 {
+            let mut buf = [0usize; 64];
+            let k = left.min(64);
+            let mut i = 0;
+            c.drain_oldest(&self.layout, class, k, |a| {
+                buf[i] = a;
+                i += 1;
+            });
+            self.return_blocks(class, &buf[..i]);
+            left -= k;
+        }
+        total
+    }
+
+    /// The resident limit: committed memory the pool keeps at most, from the peak of live
+    /// bytes so far (so the resident high-water mark stays close to the live peak).
+    fn resident_limit(&self) -> usize {
+        let peak = self.peak_live.load(Relaxed).max(0) as usize;
+        let live = (self.published_live.load(Relaxed).max(0) as usize).max(peak);
+        let scaled = (live as f64 * (1.0 + self.retain_fraction)) as usize;
+        scaled.max(live.saturating_add(self.min_retain))
+    }
+
+    /// Hands back pages of free large-pool blocks past the resident limit, down to half
+    /// of `min_retain` below it so that purges come in batches, not at every free.
+    fn purge(&self, large: &mut LargePool) {
+        let limit = self.resident_limit();
+        if large.committed() > limit {
+            large.purge_to(limit.saturating_sub(self.min_retain / 2), &*self.backend);
+        }
+    }
+
     /// The cache is full, has no room for the class, or another thread asked for a flush.
     #[cold]
     fn free_small_cached_slow(&self, c: &ThreadCache, addr: usize, class: usize) {
@@ -280,14 +356,13 @@ impl DevicePool {
         if c.push(&self.layout, class, addr) {
             return;
         }
-        let mut central = self.central[class].lock();
         let cap = self.layout.cap(class);
         if cap > 0 {
-            c.drain_oldest(&self.layout, class, (cap / 2).max(1), |a| central.put(a));
+            self.drain_cache(c, class, (cap / 2).max(1));
             let pushed = c.push(&self.layout, class, addr);
             debug_assert!(pushed, "room after a drain");
         } else {
-            central.put(addr);
+            self.return_blocks(class, &[addr]);
         }
     }
 
@@ -303,16 +378,18 @@ impl DevicePool {
             }
             None => {
                 self.note_free(None, size);
-                self.central[class].lock().put(addr);
+                self.return_blocks(class, &[addr]);
             }
         }
     }
 
     fn free_large(&self, addr: usize, token: u64, size: usize) {
         let cache = self.cache();
-        self.large.lock().free_user_token(addr, token);
+        let mut large = self.large.lock();
+        large.free_user_token(addr, token);
         self.note_free(cache, size);
         self.publish_now(cache);
+        self.purge(&mut large);
     }
 
     /// Frees by address a block whose token the caller does not know (adapters that get
@@ -326,11 +403,13 @@ impl DevicePool {
             }
             None => {
                 let cache = self.cache();
-                if self.large.lock().free_user(addr).is_none() {
+                let mut large = self.large.lock();
+                if large.free_user(addr).is_none() {
                     return false;
                 }
                 self.note_free(cache, size);
                 self.publish_now(cache);
+                self.purge(&mut large);
                 true
             }
         }
@@ -344,17 +423,9 @@ impl DevicePool {
 
     /// Moves every block of this thread's cache to the central lists.
     fn flush_all(&self, c: &ThreadCache) -> usize {
-        let mut n = 0;
-        for class in 0..self.central.len() {
-            let len = c.len(class);
-            if len == 0 {
-                continue;
-            }
-            let mut central = self.central[class].lock();
-            c.drain_oldest(&self.layout, class, len, |a| central.put(a));
-            n += len;
-        }
-        n
+        (0..self.central.len())
+            .map(|class| self.drain_cache(c, class, usize::MAX))
+            .sum()
     }
 
     /// Gives back what is not owned: this thread's cached blocks, empty slabs, empty
@@ -378,6 +449,7 @@ impl DevicePool {
             large.free_slab(s.block);
         }
         let r = large.release_empty(&*self.backend);
+        report.bytes_purged = large.purge_to(0, &*self.backend);
         report.chunks_released = r.chunks;
         report.bytes_released = r.bytes;
         report
@@ -428,18 +500,24 @@ impl DevicePool {
         let mut small = SmallPoolMetrics::default();
         for (class, central) in self.central.iter().enumerate() {
             let central = central.lock();
-            if central.slab_count() == 0 {
+            if central.slab_count() == 0 && central.handed_out == 0 {
                 continue;
             }
             let block_size = size_class::class_size(class);
             let live_blocks = central.handed_out.saturating_sub(cached[class]);
+            let (slabs, slab_bytes) = if size_class::is_single(class) {
+                // Each block handed out is its own one-block slab.
+                (central.handed_out, central.handed_out * block_size)
+            } else {
+                (central.slab_count(), central.slab_bytes())
+            };
             let cm = ClassMetrics {
                 block_size,
                 live_blocks,
                 cached_blocks: cached[class],
                 free_blocks: central.free_blocks(),
-                slabs: central.slab_count(),
-                slab_bytes: central.slab_bytes(),
+                slabs,
+                slab_bytes,
             };
             small.live_blocks += live_blocks;
             small.live_block_bytes += live_blocks * block_size;
@@ -459,8 +537,10 @@ impl DevicePool {
             backend: self.backend.name().to_string(),
             live_bytes,
             peak_live_bytes: peak.max(live_bytes),
-            reserved_bytes: large.reserved,
-            peak_reserved_bytes: large.peak_reserved,
+            reserved_bytes: large.committed(),
+            peak_reserved_bytes: large.peak_committed,
+            mapped_bytes: large.reserved,
+            purged_bytes: large.purged_total,
             live_allocations,
             allocations: allocs,
             frees,

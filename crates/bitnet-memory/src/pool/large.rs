@@ -38,10 +38,14 @@ pub struct LargePool {
     free_ids: SysVec<u32>,
     /// Bytes in chunks held from the device.
     pub reserved: usize,
-    /// Highest `reserved` ever.
-    pub peak_reserved: usize,
+    /// Highest `committed()` ever.
+    pub peak_committed: usize,
+    /// Bytes whose pages were handed back by purges so far.
+    pub purged_total: usize,
     /// User blocks served directly (not slabs) by address: token and block size.
     user: HashMap<usize, (u64, usize), DefaultHashBuilder, System>,
+    /// One-block slabs of the big size classes by address: token and block size.
+    singles: HashMap<usize, (u64, usize), DefaultHashBuilder, System>,
     /// Bytes of user blocks (block sizes).
     pub user_bytes: usize,
     /// Bytes of slabs lent to the small pool.
@@ -58,8 +62,10 @@ impl LargePool {
             chunks: SysVec::new_in(System),
             free_ids: SysVec::new_in(System),
             reserved: 0,
-            peak_reserved: 0,
+            peak_committed: 0,
+            purged_total: 0,
             user: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
+            singles: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
             user_bytes: 0,
             slab_bytes: 0,
             min_chunk,
@@ -105,7 +111,6 @@ impl LargePool {
         };
         self.chunks[id as usize] = Some(chunk);
         self.reserved += chunk.size;
-        self.peak_reserved = self.peak_reserved.max(self.reserved);
         self.strategy.add_chunk(id, chunk.base, chunk.size);
         Ok(())
     }
@@ -118,14 +123,61 @@ impl LargePool {
         backend: &dyn DeviceBackend,
         budget: usize,
     ) -> Result<Block, GrowError> {
-        if let Some(b) = self.strategy.allocate(size, align) {
-            return Ok(b);
+        let b = match self.strategy.allocate(size, align) {
+            Some(b) => b,
+            None => {
+                self.grow(size, align, backend, budget)?;
+                self.strategy
+                    .allocate(size, align)
+                    .expect("a fresh chunk serves the request it was sized for")
+            }
+        };
+        self.peak_committed = self.peak_committed.max(self.committed());
+        Ok(b)
+    }
+
+    /// Bytes of chunk memory that may be resident: mapped chunks minus free ranges that
+    /// were never touched or whose pages were handed back.
+    pub fn committed(&self) -> usize {
+        self.reserved - (self.strategy.free_bytes() - self.strategy.dirty_free_bytes())
+    }
+
+    /// Hands back pages of free blocks until at most `limit` bytes are committed (or no
+    /// dirty free block is left); returns the bytes handed back.
+    pub fn purge_to(&mut self, limit: usize, backend: &dyn DeviceBackend) -> usize {
+        let committed = self.committed();
+        if committed <= limit {
+            return 0;
         }
-        self.grow(size, align, backend, budget)?;
-        Ok(self
-            .strategy
-            .allocate(size, align)
-            .expect("a fresh chunk serves the request it was sized for"))
+        let dirty = self.strategy.dirty_free_bytes();
+        let target = dirty.saturating_sub(committed - limit);
+        let chunks = &self.chunks;
+        let purged = self.strategy.purge(target, &mut |chunk, offset, len| {
+            let c = chunks[chunk as usize].as_ref().expect("live chunk");
+            backend.decommit(c, offset, len);
+        });
+        self.purged_total += purged;
+        purged
+    }
+
+    /// Allocates a block that serves as a whole one-block slab of a size class.
+    pub fn allocate_single(
+        &mut self,
+        size: usize,
+        backend: &dyn DeviceBackend,
+        budget: usize,
+    ) -> Result<Block, GrowError> {
+        let b = self.allocate(size, super::size_class::SLAB_ALIGN, backend, budget)?;
+        self.singles.insert(b.addr, (b.token, b.size));
+        self.slab_bytes += b.size;
+        Ok(b)
+    }
+
+    /// Takes back a one-block slab by address.
+    pub fn free_single(&mut self, addr: usize) {
+        let (token, size) = self.singles.remove(&addr).expect("a live one-block slab");
+        self.slab_bytes -= size;
+        self.strategy.free(token);
     }
 
     /// Allocates a block for the user and records it by address.
@@ -243,6 +295,11 @@ impl LargePool {
         let user: usize = self.user.values().map(|v| v.1).sum();
         assert_eq!(user, self.user_bytes, "user bytes drifted");
         // Chunks may be rounded down to the strategy's granule; allow that slack.
+        let singles: usize = self.singles.values().map(|v| v.1).sum();
+        assert!(
+            singles <= self.slab_bytes,
+            "one-block slabs not counted as slabs"
+        );
         let accounted = self.user_bytes + self.slab_bytes + self.strategy.free_bytes();
         assert!(
             accounted <= self.reserved

@@ -68,18 +68,31 @@ pub fn classes_for_threshold(threshold: usize) -> usize {
     }
 }
 
-/// Bytes of one slab of class `idx`: a whole number of blocks, about 64 KiB for small
-/// classes and 16 blocks (at most 4 MiB) for big ones, at least one block.
+/// Classes of at least this size have one-block slabs: each block is its own best-fit
+/// block, handed back to the large pool as soon as no thread caches it, so big classes
+/// hold no partly used slabs.
+pub const SINGLE_BLOCK_CLASS: usize = 64 * 1024;
+
+/// Bytes of one slab of class `idx`: a whole number of blocks, at least 64 KiB and four
+/// blocks for classes under 64 KiB, one block from 64 KiB up.
 pub fn slab_size(idx: usize) -> usize {
     let c = class_size(idx);
-    let target = (c * 16).clamp(64 * 1024, 4 * 1024 * 1024);
-    (target / c).max(1) * c
+    if c >= SINGLE_BLOCK_CLASS {
+        return c;
+    }
+    let target = (c * 4).max(64 * 1024);
+    (target / c) * c
 }
 
-/// How many blocks of class `idx` a thread may cache: about 256 KiB worth, between 2 and
+/// Whether class `idx` has one-block slabs.
+pub fn is_single(idx: usize) -> bool {
+    class_size(idx) >= SINGLE_BLOCK_CLASS
+}
+
+/// How many blocks of class `idx` a thread may cache: about 256 KiB worth, between 1 and
 /// 128 blocks.
 pub fn cache_capacity(idx: usize) -> usize {
-    (256 * 1024 / class_size(idx)).clamp(2, 128)
+    (256 * 1024 / class_size(idx)).clamp(1, 128)
 }
 
 #[cfg(test)]
@@ -158,7 +171,11 @@ mod tests {
             let s = slab_size(idx);
             assert_eq!(s % class_size(idx), 0);
             assert!(s >= class_size(idx));
-            assert!(cache_capacity(idx) >= 2);
+            assert!(cache_capacity(idx) >= 1);
+            assert_eq!(
+                is_single(idx),
+                s == class_size(idx) && class_size(idx) >= SINGLE_BLOCK_CLASS
+            );
         }
     }
 }

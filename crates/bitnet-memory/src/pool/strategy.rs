@@ -34,6 +34,17 @@ pub trait BlockStrategy: Send {
     fn remove_empty_chunks(&mut self, out: &mut Vec<u32>);
     /// Free bytes inside the strategy's chunks.
     fn free_bytes(&self) -> usize;
+    /// Free bytes whose pages may be resident (freed by an owner and not purged since).
+    /// Strategies that do not track it report all free bytes.
+    fn dirty_free_bytes(&self) -> usize {
+        self.free_bytes()
+    }
+    /// Hands the pages of dirty free blocks back through `decommit(chunk, offset, len)`
+    /// until at most `target` dirty bytes remain; returns the bytes purged. The default
+    /// purges nothing.
+    fn purge(&mut self, _target: usize, _decommit: &mut dyn FnMut(u32, usize, usize)) -> usize {
+        0
+    }
     /// Size of the largest free block.
     fn largest_free(&self) -> usize;
     /// Sizes of all free blocks (for fragmentation analysis; not on a hot path).

@@ -36,6 +36,12 @@ struct Node {
     prev_free: u32,
     next_free: u32,
     state: State,
+    /// For a free block: bytes that may be resident (freed by an owner since the last
+    /// purge), estimated to lie at its front. The rest was never touched or was purged.
+    dirty: usize,
+    /// For a free block: when it was freed (the strategy's free counter), for
+    /// oldest-first purging.
+    freed_at: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +60,10 @@ pub struct Tlsf {
     heads: [[u32; SL_COUNT]; FL_COUNT],
     chunks: SysVec<Option<ChunkSlot>>,
     free_bytes: usize,
+    /// Free bytes that may be resident: the sum of the free blocks' `dirty`.
+    dirty_bytes: usize,
+    /// Frees so far.
+    clock: u64,
 }
 
 impl Default for Tlsf {
@@ -114,6 +124,8 @@ impl Tlsf {
             heads: [[NIL; SL_COUNT]; FL_COUNT],
             chunks: SysVec::new_in(System),
             free_bytes: 0,
+            dirty_bytes: 0,
+            clock: 0,
         }
     }
 
@@ -155,6 +167,7 @@ impl Tlsf {
         self.sl_bitmap[fl] |= 1 << sl;
         self.fl_bitmap |= 1 << fl;
         self.free_bytes += size;
+        self.dirty_bytes += self.nodes[idx as usize].dirty;
     }
 
     fn remove_free(&mut self, idx: u32) {
@@ -182,6 +195,7 @@ impl Tlsf {
         }
         self.nodes[idx as usize].state = State::Used;
         self.free_bytes -= size;
+        self.dirty_bytes -= self.nodes[idx as usize].dirty;
     }
 
     fn find_suitable(&self, size: usize) -> Option<u32> {
@@ -226,6 +240,8 @@ impl Tlsf {
             prev_free: NIL,
             next_free: NIL,
             state: State::Used,
+            dirty: n.dirty.saturating_sub(size),
+            freed_at: n.freed_at,
         });
         if n.next_phys != NIL {
             self.nodes[n.next_phys as usize].prev_phys = tail;
@@ -249,12 +265,15 @@ impl Tlsf {
             prev_free: NIL,
             next_free: NIL,
             state: State::Used,
+            dirty: n.dirty - n.dirty.min(pad),
+            freed_at: n.freed_at,
         });
         if n.next_phys != NIL {
             self.nodes[n.next_phys as usize].prev_phys = rest;
         }
         let head = &mut self.nodes[idx as usize];
         head.size = pad;
+        head.dirty = n.dirty.min(pad);
         head.next_phys = rest;
         // The head's physical predecessor is used (free neighbours never touch), so the
         // head goes straight into a free list.
@@ -285,6 +304,9 @@ impl BlockStrategy for Tlsf {
             prev_free: NIL,
             next_free: NIL,
             state: State::Used,
+            // Fresh device memory is not resident until touched.
+            dirty: 0,
+            freed_at: 0,
         });
         let slot = chunk as usize;
         if self.chunks.len() <= slot {
@@ -311,9 +333,31 @@ impl BlockStrategy for Tlsf {
             let a = t.addr(i);
             t.nodes[i as usize].size >= size + (a.next_multiple_of(align) - a)
         };
-        let idx = match self.find_suitable(size) {
-            Some(i) if fits(self, i) => i,
-            _ => self.find_suitable(size.checked_add(align - GRANULE)?)?,
+        // First look a few blocks into the bin the size itself falls in: a block freed by
+        // an earlier request of the same size sits there, resident, and fits exactly. The
+        // O(1) search proper skips that bin (it may hold smaller blocks).
+        let (fl, sl) = mapping_insert(size);
+        let mut idx = NIL;
+        if fl < FL_COUNT {
+            let mut i = self.heads[fl][sl];
+            for _ in 0..8 {
+                if i == NIL {
+                    break;
+                }
+                if fits(self, i) {
+                    idx = i;
+                    break;
+                }
+                i = self.nodes[i as usize].next_free;
+            }
+        }
+        let idx = if idx != NIL {
+            idx
+        } else {
+            match self.find_suitable(size) {
+                Some(i) if fits(self, i) => i,
+                _ => self.find_suitable(size.checked_add(align - GRANULE)?)?,
+            }
         };
         self.remove_free(idx);
         let addr = self.addr(idx);
@@ -341,6 +385,11 @@ impl BlockStrategy for Tlsf {
             State::Used,
             "TLSF: free of a block that is not in use"
         );
+        // The owner touched it: all of it may be resident now.
+        self.clock += 1;
+        let node = &mut self.nodes[idx as usize];
+        node.dirty = node.size;
+        node.freed_at = self.clock;
         let prev = self.nodes[idx as usize].prev_phys;
         if prev != NIL && self.nodes[prev as usize].state == State::Free {
             self.remove_free(prev);
@@ -348,6 +397,8 @@ impl BlockStrategy for Tlsf {
             let p = &mut self.nodes[prev as usize];
             p.size += n.size;
             p.next_phys = n.next_phys;
+            p.dirty += n.dirty;
+            p.freed_at = n.freed_at;
             if n.next_phys != NIL {
                 self.nodes[n.next_phys as usize].prev_phys = prev;
             }
@@ -361,6 +412,7 @@ impl BlockStrategy for Tlsf {
             let n = &mut self.nodes[idx as usize];
             n.size += nx.size;
             n.next_phys = nx.next_phys;
+            n.dirty += nx.dirty;
             if nx.next_phys != NIL {
                 self.nodes[nx.next_phys as usize].prev_phys = idx;
             }
@@ -397,6 +449,41 @@ impl BlockStrategy for Tlsf {
         self.free_bytes
     }
 
+    fn dirty_free_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
+    fn purge(&mut self, target: usize, decommit: &mut dyn FnMut(u32, usize, usize)) -> usize {
+        if self.dirty_bytes <= target {
+            return 0;
+        }
+        // Oldest frees first: the blocks least likely to be asked for again soon.
+        let mut dirty: SysVec<(u64, u32)> = SysVec::new_in(System);
+        for slot in self.chunks.iter().flatten() {
+            let mut i = slot.first;
+            while i != NIL {
+                let n = &self.nodes[i as usize];
+                if n.state == State::Free && n.dirty > 0 {
+                    dirty.push((n.freed_at, i));
+                }
+                i = n.next_phys;
+            }
+        }
+        dirty.sort_unstable();
+        let mut purged = 0;
+        for (_, i) in dirty {
+            if self.dirty_bytes <= target {
+                break;
+            }
+            let n = self.nodes[i as usize];
+            decommit(n.chunk, n.offset, n.size);
+            self.nodes[i as usize].dirty = 0;
+            self.dirty_bytes -= n.dirty;
+            purged += n.dirty;
+        }
+        purged
+    }
+
     fn largest_free(&self) -> usize {
         if self.fl_bitmap == 0 {
             return 0;
@@ -428,6 +515,7 @@ impl BlockStrategy for Tlsf {
     fn check_invariants(&self) {
         let mut free_total = 0;
         let mut free_count = 0;
+        let mut dirty_total = 0;
         for (c, slot) in self.chunks.iter().enumerate() {
             let Some(slot) = slot else { continue };
             let mut i = slot.first;
@@ -449,6 +537,8 @@ impl BlockStrategy for Tlsf {
                 if is_free {
                     free_total += n.size;
                     free_count += 1;
+                    assert!(n.dirty <= n.size, "more dirty bytes than bytes");
+                    dirty_total += n.dirty;
                 }
                 prev_free = is_free;
                 offset += n.size;
@@ -477,6 +567,7 @@ impl BlockStrategy for Tlsf {
             assert_eq!(self.fl_bitmap & (1 << fl) != 0, self.sl_bitmap[fl] != 0);
         }
         assert_eq!(listed, free_count, "free blocks missing from lists");
+        assert_eq!(dirty_total, self.dirty_bytes, "dirty byte count drifted");
         assert_eq!(free_total, self.free_bytes, "free byte count drifted");
     }
 }

@@ -86,3 +86,43 @@ fn a_chunk_sized_by_chunk_request_serves_the_request() {
         }
     }
 }
+
+#[test]
+fn dirty_bytes_follow_frees_merges_and_purges_oldest_first() {
+    let mut t = Tlsf::new();
+    t.add_chunk(0, 1 << 20, 1 << 20);
+    assert_eq!(t.dirty_free_bytes(), 0, "fresh memory is not resident");
+    let a = t.allocate(4096, 16).unwrap();
+    let b = t.allocate(8192, 16).unwrap();
+    let c = t.allocate(4096, 16).unwrap();
+    t.free(a.token);
+    t.free(c.token); // merges with the untouched tail: only its own bytes are dirty
+    assert_eq!(t.dirty_free_bytes(), 4096 + 4096);
+    t.check_invariants();
+    let mut seen = Vec::new();
+    let purged = t.purge(4096, &mut |chunk, offset, len| {
+        seen.push((chunk, offset, len))
+    });
+    assert_eq!(purged, 4096);
+    assert_eq!(seen, vec![(0, 0, 4096)], "the oldest free block goes first");
+    assert_eq!(t.dirty_free_bytes(), 4096);
+    t.check_invariants();
+    t.free(b.token);
+    assert_eq!(t.dirty_free_bytes(), 4096 + 8192);
+    t.check_invariants();
+    assert_eq!(t.purge(0, &mut |_, _, _| {}), 4096 + 8192);
+    assert_eq!(t.dirty_free_bytes(), 0);
+    t.check_invariants();
+}
+
+#[test]
+fn a_freed_block_of_the_same_size_is_reused_first() {
+    let mut t = Tlsf::new();
+    t.add_chunk(0, 1 << 24, 1 << 24);
+    let size = 3 * 1024 * 1024 + 4096;
+    let a = t.allocate(size, 16).unwrap();
+    let _keep = t.allocate(4096, 16).unwrap();
+    t.free(a.token);
+    let again = t.allocate(size, 16).unwrap();
+    assert_eq!(again.addr, a.addr, "the resident block, not fresh memory");
+}

@@ -1,0 +1,106 @@
+//! Replays a trace through the pool on one thread, touching one byte per 4 KiB page of
+//! each new block, and prints time per event, peak live, peak reserved (the pool's figure)
+//! and the resident high-water mark growth (VmHWM).
+//!
+//! `cargo run --release -p bitnet-memory --example replay_ratio -- ../shared/traces/numpy-serving.csv`
+use bitnet_memory::{Allocation, MemoryConfig, MemoryManager};
+use std::alloc::Layout;
+use std::collections::HashMap;
+use std::time::Instant;
+
+fn vm_hwm_kib() -> usize {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+fn main() {
+    let path = std::env::args().nth(1).expect("trace file");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut events = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let id: u64 = f[1].parse().unwrap();
+        let size: usize = f[2].parse().unwrap();
+        let align: usize = f[3].parse().unwrap();
+        events.push((f[0] == "a", id, size, align.max(1)));
+    }
+    drop(text);
+    let retain: f64 = std::env::var("RETAIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.05);
+    let min_chunk: usize = std::env::var("MIN_CHUNK_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let mm = MemoryManager::new(
+        MemoryConfig::default()
+            .retain_fraction(retain)
+            .min_chunk(min_chunk << 20)
+            .max_chunk((min_chunk << 20).max(256 << 20)),
+    )
+    .unwrap();
+    let hwm0 = vm_hwm_kib();
+    let t = Instant::now();
+    let mut live: HashMap<u64, Allocation<'_>> = HashMap::new();
+    let (mut cur, mut peak) = (0usize, 0usize);
+    let mut at_peak = None;
+    for &(alloc, id, size, align) in &events {
+        if alloc {
+            let mut a = mm.allocate(Layout::from_size_align(size, align).unwrap());
+            let p = a.as_mut_ptr();
+            let mut o = 0;
+            while o < size {
+                // SAFETY: `o < size`, inside the allocation.
+                unsafe { p.add(o).write_volatile(1) };
+                o += 4096;
+            }
+            cur += size;
+            if cur > peak && cur > 60 << 20 {
+                at_peak = Some(mm.metrics());
+            }
+            peak = peak.max(cur);
+            live.insert(id, a);
+        } else if let Some(a) = live.remove(&id) {
+            cur -= a.len();
+        }
+    }
+    let el = t.elapsed();
+    let m = mm.metrics();
+    let hwm = (vm_hwm_kib() - hwm0) * 1024;
+    println!(
+        "{} events, {:.2} us/event; peak live {:.1} MiB; pool peak reserved {:.1} MiB ({:.2}x); VmHWM growth {:.1} MiB ({:.2}x)",
+        events.len(),
+        el.as_secs_f64() * 1e6 / events.len() as f64,
+        peak as f64 / 1048576.0,
+        m.peak_reserved_bytes() as f64 / 1048576.0,
+        m.peak_reserved_bytes() as f64 / peak as f64,
+        hwm as f64 / 1048576.0,
+        hwm as f64 / peak as f64
+    );
+    println!(
+        "purged {:.1} MiB",
+        m.devices[0].purged_bytes as f64 / 1048576.0
+    );
+    println!("{m}");
+    if let Some(p) = at_peak {
+        let d = &p.devices[0];
+        println!(
+            "AT PEAK:\n{d}\n  large dirty? free {:.1} MiB, mapped {:.1} MiB",
+            d.large.free_bytes as f64 / 1048576.0,
+            d.mapped_bytes as f64 / 1048576.0
+        );
+        for c in &d.small.classes {
+            if c.cached_blocks + c.free_blocks > 0 {
+                println!(
+                    "    class {} live {} cached {} free {}",
+                    c.block_size, c.live_blocks, c.cached_blocks, c.free_blocks
+                );
+            }
+        }
+    }
+}
