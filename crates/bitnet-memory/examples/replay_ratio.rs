@@ -29,21 +29,11 @@ fn main() {
         events.push((f[0] == "a", id, size, align.max(1)));
     }
     drop(text);
-    let retain: f64 = std::env::var("RETAIN")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.05);
-    let min_chunk: usize = std::env::var("MIN_CHUNK_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
-    let mm = MemoryManager::new(
-        MemoryConfig::default()
-            .retain_fraction(retain)
-            .min_chunk(min_chunk << 20)
-            .max_chunk((min_chunk << 20).max(256 << 20)),
-    )
-    .unwrap();
+    let config = match std::env::args().nth(2).as_deref() {
+        Some("low-footprint") => MemoryConfig::low_footprint(),
+        _ => MemoryConfig::default(),
+    };
+    let mm = MemoryManager::new(config).unwrap();
     let hwm0 = vm_hwm_kib();
     let t = Instant::now();
     let mut live: HashMap<u64, Allocation<'_>> = HashMap::new();

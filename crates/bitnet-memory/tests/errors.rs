@@ -3,6 +3,13 @@
 use bitnet_memory::{DeviceId, FailingBackend, MemoryConfig, MemoryError, MemoryManager, Strategy};
 use std::alloc::Layout;
 
+/// Chunks of 4 MiB, so that the tests below know the layout exactly.
+fn small_chunks() -> MemoryConfig {
+    MemoryConfig::default()
+        .min_chunk(4 << 20)
+        .max_chunk(256 << 20)
+}
+
 fn layout(size: usize, align: usize) -> Layout {
     Layout::from_size_align(size, align).unwrap()
 }
@@ -100,7 +107,7 @@ fn budget_trims_caches_first_then_fails_with_sizes() {
 #[test]
 fn device_refusal_trims_and_retries_then_reports_out_of_memory() {
     let backend = FailingBackend::new();
-    let mm = MemoryManager::with_backend(MemoryConfig::default(), backend.clone()).unwrap();
+    let mm = MemoryManager::with_backend(small_chunks(), backend.clone()).unwrap();
     let a = mm.allocate(layout(3 << 20, 64));
     let cached = mm.allocate(layout(2 << 20, 64));
     drop(cached);
@@ -134,7 +141,7 @@ fn device_refusal_trims_and_retries_then_reports_out_of_memory() {
 #[test]
 fn failures_of_slab_refills_surface_as_errors_too() {
     let backend = FailingBackend::new();
-    let mm = MemoryManager::with_backend(MemoryConfig::default(), backend.clone()).unwrap();
+    let mm = MemoryManager::with_backend(small_chunks(), backend.clone()).unwrap();
     backend.set_fail_all(true);
     let e = mm.try_allocate(layout(64, 8)).unwrap_err();
     assert!(

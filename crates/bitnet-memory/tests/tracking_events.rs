@@ -57,6 +57,7 @@ fn subscribers_see_each_event_their_actions_cause() {
     let mm = MemoryManager::new(
         MemoryConfig::default()
             .budget(16 << 20)
+            .min_chunk(4 << 20)
             .tracking(TrackingConfig::full()),
     )
     .unwrap();

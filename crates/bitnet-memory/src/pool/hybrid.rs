@@ -218,12 +218,13 @@ impl DevicePool {
             self.note_alloc(cache, size);
             return Ok((addr, SMALL | class as u64));
         }
-        let b = self
-            .large
-            .lock()
-            .allocate_user(size, align, &*self.backend, self.budget)?;
+        let mut large = self.large.lock();
+        let b = large.allocate_user(size, align, &*self.backend, self.budget)?;
         self.note_alloc(cache, size);
         self.publish_now(cache);
+        // Taking fresh pages while holes elsewhere stay resident raises the resident set:
+        // keep it within the limit here too, not only when blocks are freed.
+        self.purge(&mut large);
         Ok((b.addr, b.token))
     }
 
@@ -233,11 +234,13 @@ impl DevicePool {
         let mut central = self.central[class].lock();
         if size_class::is_single(class) {
             // One-block slabs: straight from the large pool, one at a time.
-            let block = self.large.lock().allocate_single(
+            let mut large = self.large.lock();
+            let block = large.allocate_single(
                 size_class::class_size(class),
                 &*self.backend,
                 self.budget,
             )?;
+            self.purge(&mut large);
             central.handed_out += 1;
             return Ok(block.addr);
         }
