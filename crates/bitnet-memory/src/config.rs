@@ -1,6 +1,7 @@
 //! Configuration of a [`MemoryManager`](crate::MemoryManager): plain data, every field in
 //! stated units, with a builder.
 
+pub use crate::cleanup::CleanupConfig;
 use crate::error::MemoryError;
 pub use crate::tracking::TrackingConfig;
 
@@ -55,6 +56,8 @@ pub struct MemoryConfig {
     pub min_retain: usize,
     /// Tracking: sampling rate, large threshold, backtraces, overhead limit.
     pub tracking: TrackingConfig,
+    /// Cleanup: background worker, decay time, pressure thresholds.
+    pub cleanup: CleanupConfig,
 }
 
 impl Default for MemoryConfig {
@@ -69,6 +72,7 @@ impl Default for MemoryConfig {
             retain_fraction: 0.5,
             min_retain: 16 << 20,
             tracking: TrackingConfig::default(),
+            cleanup: CleanupConfig::default(),
         }
     }
 }
@@ -127,6 +131,11 @@ impl MemoryConfig {
         self.tracking = t;
         self
     }
+    /// Sets [`cleanup`](Self::cleanup).
+    pub fn cleanup(mut self, c: CleanupConfig) -> Self {
+        self.cleanup = c;
+        self
+    }
     /// Sets [`thread_cache`](Self::thread_cache).
     pub fn thread_cache(mut self, on: bool) -> Self {
         self.thread_cache = on;
@@ -164,6 +173,13 @@ impl MemoryConfig {
         }
         if !(self.retain_fraction >= 0.0 && self.retain_fraction.is_finite()) {
             return bad("retain_fraction: must be a finite number >= 0");
+        }
+        let p = &self.cleanup.pressure;
+        if !(0.0 < p.medium && p.medium <= p.high && p.high <= p.critical) {
+            return bad("cleanup.pressure: thresholds must satisfy 0 < medium <= high <= critical");
+        }
+        if self.cleanup.period.is_zero() {
+            return bad("cleanup.period: must be more than zero");
         }
         if self.budget == Some(0) {
             return bad("budget: must be more than 0 B (use None for no limit)");

@@ -25,6 +25,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod allocation;
+pub mod cleanup;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod pool;
 pub mod tracking;
 
 pub use allocation::Allocation;
+pub use cleanup::{CleanupConfig, CleanupReport, OomInfo, PressureLevel};
 pub use config::{MemoryConfig, Strategy, TrackingConfig};
 pub use device::{CpuBackend, DeviceBackend, DeviceId, FailingBackend};
 pub use error::{MemoryError, Result};

@@ -1,6 +1,8 @@
 //! [`MemoryManager`]: the one handle users hold.
 
 use crate::allocation::Allocation;
+use crate::cleanup::worker::Worker;
+use crate::cleanup::{pressure, CleanupReport, CleanupStats, OomInfo, OomObserver, PressureLevel};
 use crate::config::{MemoryConfig, MAX_ALIGN};
 use crate::device::{CpuBackend, DeviceBackend, DeviceId};
 use crate::error::{MemoryError, Result};
@@ -9,11 +11,12 @@ use crate::metrics::MetricsSnapshot;
 use crate::pool::hybrid::DevicePool;
 use crate::pool::TrimReport;
 use crate::tracking::{Decision, Tracker};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::alloc::Layout;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,6 +51,18 @@ pub(crate) struct Inner {
     started: Instant,
     /// Blocks handed out through the raw API: address -> (token, size, device, slot).
     raw: Mutex<HashMap<usize, (u64, usize, DeviceId, u32)>>,
+    cleanup_stats: Mutex<CleanupStats>,
+    pressure: Vec<AtomicU8>,
+    oom_observers: RwLock<Vec<OomObserver>>,
+    worker: Mutex<Option<Worker>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.worker.get_mut().take() {
+            w.stop();
+        }
+    }
 }
 
 impl Inner {
@@ -78,24 +93,50 @@ impl Inner {
         });
     }
 
-    fn trim(&self, strategy: CleanupStrategy) -> TrimReport {
+    /// One cleanup run of `strategy` over every device: events, report, statistics.
+    pub(crate) fn cleanup(&self, strategy: CleanupStrategy) -> (TrimReport, CleanupReport) {
         self.bus.emit(EventKind::CleanupTriggered, || {
             MemoryEvent::CleanupTriggered { strategy }
         });
         let t = Instant::now();
         let mut r = TrimReport::default();
         for d in &self.devices {
-            r += d.trim();
+            r += if strategy == CleanupStrategy::Decay {
+                d.decay(self.config.cleanup.decay.as_millis() as u64)
+            } else {
+                d.trim()
+            };
         }
-        let duration_ns = t.elapsed().as_nanos() as u64;
+        let mut report = CleanupReport::new(strategy, r, t.elapsed());
+        if matches!(
+            strategy,
+            CleanupStrategy::Requested | CleanupStrategy::Emergency
+        ) {
+            report.success = self.devices.iter().all(|d| d.dirty_free_bytes() == 0);
+        }
+        #[cfg(feature = "invariants")]
+        if strategy != CleanupStrategy::Decay {
+            // Validation in test builds: cleanup released nothing that is owned (the
+            // checker walks every chunk, slab and cached block).
+            for d in &self.devices {
+                d.check_invariants_racy();
+            }
+        }
+        self.cleanup_stats.lock().record(&report);
+        let duration_ns = report.duration.as_nanos() as u64;
         self.bus.emit(EventKind::CleanupCompleted, || {
             MemoryEvent::CleanupCompleted {
                 strategy,
-                resources_cleaned: r.slabs_released + r.chunks_released,
-                memory_reclaimed: r.bytes_released,
+                resources_cleaned: report.blocks_released,
+                memory_reclaimed: report.bytes_released,
                 duration_ns,
             }
         });
+        self.report_fragmentation();
+        (r, report)
+    }
+
+    fn report_fragmentation(&self) {
         if self.bus.wants(EventKind::FragmentationDetected) {
             for d in &self.devices {
                 let m = d.metrics();
@@ -110,7 +151,80 @@ impl Inner {
                 }
             }
         }
-        r
+    }
+
+    /// What the background worker does at each wake-up: decay, then a pressure check.
+    pub(crate) fn background_tick(&self) {
+        let idle = self
+            .devices
+            .iter()
+            .all(|d| d.dirty_free_bytes() == 0 && d.metrics().small.free_bytes == 0);
+        if !idle {
+            let (t, _) = self.cleanup_quiet(CleanupStrategy::Decay);
+            let _ = t;
+        }
+        self.check_pressure();
+    }
+
+    /// A decay run that is recorded only when it released something.
+    fn cleanup_quiet(&self, strategy: CleanupStrategy) -> (TrimReport, Option<CleanupReport>) {
+        let t = Instant::now();
+        let mut r = TrimReport::default();
+        for d in &self.devices {
+            r += d.decay(self.config.cleanup.decay.as_millis() as u64);
+        }
+        if r.slabs_released + r.chunks_released == 0 && r.bytes_purged == 0 {
+            return (r, None);
+        }
+        let report = CleanupReport::new(strategy, r, t.elapsed());
+        self.cleanup_stats.lock().record(&report);
+        self.bus.emit(EventKind::CleanupCompleted, || {
+            MemoryEvent::CleanupCompleted {
+                strategy,
+                resources_cleaned: report.blocks_released,
+                memory_reclaimed: report.bytes_released,
+                duration_ns: report.duration.as_nanos() as u64,
+            }
+        });
+        (r, Some(report))
+    }
+
+    /// Computes each device's pressure level; emits changes; runs emergency cleanup when
+    /// a device becomes critical.
+    pub(crate) fn check_pressure(&self) -> Vec<PressureLevel> {
+        let th = self.config.cleanup.pressure;
+        let mut levels = Vec::with_capacity(self.devices.len());
+        let mut critical = false;
+        for (d, cell) in self.devices.iter().zip(&self.pressure) {
+            let (mapped, budget, cap, avail) = d.pressure_inputs();
+            let (usage, left) = pressure::usage(mapped, budget, cap, avail);
+            let level = th.level(usage);
+            let old = PressureLevel::from_u8(cell.swap(level as u8, Relaxed));
+            if old != level {
+                self.cleanup_stats.lock().pressure_events += 1;
+                self.bus.emit(EventKind::MemoryPressureChanged, || {
+                    MemoryEvent::MemoryPressureChanged {
+                        device: d.id,
+                        level: level.to_string(),
+                        available_memory: left,
+                    }
+                });
+                if level == PressureLevel::Critical {
+                    critical = true;
+                    self.bus.emit(EventKind::MemoryPressureCritical, || {
+                        MemoryEvent::MemoryPressureCritical {
+                            device: d.id,
+                            action_required: "emergency cleanup".to_string(),
+                        }
+                    });
+                }
+            }
+            levels.push(level);
+        }
+        if critical {
+            self.cleanup(CleanupStrategy::Emergency);
+        }
+        levels
     }
 }
 
@@ -159,22 +273,35 @@ impl ManagerBuilder {
                 reason: "devices: at most 255",
             });
         }
-        let devices = self
+        let devices: Vec<DevicePool> = self
             .devices
             .into_iter()
             .enumerate()
             .map(|(i, (b, budget))| DevicePool::new(DeviceId(i as u8), b, &self.config, budget))
             .collect();
-        Ok(MemoryManager {
-            inner: Arc::new(Inner {
-                tracker: Tracker::new(&self.config.tracking),
-                config: self.config,
-                devices,
-                bus: EventBus::default(),
-                started: Instant::now(),
-                raw: Mutex::new(HashMap::new()),
-            }),
-        })
+        let ndev = devices.len();
+        let inner = Arc::new(Inner {
+            tracker: Tracker::new(&self.config.tracking),
+            config: self.config,
+            devices,
+            bus: EventBus::default(),
+            started: Instant::now(),
+            raw: Mutex::new(HashMap::new()),
+            cleanup_stats: Mutex::new(CleanupStats::default()),
+            pressure: (0..ndev).map(|_| AtomicU8::new(0)).collect(),
+            oom_observers: RwLock::new(Vec::new()),
+            worker: Mutex::new(None),
+        });
+        if inner.config.cleanup.background {
+            let w = Worker::spawn(Arc::downgrade(&inner), inner.config.cleanup.period).map_err(
+                |_| MemoryError::InvalidConfig {
+                    field: "cleanup.background",
+                    reason: "cleanup.background: the worker thread could not be started",
+                },
+            )?;
+            *inner.worker.lock() = Some(w);
+        }
+        Ok(MemoryManager { inner })
     }
 }
 
@@ -311,11 +438,15 @@ impl MemoryManager {
             None => match pool.allocate_once(size, align) {
                 Ok(r) => r,
                 Err(_) => {
-                    inner.trim(CleanupStrategy::TrimAndRetry);
+                    inner.cleanup(CleanupStrategy::TrimAndRetry);
                     match pool.allocate_once(size, align) {
                         Ok(r) => r,
                         Err(e) => {
                             let err = pool.grow_error(e, size);
+                            if let Some(r) = self.ask_oom_observers(pool, size, align, &err) {
+                                return self.finish_allocation(pool, r, size, decision, site, t0);
+                            }
+                            inner.cleanup_stats.lock().successes -= 1;
                             inner.bus.emit(EventKind::AllocationFailed, || {
                                 MemoryEvent::AllocationFailed {
                                     size,
@@ -329,6 +460,46 @@ impl MemoryManager {
                 }
             },
         };
+        self.finish_allocation(pool, (addr, token), size, decision, site, t0)
+    }
+
+    /// Runs the out-of-memory observers, then retries once.
+    fn ask_oom_observers(
+        &self,
+        pool: &DevicePool,
+        size: usize,
+        align: usize,
+        err: &MemoryError,
+    ) -> Option<(usize, u64)> {
+        let observers = self.inner.oom_observers.read();
+        if observers.is_empty() {
+            return None;
+        }
+        let info = OomInfo {
+            device: pool.id,
+            requested: size,
+            align,
+            error: err.clone(),
+            metrics: self.metrics(),
+        };
+        for o in observers.iter() {
+            o(self, &info);
+        }
+        drop(observers);
+        pool.allocate_once(size, align).ok()
+    }
+
+    /// Tracking, timing and events of a served request.
+    fn finish_allocation<'m>(
+        &'m self,
+        pool: &'m DevicePool,
+        (addr, token): (usize, u64),
+        size: usize,
+        decision: Decision,
+        site: &'static Location<'static>,
+        t0: Option<Instant>,
+    ) -> Result<Allocation<'m>> {
+        let inner = &*self.inner;
         let slot = match decision {
             Decision::Skip => 0,
             Decision::Track { weight, .. } => {
@@ -449,7 +620,42 @@ impl MemoryManager {
     /// Gives back cached and free memory of every device: this thread's cached blocks,
     /// empty slabs and empty chunks. Memory owned by allocations is never touched.
     pub fn trim(&self) -> TrimReport {
-        self.inner.trim(CleanupStrategy::Requested)
+        self.inner.cleanup(CleanupStrategy::Requested).0
+    }
+
+    /// Releases everything cached at once: this thread's cache (other threads flush
+    /// theirs at their next free), empty slabs and chunks, every free page. What critical
+    /// pressure runs.
+    pub fn emergency_cleanup(&self) -> CleanupReport {
+        self.inner.cleanup(CleanupStrategy::Emergency).1
+    }
+
+    /// One decay run now, as the background worker does it: releases memory idle past the
+    /// decay time. `None` when there was nothing to release.
+    pub fn decay_now(&self) -> Option<CleanupReport> {
+        self.inner.cleanup_quiet(CleanupStrategy::Decay).1
+    }
+
+    /// Computes the pressure level of every device now (the worker does it once per
+    /// period), emitting changes; a device turning critical gets emergency cleanup.
+    pub fn check_pressure(&self) -> Vec<PressureLevel> {
+        self.inner.check_pressure()
+    }
+
+    /// Registers an out-of-memory observer: it runs when an allocation is about to fail
+    /// after trim-and-retry did not help, with the sizes and a metrics snapshot; it may
+    /// free memory (raw blocks, caches it owns), and the allocation is retried once after
+    /// all observers ran. Observers must not allocate from this manager.
+    pub fn on_out_of_memory(
+        &self,
+        observer: impl Fn(&MemoryManager, &OomInfo) + Send + Sync + 'static,
+    ) {
+        self.inner.oom_observers.write().push(Box::new(observer));
+    }
+
+    /// Wake-ups of the background worker so far (`None` without a worker).
+    pub fn worker_ticks(&self) -> Option<u64> {
+        self.inner.worker.lock().as_ref().map(|w| w.ticks())
     }
 
     /// Counters of every device, the tracking layer's estimates and costs, allocation
@@ -462,6 +668,12 @@ impl MemoryManager {
             latency: inner.tracker.latency(),
             uptime_ns: inner.started.elapsed().as_nanos() as u64,
             events_dropped: inner.bus.dropped(),
+            cleanup: inner.cleanup_stats.lock().clone(),
+            pressure: inner
+                .pressure
+                .iter()
+                .map(|p| PressureLevel::from_u8(p.load(Relaxed)))
+                .collect(),
         }
     }
 

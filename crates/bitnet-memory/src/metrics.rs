@@ -159,6 +159,10 @@ pub struct MetricsSnapshot {
     pub uptime_ns: u64,
     /// Events dropped because a subscriber's queue was full.
     pub events_dropped: u64,
+    /// Cleanup runs: count, success rate, mean duration, bytes given back.
+    pub cleanup: crate::cleanup::CleanupStats,
+    /// Pressure level per device, in device order.
+    pub pressure: Vec<crate::cleanup::PressureLevel>,
 }
 
 impl MetricsSnapshot {
@@ -457,6 +461,20 @@ impl fmt::Display for MetricsSnapshot {
             fmt_bytes(t.estimated_bytes as usize),
             t.tracking_overhead_percentage,
             fmt_bytes(t.tracking_memory_overhead)
+        )?;
+        let c = &self.cleanup;
+        writeln!(
+            f,
+            "cleanup   {} runs, {:.0}% successful, mean {:?}, {} given back; pressure {}",
+            c.runs,
+            100.0 * c.cleanup_success_rate(),
+            c.average_cleanup_time(),
+            fmt_bytes(c.bytes_released as usize),
+            self.pressure
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )?;
         let l = &self.latency;
         write!(

@@ -6,11 +6,10 @@
 //! merged; see LESSONS.md, point 2, and the tests.)
 #![deny(unsafe_code)]
 
-use super::strategy::{Block, BlockStrategy};
+use super::strategy::{Block, BlockStrategy, SysVec};
 use hashbrown::{DefaultHashBuilder, HashSet};
 use std::alloc::System;
 
-type SysVec<T> = allocator_api2::vec::Vec<T, System>;
 type FreeSet = HashSet<(u32, usize), DefaultHashBuilder, System>;
 
 /// Smallest block: order 0.
@@ -181,7 +180,7 @@ impl BlockStrategy for Buddy {
         (s, s)
     }
 
-    fn remove_empty_chunks(&mut self, out: &mut Vec<u32>) {
+    fn remove_empty_chunks(&mut self, out: &mut SysVec<u32>, _idle_before: u64) {
         for a in 0..self.arenas.len() {
             let Some(arena) = self.arenas[a] else {
                 continue;
@@ -205,7 +204,7 @@ impl BlockStrategy for Buddy {
             .map_or(0, block_size)
     }
 
-    fn free_block_sizes(&self, out: &mut Vec<usize>) {
+    fn free_block_sizes(&self, out: &mut SysVec<usize>) {
         for (o, order) in self.orders.iter().enumerate() {
             out.extend(std::iter::repeat_n(block_size(o), order.set.len()));
         }

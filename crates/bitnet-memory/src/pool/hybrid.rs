@@ -442,7 +442,9 @@ impl DevicePool {
             c.flush_requested.store(false, Relaxed);
             report.cached_blocks_flushed = self.flush_all(c);
         }
-        let mut slabs = Vec::new();
+        // On the system allocator: pushing happens under a class lock, and the pool may
+        // be the global allocator.
+        let mut slabs = super::strategy::SysVec::new_in(std::alloc::System);
         for central in self.central.iter() {
             central.lock().release_empty_slabs(|s| slabs.push(s));
         }
@@ -456,6 +458,47 @@ impl DevicePool {
         report.chunks_released = r.chunks;
         report.bytes_released = r.bytes;
         report
+    }
+
+    /// Releases what has been idle: empty slabs, pages of free blocks freed more than
+    /// `idle_ms` ago, chunks empty for that long.
+    pub fn decay(&self, idle_ms: u64) -> TrimReport {
+        let mut report = TrimReport::default();
+        // On the system allocator: pushing happens under a class lock, and the pool may
+        // be the global allocator.
+        let mut slabs = super::strategy::SysVec::new_in(std::alloc::System);
+        for central in self.central.iter() {
+            central.lock().release_empty_slabs(|s| slabs.push(s));
+        }
+        let mut large = self.large.lock();
+        report.slabs_released = slabs.len();
+        for s in slabs {
+            large.free_slab(s.block);
+        }
+        let before = large.now_ms().saturating_sub(idle_ms);
+        report.bytes_purged = large.purge_idle(before, &*self.backend);
+        let r = large.release_idle(&*self.backend, before);
+        report.chunks_released = r.chunks;
+        report.bytes_released = r.bytes;
+        report
+    }
+
+    /// Inputs of the pressure level: mapped bytes, budget, device capacity and what the
+    /// device has left.
+    pub fn pressure_inputs(&self) -> (usize, Option<usize>, Option<usize>, Option<usize>) {
+        let mapped = self.large.lock().reserved;
+        (
+            mapped,
+            (self.budget != usize::MAX).then_some(self.budget),
+            self.backend.capacity(),
+            self.backend.available(),
+        )
+    }
+
+    /// Free bytes of the large pool whose pages may be resident.
+    pub fn dirty_free_bytes(&self) -> usize {
+        let large = self.large.lock();
+        large.committed() - large.user_bytes - large.slab_bytes
     }
 
     /// The error to report for a request of `size` bytes that failed with `e`.
@@ -563,9 +606,17 @@ impl DevicePool {
     /// Sizes of the free blocks of the large pool.
     #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_block_sizes(&self) -> Vec<usize> {
-        let mut v = Vec::new();
+        let mut v = super::strategy::SysVec::new_in(std::alloc::System);
         self.large.lock().free_block_sizes(&mut v);
-        v
+        v.into_iter().collect()
+    }
+
+    /// Checks what holds even while other threads use the pool: the large pool's blocks,
+    /// chunks and byte accounts (a released chunk that still held a live block or slab
+    /// breaks them). Cleanup runs it in test builds.
+    #[cfg_attr(not(feature = "invariants"), allow(dead_code))]
+    pub fn check_invariants_racy(&self) {
+        self.large.lock().check_invariants();
     }
 
     /// Panics if an invariant of the pool does not hold.

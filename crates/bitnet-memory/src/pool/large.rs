@@ -3,12 +3,10 @@
 //! ones, and the strategies are O(1) (TLSF) or close to it (buddy).
 #![deny(unsafe_code)]
 
-use super::strategy::{Block, BlockStrategy};
+use super::strategy::{Block, BlockStrategy, SysVec};
 use crate::device::{Chunk, DeviceBackend, DeviceError};
 use hashbrown::{DefaultHashBuilder, HashMap};
 use std::alloc::System;
-
-type SysVec<T> = allocator_api2::vec::Vec<T, System>;
 
 /// Why the pool could not grow.
 #[derive(Debug)]
@@ -52,6 +50,7 @@ pub struct LargePool {
     pub slab_bytes: usize,
     min_chunk: usize,
     max_chunk: usize,
+    epoch: std::time::Instant,
 }
 
 impl LargePool {
@@ -70,6 +69,7 @@ impl LargePool {
             slab_bytes: 0,
             min_chunk,
             max_chunk,
+            epoch: std::time::Instant::now(),
         }
     }
 
@@ -177,6 +177,7 @@ impl LargePool {
     pub fn free_single(&mut self, addr: usize) {
         let (token, size) = self.singles.remove(&addr).expect("a live one-block slab");
         self.slab_bytes -= size;
+        self.tick();
         self.strategy.free(token);
     }
 
@@ -199,6 +200,7 @@ impl LargePool {
     pub fn free_user(&mut self, addr: usize) -> Option<usize> {
         let (token, size) = self.user.remove(&addr)?;
         self.user_bytes -= size;
+        self.tick();
         self.strategy.free(token);
         Some(size)
     }
@@ -208,6 +210,7 @@ impl LargePool {
         let (t, size) = self.user.remove(&addr).expect("live user block");
         debug_assert_eq!(t, token);
         self.user_bytes -= size;
+        self.tick();
         self.strategy.free(token);
     }
 
@@ -232,13 +235,20 @@ impl LargePool {
     /// Takes a slab back.
     pub fn free_slab(&mut self, block: Block) {
         self.slab_bytes -= block.size;
+        self.tick();
         self.strategy.free(block.token);
     }
 
     /// Gives every wholly free chunk back to the device.
     pub fn release_empty(&mut self, backend: &dyn DeviceBackend) -> Released {
-        let mut ids = Vec::new();
-        self.strategy.remove_empty_chunks(&mut ids);
+        self.release_idle(backend, u64::MAX)
+    }
+
+    /// Gives back every wholly free chunk whose last block was freed before
+    /// `idle_before` (ms on [`now_ms`](Self::now_ms)'s clock).
+    pub fn release_idle(&mut self, backend: &dyn DeviceBackend, idle_before: u64) -> Released {
+        let mut ids = SysVec::new_in(System);
+        self.strategy.remove_empty_chunks(&mut ids, idle_before);
         let mut r = Released::default();
         for id in ids {
             let chunk = self.chunks[id as usize].take().expect("live chunk");
@@ -271,9 +281,33 @@ impl LargePool {
         self.strategy.largest_free()
     }
 
+    /// Milliseconds since the pool was made: the clock blocks are stamped with when freed.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Hands back the pages of free blocks freed before `before` (ms).
+    pub fn purge_idle(&mut self, before: u64, backend: &dyn DeviceBackend) -> usize {
+        let chunks = &self.chunks;
+        let purged = self
+            .strategy
+            .purge_freed_before(before, &mut |chunk, offset, len| {
+                let c = chunks[chunk as usize].as_ref().expect("live chunk");
+                backend.decommit(c, offset, len);
+            });
+        self.purged_total += purged;
+        purged
+    }
+
+    /// Stamps the strategy's clock before a free.
+    fn tick(&mut self) {
+        let now = self.now_ms();
+        self.strategy.set_now(now);
+    }
+
     /// Sizes of all free blocks.
     #[allow(dead_code)] // for the allocator adapters and fragmentation reports
-    pub fn free_block_sizes(&self, out: &mut Vec<usize>) {
+    pub fn free_block_sizes(&self, out: &mut SysVec<usize>) {
         self.strategy.free_block_sizes(out)
     }
 

@@ -1,6 +1,12 @@
 //! The trait every large-block strategy implements.
 #![deny(unsafe_code)]
 
+use std::alloc::System;
+
+/// A vector on the system allocator: the pool's own bookkeeping must not allocate from
+/// the pool (it may be the global allocator).
+pub type SysVec<T> = allocator_api2::vec::Vec<T, System>;
+
 /// A block handed out by a strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
@@ -30,8 +36,22 @@ pub trait BlockStrategy: Send {
     /// Size and alignment of a new chunk that will certainly serve `(size, align)`,
     /// given the pool's preferred growth size.
     fn chunk_request(&self, size: usize, align: usize, growth: usize) -> (usize, usize);
-    /// Removes every chunk that is wholly free and appends its id to `out`.
-    fn remove_empty_chunks(&mut self, out: &mut Vec<u32>);
+    /// Removes every chunk that is wholly free, and was freed before `idle_before` (in the
+    /// strategy's clock, see [`set_now`](Self::set_now); `u64::MAX` for all), and appends
+    /// its id to `out`.
+    fn remove_empty_chunks(&mut self, out: &mut SysVec<u32>, idle_before: u64);
+    /// Sets the clock (milliseconds) that stamps blocks as they are freed. Strategies that
+    /// do not age blocks ignore it.
+    fn set_now(&mut self, _now_ms: u64) {}
+    /// Hands back the pages of dirty free blocks freed before `before` (ms); returns the
+    /// bytes purged. The default purges nothing.
+    fn purge_freed_before(
+        &mut self,
+        _before: u64,
+        _decommit: &mut dyn FnMut(u32, usize, usize),
+    ) -> usize {
+        0
+    }
     /// Free bytes inside the strategy's chunks.
     fn free_bytes(&self) -> usize;
     /// Free bytes whose pages may be resident (freed by an owner and not purged since).
@@ -49,7 +69,7 @@ pub trait BlockStrategy: Send {
     fn largest_free(&self) -> usize;
     /// Sizes of all free blocks (for fragmentation analysis; not on a hot path).
     #[allow(dead_code)] // for fragmentation reports
-    fn free_block_sizes(&self, out: &mut Vec<usize>);
+    fn free_block_sizes(&self, out: &mut SysVec<usize>);
     /// Panics if an internal invariant does not hold. Used by tests after every mutation.
     fn check_invariants(&self);
 }

@@ -7,10 +7,8 @@
 //! two bitmap scans.
 #![deny(unsafe_code)]
 
-use super::strategy::{Block, BlockStrategy};
+use super::strategy::{Block, BlockStrategy, SysVec};
 use std::alloc::System;
-
-type SysVec<T> = allocator_api2::vec::Vec<T, System>;
 
 const NIL: u32 = u32::MAX;
 /// Every block size and offset is a multiple of this.
@@ -62,8 +60,8 @@ pub struct Tlsf {
     free_bytes: usize,
     /// Free bytes that may be resident: the sum of the free blocks' `dirty`.
     dirty_bytes: usize,
-    /// Frees so far.
-    clock: u64,
+    /// The clock (ms) stamped on blocks as they are freed.
+    now: u64,
 }
 
 impl Default for Tlsf {
@@ -125,7 +123,7 @@ impl Tlsf {
             chunks: SysVec::new_in(System),
             free_bytes: 0,
             dirty_bytes: 0,
-            clock: 0,
+            now: 0,
         }
     }
 
@@ -386,10 +384,9 @@ impl BlockStrategy for Tlsf {
             "TLSF: free of a block that is not in use"
         );
         // The owner touched it: all of it may be resident now.
-        self.clock += 1;
         let node = &mut self.nodes[idx as usize];
         node.dirty = node.size;
-        node.freed_at = self.clock;
+        node.freed_at = self.now;
         let prev = self.nodes[idx as usize].prev_phys;
         if prev != NIL && self.nodes[prev as usize].state == State::Free {
             self.remove_free(prev);
@@ -432,11 +429,39 @@ impl BlockStrategy for Tlsf {
         (size, 4096)
     }
 
-    fn remove_empty_chunks(&mut self, out: &mut Vec<u32>) {
+    fn set_now(&mut self, now_ms: u64) {
+        self.now = now_ms;
+    }
+
+    fn purge_freed_before(
+        &mut self,
+        before: u64,
+        decommit: &mut dyn FnMut(u32, usize, usize),
+    ) -> usize {
+        let mut purged = 0;
+        for c in 0..self.chunks.len() {
+            let Some(slot) = self.chunks[c] else { continue };
+            let mut i = slot.first;
+            while i != NIL {
+                let n = self.nodes[i as usize];
+                if n.state == State::Free && n.dirty > 0 && n.freed_at < before {
+                    decommit(n.chunk, n.offset, n.size);
+                    self.nodes[i as usize].dirty = 0;
+                    self.dirty_bytes -= n.dirty;
+                    purged += n.dirty;
+                }
+                i = n.next_phys;
+            }
+        }
+        purged
+    }
+
+    fn remove_empty_chunks(&mut self, out: &mut SysVec<u32>, idle_before: u64) {
         for c in 0..self.chunks.len() {
             let Some(slot) = self.chunks[c] else { continue };
             let first = self.nodes[slot.first as usize];
-            if first.state == State::Free && first.size == slot.size {
+            if first.state == State::Free && first.size == slot.size && first.freed_at < idle_before
+            {
                 self.remove_free(slot.first);
                 self.vacate(slot.first);
                 self.chunks[c] = None;
@@ -499,7 +524,7 @@ impl BlockStrategy for Tlsf {
         best
     }
 
-    fn free_block_sizes(&self, out: &mut Vec<usize>) {
+    fn free_block_sizes(&self, out: &mut SysVec<usize>) {
         for slot in self.chunks.iter().flatten() {
             let mut i = slot.first;
             while i != NIL {
