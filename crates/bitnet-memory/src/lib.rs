@@ -41,7 +41,7 @@ pub use error::{MemoryError, Result};
 pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
 pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
-pub use pool::TrimReport;
+pub use pool::{FragmentationReport, TrimReport};
 
 /// The README's example runs as a doctest.
 #[cfg(doctest)]
