@@ -31,6 +31,7 @@ pub mod error;
 pub mod events;
 mod manager;
 pub mod metrics;
+pub mod planner;
 pub mod pool;
 pub mod tracking;
 
