@@ -140,6 +140,9 @@ impl Plan {
     }
 }
 
+/// A named placement: offsets and arena size.
+type Heuristic<'a> = (&'static str, Box<dyn Fn() -> (Vec<usize>, usize) + 'a>);
+
 /// Up to this many blocks (of non-zero size and lifetime), [`plan`] finds the optimum by
 /// exhaustive search.
 pub const EXACT_LIMIT: usize = 8;
@@ -197,7 +200,7 @@ fn plan_with(blocks: &[Interval], exact: bool) -> Plan {
     let mut by_start: Vec<usize> = (0..blocks.len()).collect();
     by_start.sort_by_key(|&i| (blocks[i].start, std::cmp::Reverse(blocks[i].size)));
 
-    let candidates: [(&str, Box<dyn Fn() -> (Vec<usize>, usize) + '_>); 5] = [
+    let candidates: [Heuristic<'_>; 5] = [
         (
             "size-decreasing first fit",
             Box::new(|| place::place_in_order(blocks, &index, &by_size, Fit::First)),

@@ -26,7 +26,7 @@ fn iv(id: u64, size: usize, align: usize, start: u64, end: u64) -> Interval {
 /// Our own check that offsets are a valid placement, quadratic and obvious.
 fn valid(blocks: &[Interval], offsets: &[usize], arena: usize) -> Result<(), String> {
     for (i, a) in blocks.iter().enumerate() {
-        if offsets[i] % a.align != 0 {
+        if !offsets[i].is_multiple_of(a.align) {
             return Err(format!("block {i} misaligned"));
         }
         if a.size > 0 && a.start < a.end && offsets[i] + a.size > arena {
