@@ -43,7 +43,7 @@ pub enum MemoryError {
     #[error(
         "out of memory on {device}: requested {requested} B; reserved {reserved} B, live {live} B, \
          largest free block {largest_free} B, free {free} B (external fragmentation {fragmentation:.1}%); \
-         device: {cause}"
+         device: {cause}; pool: {pool_report}"
     )]
     OutOfMemory {
         /// Device that refused.
@@ -62,6 +62,9 @@ pub enum MemoryError {
         fragmentation: f64,
         /// What the device said.
         cause: String,
+        /// The pool's fragmentation report at the failure: utilization, internal waste,
+        /// cached, stranded and free bytes per pool, free block sizes.
+        pool_report: String,
     },
     /// A configuration field is out of range.
     #[error("invalid configuration: {reason}")]

@@ -32,6 +32,7 @@ pub mod error;
 pub mod events;
 mod manager;
 pub mod metrics;
+pub mod planner;
 pub mod pool;
 pub mod tracking;
 
@@ -43,7 +44,7 @@ pub use error::{MemoryError, Result};
 pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
 pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
-pub use pool::TrimReport;
+pub use pool::{FragmentationReport, TrimReport};
 
 /// The README's example runs as a doctest.
 #[cfg(doctest)]

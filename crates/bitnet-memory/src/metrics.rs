@@ -109,6 +109,9 @@ pub struct DeviceMetrics {
     pub small: SmallPoolMetrics,
     /// Large-block pool.
     pub large: LargePoolMetrics,
+    /// Where the reserved bytes that are not live go, and how split up free memory is.
+    #[serde(default)]
+    pub fragmentation: crate::pool::FragmentationReport,
 }
 
 impl DeviceMetrics {

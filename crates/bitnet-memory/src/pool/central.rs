@@ -91,6 +91,26 @@ impl Central {
         self.slabs.len()
     }
 
+    /// Block size of the class in bytes.
+    pub fn block_size(&self) -> usize {
+        self.block
+    }
+
+    /// The central free list (most recently freed last).
+    pub fn free_list(&self) -> &[usize] {
+        &self.free
+    }
+
+    /// The not yet carved range `[start, end)` of the newest slab.
+    pub fn uncarved(&self) -> (usize, usize) {
+        (self.bump, self.bump_end)
+    }
+
+    /// The slabs of the class.
+    pub fn slabs(&self) -> &[Slab] {
+        &self.slabs
+    }
+
     /// Removes every slab all of whose blocks are free here and hands it to `sink`.
     /// Blocks held by threads (live or cached) keep their slab.
     pub fn release_empty_slabs(&mut self, mut sink: impl FnMut(Slab)) {

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 use super::central::Central;
+use super::fragmentation;
 use super::large::{GrowError, LargePool};
 use super::size_class::{self, SLAB_ALIGN};
 use super::strategy::BlockStrategy;
@@ -524,6 +525,7 @@ impl DevicePool {
                     free,
                     fragmentation: 100.0 * m.external_fragmentation(),
                     cause: cause.reason,
+                    pool_report: m.fragmentation.to_string(),
                 }
             }
         }
@@ -544,11 +546,13 @@ impl DevicePool {
             }
         }
         let mut small = SmallPoolMetrics::default();
+        let mut layouts = Vec::new();
         for (class, central) in self.central.iter().enumerate() {
             let central = central.lock();
             if central.slab_count() == 0 && central.handed_out == 0 {
                 continue;
             }
+            layouts.push(fragmentation::ClassLayout::capture(&central, cached[class]));
             let block_size = size_class::class_size(class);
             let live_blocks = central.handed_out.saturating_sub(cached[class]);
             let (slabs, slab_bytes) = if size_class::is_single(class) {
@@ -573,6 +577,8 @@ impl DevicePool {
             small.classes.push(cm);
         }
         let large = self.large.lock();
+        let mut free_sizes = Vec::new();
+        large.free_block_sizes(&mut free_sizes);
         let live_allocations = small.live_blocks + large.user_blocks();
         // Every free ends one allocation, so frees need no counter of their own.
         let frees = allocs.saturating_sub(live_allocations as u64);
@@ -600,6 +606,13 @@ impl DevicePool {
                 largest_free: large.largest_free(),
                 chunks: large.chunk_count(),
             },
+            fragmentation: fragmentation::analyze(
+                live_bytes,
+                large.reserved,
+                large.user_bytes,
+                &mut layouts,
+                &free_sizes,
+            ),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod buddy;
 pub(crate) mod central;
+pub mod fragmentation;
 pub(crate) mod hybrid;
 pub(crate) mod large;
 pub mod size_class;
@@ -14,4 +15,5 @@ pub(crate) mod tlsf;
 #[cfg(test)]
 mod strategy_tests;
 
+pub use fragmentation::FragmentationReport;
 pub use hybrid::TrimReport;
