@@ -112,7 +112,8 @@ pub struct SmallFragmentation {
 pub struct FragmentationReport {
     /// Requested bytes of live allocations.
     pub live_bytes: usize,
-    /// Bytes held from the device.
+    /// Bytes of chunks mapped from the device (the device metrics' `mapped_bytes`: free
+    /// blocks are counted whether or not their pages were handed back).
     pub reserved_bytes: usize,
     /// `live_bytes / reserved_bytes`, 1.0 when nothing is reserved.
     pub utilization: f64,

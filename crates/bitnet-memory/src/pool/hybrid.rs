@@ -577,7 +577,7 @@ impl DevicePool {
             small.classes.push(cm);
         }
         let large = self.large.lock();
-        let mut free_sizes = Vec::new();
+        let mut free_sizes = super::strategy::SysVec::new_in(std::alloc::System);
         large.free_block_sizes(&mut free_sizes);
         let live_allocations = small.live_blocks + large.user_blocks();
         // Every free ends one allocation, so frees need no counter of their own.
