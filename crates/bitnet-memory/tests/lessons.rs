@@ -145,3 +145,25 @@ fn metrics_follow_every_operation_per_pool() {
     assert!(d.peak_reserved_bytes >= d.reserved_bytes);
     assert!(d.to_string().contains("live"));
 }
+
+/// Thread ids are reused: a new thread may inherit the cache of an exited one, full or
+/// not, before its first lookup finds it. Refills must fit what is left.
+#[test]
+fn threads_inheriting_caches_of_exited_threads() {
+    let mm = MemoryManager::new(MemoryConfig::default()).unwrap();
+    for _round in 0..4 {
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                let mm = &mm;
+                s.spawn(move || {
+                    let v: Vec<_> = (0..300)
+                        .map(|i| mm.allocate(Layout::from_size_align(16 + (i + t) % 8, 8).unwrap()))
+                        .collect();
+                    drop(v);
+                });
+            }
+        });
+    }
+    mm.check_invariants();
+    assert_eq!(mm.metrics().live_allocations(), 0);
+}

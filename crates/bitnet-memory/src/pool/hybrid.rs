@@ -257,12 +257,16 @@ impl DevicePool {
         let cap = self.layout.cap(class);
         match cache {
             Some(c) if cap > 0 => {
-                central.take((cap / 2).max(1), |a| {
+                // The cache is usually empty here, but not always: a new thread may
+                // inherit the cache of an exited one (thread ids are reused) before its
+                // first lookup finds it. Take no more than fits.
+                let room = cap - c.len(class);
+                central.take((cap / 2).clamp(1, room + 1), |a| {
                     if first.is_none() {
                         first = Some(a);
                     } else {
                         let pushed = c.push(&self.layout, class, a);
-                        debug_assert!(pushed, "refill of a non-empty cache");
+                        debug_assert!(pushed, "refill past the cache's room");
                     }
                 });
             }

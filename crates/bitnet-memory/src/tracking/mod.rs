@@ -266,20 +266,40 @@ impl Tracker {
         self.overhead_limit.store(percent.to_bits(), Relaxed);
     }
 
+    #[inline]
     fn thread(&self) -> &ThreadState {
+        match self.threads.get() {
+            Some(t) => t,
+            None => self.thread_slow(),
+        }
+    }
+
+    #[cold]
+    fn thread_slow(&self) -> &ThreadState {
         self.threads.get_or(|| {
             let seed = self.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed);
             ThreadState::new(seed)
         })
     }
 
-    /// Decides, before an allocation of `size` bytes, whether to track it.
+    /// Decides, before an allocation of `size` bytes, whether to track it. The common
+    /// case is a load, a compare and a store in this thread's state.
     #[inline]
     pub fn decide(&self, size: usize) -> Decision {
         if !self.enabled.load(Relaxed) {
             return Decision::Skip;
         }
         let t = self.thread();
+        let n = t.countdown.load(Relaxed);
+        if n > 1 && size < self.large_threshold.load(Relaxed) {
+            t.countdown.store(n - 1, Relaxed);
+            return Decision::Skip;
+        }
+        self.decide_slow(t, size)
+    }
+
+    #[cold]
+    fn decide_slow(&self, t: &ThreadState, size: usize) -> Decision {
         let time = || {
             let n = t.time_countdown.load(Relaxed);
             if n <= 1 {
