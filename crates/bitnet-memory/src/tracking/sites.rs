@@ -40,17 +40,21 @@ impl SiteState {
     }
 
     /// Feeds one sampled size; returns `Some(new_shift)` when the site's rate changed.
+    /// Plain loads and stores: threads sampling one site at once may lose a count, which
+    /// only delays a rate change; no read-modify-write on the sampling path.
     pub fn observe(&self, size: usize) -> Option<u8> {
-        self.samples.fetch_add(1, Relaxed);
+        self.samples.store(self.samples.load(Relaxed) + 1, Relaxed);
         let shift = self.shift.load(Relaxed);
-        if self.last_size.swap(size, Relaxed) == size {
-            let r = self.repeats.fetch_add(1, Relaxed) + 1;
+        if self.last_size.load(Relaxed) == size {
+            let r = self.repeats.load(Relaxed) + 1;
             if r >= PATTERN_REPEATS && shift < MAX_SHIFT {
                 self.repeats.store(0, Relaxed);
                 self.shift.store(shift + 1, Relaxed);
                 return Some(shift + 1);
             }
+            self.repeats.store(r, Relaxed);
         } else {
+            self.last_size.store(size, Relaxed);
             self.repeats.store(0, Relaxed);
             if shift > 0 {
                 // The pattern broke: sample this site at the full rate again.
