@@ -2,6 +2,7 @@
 //! stated units, with a builder.
 
 use crate::error::MemoryError;
+pub use crate::leak::LeakConfig;
 pub use crate::tracking::TrackingConfig;
 
 /// How a device pool serves requests: the seed's allocation strategies.
@@ -45,6 +46,8 @@ pub struct MemoryConfig {
     pub thread_cache: bool,
     /// Tracking: sampling rate, large threshold, backtraces, overhead limit.
     pub tracking: TrackingConfig,
+    /// Leak detection: shutdown report, detectors and their settings.
+    pub leak: LeakConfig,
 }
 
 impl Default for MemoryConfig {
@@ -57,6 +60,7 @@ impl Default for MemoryConfig {
             max_chunk: 256 << 20,
             thread_cache: true,
             tracking: TrackingConfig::default(),
+            leak: LeakConfig::default(),
         }
     }
 }
@@ -90,6 +94,11 @@ impl MemoryConfig {
     /// Sets [`tracking`](Self::tracking).
     pub fn tracking(mut self, t: TrackingConfig) -> Self {
         self.tracking = t;
+        self
+    }
+    /// Sets [`leak`](Self::leak).
+    pub fn leak(mut self, l: LeakConfig) -> Self {
+        self.leak = l;
         self
     }
     /// Sets [`thread_cache`](Self::thread_cache).
@@ -126,6 +135,12 @@ impl MemoryConfig {
         }
         if !(0.0..=1.0).contains(&self.tracking.sample_rate) {
             return bad("tracking.sample_rate: must be between 0.0 and 1.0");
+        }
+        if self.leak.growth_window < 8 || !self.leak.growth_window.is_multiple_of(2) {
+            return bad("leak.growth_window: must be an even number of steps, at least 8");
+        }
+        if !(self.leak.growth_false_alarm > 0.0 && self.leak.growth_false_alarm < 1.0) {
+            return bad("leak.growth_false_alarm: must be between 0 and 1 (exclusive)");
         }
         if self.budget == Some(0) {
             return bad("budget: must be more than 0 B (use None for no limit)");

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     started: Instant,
     /// Blocks handed out through the raw API: address -> (token, size, device, slot).
     raw: Mutex<HashMap<usize, (u64, usize, DeviceId, u32)>>,
+    /// Leak detection: scopes, links, persisted blocks, detectors.
+    pub(crate) leak: crate::leak::LeakState,
 }
 
 impl Inner {
@@ -168,6 +170,7 @@ impl ManagerBuilder {
         Ok(MemoryManager {
             inner: Arc::new(Inner {
                 tracker: Tracker::new(&self.config.tracking),
+                leak: crate::leak::LeakState::new(&self.config.leak),
                 config: self.config,
                 devices,
                 bus: EventBus::default(),
@@ -344,6 +347,9 @@ impl MemoryManager {
                 slot
             }
         };
+        if slot != 0 {
+            inner.note_tracked_alloc(slot, pool.id, token);
+        }
         inner.bus.emit(EventKind::AllocationCreated, || {
             MemoryEvent::AllocationCreated {
                 id: if slot != 0 {
