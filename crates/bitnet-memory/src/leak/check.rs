@@ -44,7 +44,12 @@ impl<'m> LeakCheck<'m> {
     /// Takes the baseline: exact live counts and the live tracked allocations.
     pub fn start(mm: &'m MemoryManager) -> Self {
         let inner = mm.inner();
-        let tracked = inner.tracker.live().into_iter().map(|(_, m)| m.id).collect();
+        let tracked = inner
+            .tracker
+            .live()
+            .into_iter()
+            .map(|(_, m)| m.id)
+            .collect();
         Self {
             mm,
             start: Counts::now(inner),

@@ -75,7 +75,12 @@ impl RelationshipDetector {
         n
     }
 
-    pub(crate) fn link(&self, inner: &Inner, owner: &Allocation<'_>, owned: &Allocation<'_>) -> bool {
+    pub(crate) fn link(
+        &self,
+        inner: &Inner,
+        owner: &Allocation<'_>,
+        owned: &Allocation<'_>,
+    ) -> bool {
         if !self.enabled.load(Relaxed) || owner.is_empty() || owned.is_empty() {
             return false;
         }
@@ -157,7 +162,10 @@ impl LeakDetector for RelationshipDetector {
         };
         let mut reached: HashSet<NodeIndex> = HashSet::new();
         for n in g.node_indices() {
-            let root = g.neighbors_directed(n, Direction::Incoming).next().is_none();
+            let root = g
+                .neighbors_directed(n, Direction::Incoming)
+                .next()
+                .is_none();
             if (root || persistent(n)) && !reached.contains(&n) {
                 reached.extend(Bfs::new(g, n).iter(g));
             }

@@ -211,7 +211,11 @@ impl DetectContext<'_> {
 
     /// Exact live bytes (requested) over all devices.
     pub fn live_bytes(&self) -> usize {
-        self.inner.devices.iter().map(|d| d.metrics().live_bytes).sum()
+        self.inner
+            .devices
+            .iter()
+            .map(|d| d.metrics().live_bytes)
+            .sum()
     }
 }
 
@@ -313,7 +317,9 @@ impl Inner {
         e.0 += 1;
         e.1 += a.len();
         drop(p);
-        self.leak.graph.set_persistent(a.device(), a.as_ptr().addr());
+        self.leak
+            .graph
+            .set_persistent(a.device(), a.as_ptr().addr());
     }
 
     /// Runs every enabled detector; emits `LeakConfirmed` for newly confirmed findings.
@@ -351,10 +357,11 @@ impl Inner {
     }
 
     pub(crate) fn emit_confirmed(&self, id: u32, info: &dyn Fn() -> String) {
-        self.bus.emit(EventKind::LeakConfirmed, || MemoryEvent::LeakConfirmed {
-            id,
-            leak_info: info(),
-        });
+        self.bus
+            .emit(EventKind::LeakConfirmed, || MemoryEvent::LeakConfirmed {
+                id,
+                leak_info: info(),
+            });
     }
 
     /// Everything live, grouped (the shutdown report and `leak_report`'s first part).
@@ -374,7 +381,8 @@ impl Drop for Inner {
         if r.allocations == 0 {
             return;
         }
-        let msg = format!("bitnet-memory: memory manager dropped with live allocations (leaks)\n{r}");
+        let msg =
+            format!("bitnet-memory: memory manager dropped with live allocations (leaks)\n{r}");
         match self.leak.shutdown {
             ShutdownMode::Panic if !std::thread::panicking() => panic!("{msg}"),
             _ => eprintln!("{msg}"),

@@ -173,7 +173,9 @@ impl ScopeDetector {
             return 0;
         }
         let id = self.next_id.fetch_add(1, Relaxed);
-        let t = self.threads.get_or(|| RefCell::new(ThreadScopes::default()));
+        let t = self
+            .threads
+            .get_or(|| RefCell::new(ThreadScopes::default()));
         let Ok(mut t) = t.try_borrow_mut() else {
             return 0;
         };
