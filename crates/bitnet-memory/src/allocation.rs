@@ -5,6 +5,7 @@ use crate::manager::Inner;
 use crate::pool::hybrid::ZERO;
 use std::fmt;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// One block of device memory, owned: freed when dropped, in O(1).
 ///
@@ -22,6 +23,9 @@ pub struct Allocation<'m> {
     /// Tracking slot (0: untracked).
     slot: u32,
     device: u8,
+    /// Leak-detection marks ([`crate::leak::marks`]); 0 for almost every allocation, so
+    /// `Drop` pays one predictable branch. Sits in what was padding.
+    marks: AtomicU8,
     inner: &'m Inner,
 }
 
@@ -49,6 +53,7 @@ impl<'m> Allocation<'m> {
             token,
             slot,
             device: device.0,
+            marks: AtomicU8::new(0),
             inner,
         }
     }
@@ -60,6 +65,7 @@ impl<'m> Allocation<'m> {
             token: ZERO,
             slot: 0,
             device: device.0,
+            marks: AtomicU8::new(0),
             inner,
         }
     }
@@ -82,12 +88,31 @@ impl<'m> Allocation<'m> {
     }
 
     /// Marks the allocation as meant to live long (weights, caches): leak detection does
-    /// not report it when a scope ends. No effect on untracked allocations.
+    /// not report it when a scope ends, nor count it as growth. A tracked allocation gets
+    /// the flag on its record; an untracked one is counted exactly (per size class) until
+    /// it is dropped.
     pub fn persist(&self) -> &Self {
         if self.slot != 0 {
             self.inner.tracker.mark_persistent(self.slot);
+        } else if self.token != ZERO {
+            self.inner.persist_untracked(self);
         }
         self
+    }
+
+    /// Sets leak-detection mark bits; returns the bits set before.
+    pub(crate) fn set_marks(&self, m: u8) -> u8 {
+        self.marks.fetch_or(m, Relaxed)
+    }
+
+    /// The pool token of the block (size class or large-block token).
+    pub(crate) fn token(&self) -> u64 {
+        self.token
+    }
+
+    /// The tracking slot (0: untracked).
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
     }
 
     /// Size in bytes, as requested.
@@ -175,6 +200,10 @@ impl Drop for Allocation<'_> {
     #[inline]
     fn drop(&mut self) {
         if self.token != ZERO {
+            let marks = self.marks.load(Relaxed);
+            if marks != 0 {
+                self.inner.note_marked_drop(self, marks);
+            }
             self.inner.free(
                 self.device,
                 self.ptr.as_ptr().addr(),

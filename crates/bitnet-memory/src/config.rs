@@ -3,6 +3,7 @@
 
 pub use crate::cleanup::CleanupConfig;
 use crate::error::MemoryError;
+pub use crate::leak::LeakConfig;
 pub use crate::tracking::TrackingConfig;
 
 /// How a device pool serves requests: the seed's allocation strategies.
@@ -58,6 +59,8 @@ pub struct MemoryConfig {
     pub tracking: TrackingConfig,
     /// Cleanup: background worker, decay time, pressure thresholds.
     pub cleanup: CleanupConfig,
+    /// Leak detection: shutdown report, detectors and their settings.
+    pub leak: LeakConfig,
 }
 
 impl Default for MemoryConfig {
@@ -73,6 +76,7 @@ impl Default for MemoryConfig {
             min_retain: 16 << 20,
             tracking: TrackingConfig::default(),
             cleanup: CleanupConfig::default(),
+            leak: LeakConfig::default(),
         }
     }
 }
@@ -136,6 +140,11 @@ impl MemoryConfig {
         self.cleanup = c;
         self
     }
+    /// Sets [`leak`](Self::leak).
+    pub fn leak(mut self, l: LeakConfig) -> Self {
+        self.leak = l;
+        self
+    }
     /// Sets [`thread_cache`](Self::thread_cache).
     pub fn thread_cache(mut self, on: bool) -> Self {
         self.thread_cache = on;
@@ -180,6 +189,12 @@ impl MemoryConfig {
         }
         if self.cleanup.period.is_zero() {
             return bad("cleanup.period: must be more than zero");
+        }
+        if self.leak.growth_window < 8 || !self.leak.growth_window.is_multiple_of(2) {
+            return bad("leak.growth_window: must be an even number of steps, at least 8");
+        }
+        if !(self.leak.growth_false_alarm > 0.0 && self.leak.growth_false_alarm < 1.0) {
+            return bad("leak.growth_false_alarm: must be between 0 and 1 (exclusive)");
         }
         if self.budget == Some(0) {
             return bad("budget: must be more than 0 B (use None for no limit)");

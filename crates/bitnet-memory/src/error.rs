@@ -87,6 +87,16 @@ pub enum MemoryError {
         /// Why the free is refused (double free, unknown block, size mismatch).
         reason: &'static str,
     },
+    /// Leak detection found allocations that should have been freed (see
+    /// [`MemoryManager::check_leaks`](crate::MemoryManager::check_leaks)). Retrying cannot
+    /// help: the program must free them.
+    #[error("memory leak detected: {leak_count} allocation(s), {memory_size} B")]
+    MemoryLeakDetected {
+        /// Leaked allocations.
+        leak_count: usize,
+        /// Their bytes (requested sizes where known, block sizes otherwise).
+        memory_size: usize,
+    },
 }
 
 impl MemoryError {
@@ -103,7 +113,9 @@ impl MemoryError {
             Self::BudgetExceeded { requested, .. } | Self::OutOfMemory { requested, .. } => {
                 Some(*requested)
             }
-            Self::UnknownDevice(_) | Self::InvalidConfig { .. } => None,
+            Self::UnknownDevice(_)
+            | Self::InvalidConfig { .. }
+            | Self::MemoryLeakDetected { .. } => None,
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod events;
+pub mod leak;
 mod manager;
 pub mod metrics;
 pub mod planner;
@@ -42,6 +43,9 @@ pub use config::{MemoryConfig, Strategy, TrackingConfig};
 pub use device::{CpuBackend, DeviceBackend, DeviceId, FailingBackend};
 pub use error::{MemoryError, Result};
 pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
+pub use leak::{
+    LeakCheck, LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode,
+};
 pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use pool::{FragmentationReport, TrimReport};

@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     pressure: Vec<AtomicU8>,
     oom_observers: RwLock<Vec<OomObserver>>,
     worker: Mutex<Option<Worker>>,
+    /// Leak detection: scopes, links, persisted blocks, detectors.
+    pub(crate) leak: crate::leak::LeakState,
 }
 
 impl Drop for Inner {
@@ -62,6 +64,7 @@ impl Drop for Inner {
         if let Some(mut w) = self.worker.get_mut().take() {
             w.stop();
         }
+        self.report_at_shutdown();
     }
 }
 
@@ -282,6 +285,7 @@ impl ManagerBuilder {
         let ndev = devices.len();
         let inner = Arc::new(Inner {
             tracker: Tracker::new(&self.config.tracking),
+            leak: crate::leak::LeakState::new(&self.config.leak),
             config: self.config,
             devices,
             bus: EventBus::default(),
@@ -515,6 +519,9 @@ impl MemoryManager {
                 slot
             }
         };
+        if slot != 0 {
+            inner.note_tracked_alloc(slot, pool.id, token);
+        }
         inner.bus.emit(EventKind::AllocationCreated, || {
             MemoryEvent::AllocationCreated {
                 id: if slot != 0 {

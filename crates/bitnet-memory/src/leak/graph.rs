@@ -1,0 +1,214 @@
+//! Relationships: which allocation keeps which alive, and cycles no root reaches.
+//!
+//! [`MemoryManager::link`](crate::MemoryManager::link)`(owner, owned)` adds the edge
+//! `owner -> owned`; both allocations become nodes (keyed by device and address, so
+//! untracked ones take part too) until they are dropped, which removes them and their
+//! edges.
+//!
+//! A **root** is a live node that no other live node owns (in-degree 0: the program holds
+//! it directly), or one marked persistent. A node reachable from a root is kept alive
+//! legitimately. A strongly connected component (Tarjan) with more than one node, or one
+//! node owning itself, that no root reaches owns itself only: nothing outside can ever
+//! release it, so it is a confirmed cycle leak. Edges the program records wrongly (an
+//! owner that does not own) are outside what this can judge.
+
+use super::{site_name, DetectContext, LeakDetector, LeakFinding};
+use crate::allocation::Allocation;
+use crate::device::DeviceId;
+use crate::manager::Inner;
+use crate::tracking::metadata::flags;
+use parking_lot::Mutex;
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::{Bfs, Walker};
+use petgraph::Direction;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+#[derive(Debug, Clone)]
+struct Node {
+    size: usize,
+    slot: u32,
+    id: u32,
+    persistent_untracked: bool,
+}
+
+#[derive(Default)]
+struct Graph {
+    g: StableDiGraph<Node, ()>,
+    index: HashMap<(u8, usize), NodeIndex>,
+    /// Cycles already announced, by their smallest node key.
+    announced: HashSet<(u8, usize)>,
+}
+
+/// The relationship detector of one manager.
+pub(crate) struct RelationshipDetector {
+    enabled: AtomicBool,
+    graph: Mutex<Graph>,
+}
+
+impl RelationshipDetector {
+    pub(crate) fn new(on: bool) -> Self {
+        Self {
+            enabled: AtomicBool::new(on),
+            graph: Mutex::new(Graph::default()),
+        }
+    }
+
+    fn node(g: &mut Graph, inner: &Inner, a: &Allocation<'_>) -> NodeIndex {
+        let key = (a.device().0, a.as_ptr().addr());
+        if let Some(&n) = g.index.get(&key) {
+            return n;
+        }
+        let slot = a.slot();
+        let id = if slot != 0 {
+            inner.tracker.read(slot).map_or(0, |m| m.id)
+        } else {
+            0
+        };
+        let n = g.g.add_node(Node {
+            size: a.len(),
+            slot,
+            id,
+            persistent_untracked: false,
+        });
+        g.index.insert(key, n);
+        n
+    }
+
+    pub(crate) fn link(
+        &self,
+        inner: &Inner,
+        owner: &Allocation<'_>,
+        owned: &Allocation<'_>,
+    ) -> bool {
+        if !self.enabled.load(Relaxed) || owner.is_empty() || owned.is_empty() {
+            return false;
+        }
+        let mut g = self.graph.lock();
+        // Mark under the lock, so that a drop racing with this link finds the node.
+        let pa = owner.set_marks(super::marks::LINKED);
+        let pb = owned.set_marks(super::marks::LINKED);
+        let a = Self::node(&mut g, inner, owner);
+        let b = Self::node(&mut g, inner, owned);
+        if pa & super::marks::PERSISTED != 0 {
+            g.g[a].persistent_untracked = true;
+        }
+        if pb & super::marks::PERSISTED != 0 {
+            g.g[b].persistent_untracked = true;
+        }
+        if g.g.find_edge(a, b).is_none() {
+            g.g.add_edge(a, b, ());
+        }
+        true
+    }
+
+    pub(crate) fn unlink(&self, owner: &Allocation<'_>, owned: &Allocation<'_>) {
+        let mut g = self.graph.lock();
+        let ka = (owner.device().0, owner.as_ptr().addr());
+        let kb = (owned.device().0, owned.as_ptr().addr());
+        if let (Some(&a), Some(&b)) = (g.index.get(&ka), g.index.get(&kb)) {
+            if let Some(e) = g.g.find_edge(a, b) {
+                g.g.remove_edge(e);
+            }
+        }
+    }
+
+    /// A linked allocation is being freed.
+    pub(crate) fn remove(&self, device: DeviceId, addr: usize) {
+        let mut g = self.graph.lock();
+        if let Some(n) = g.index.remove(&(device.0, addr)) {
+            g.g.remove_node(n);
+            g.announced.remove(&(device.0, addr));
+        }
+    }
+
+    /// An untracked allocation was persisted.
+    pub(crate) fn set_persistent(&self, device: DeviceId, addr: usize) {
+        let mut g = self.graph.lock();
+        if let Some(&n) = g.index.get(&(device.0, addr)) {
+            g.g[n].persistent_untracked = true;
+        }
+    }
+
+    /// Linked allocations now (nodes of the graph).
+    pub(crate) fn nodes(&self) -> usize {
+        self.graph.lock().g.node_count()
+    }
+}
+
+impl LeakDetector for RelationshipDetector {
+    fn name(&self) -> &'static str {
+        "relationship"
+    }
+    fn enabled(&self) -> bool {
+        self.enabled.load(Relaxed)
+    }
+    fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Relaxed);
+    }
+    fn detect(&self, cx: &DetectContext<'_>, findings: &mut Vec<LeakFinding>) {
+        let inner = cx.inner;
+        let mut guard = self.graph.lock();
+        let gr = &mut *guard;
+        let g = &gr.g;
+        let persistent = |n: NodeIndex| {
+            let node = &g[n];
+            node.persistent_untracked
+                || (node.slot != 0
+                    && inner
+                        .tracker
+                        .read(node.slot)
+                        .is_some_and(|m| m.id == node.id && m.flags & flags::PERSISTENT != 0))
+        };
+        let mut reached: HashSet<NodeIndex> = HashSet::new();
+        for n in g.node_indices() {
+            let root = g
+                .neighbors_directed(n, Direction::Incoming)
+                .next()
+                .is_none();
+            if (root || persistent(n)) && !reached.contains(&n) {
+                reached.extend(Bfs::new(g, n).iter(g));
+            }
+        }
+        let keys: HashMap<NodeIndex, (u8, usize)> =
+            gr.index.iter().map(|(k, &n)| (n, *k)).collect();
+        let mut announce = Vec::new();
+        for scc in petgraph::algo::tarjan_scc(g) {
+            let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
+            if !cyclic || scc.iter().any(|n| reached.contains(n)) {
+                continue;
+            }
+            let key = scc.iter().filter_map(|n| keys.get(n)).min().copied();
+            let ids: Vec<u32> = scc.iter().map(|&n| g[n].id).filter(|&i| i != 0).collect();
+            let site = scc.iter().find_map(|&n| {
+                let node = &g[n];
+                (node.slot != 0)
+                    .then(|| inner.tracker.read(node.slot))
+                    .flatten()
+                    .filter(|m| m.id == node.id)
+                    .and_then(|m| site_name(inner, m.site))
+            });
+            let f = LeakFinding {
+                detector: "relationship",
+                site,
+                ids,
+                count: scc.len(),
+                bytes: scc.iter().map(|&n| g[n].size).sum(),
+                confirmed: true,
+                info: format!(
+                    "ownership cycle of {} allocation(s) that no root reaches",
+                    scc.len()
+                ),
+            };
+            if let Some(k) = key {
+                announce.push((k, f.ids.first().copied().unwrap_or(0), f.info.clone()));
+            }
+            findings.push(f);
+        }
+        for (k, id, info) in announce {
+            if gr.announced.insert(k) {
+                inner.emit_confirmed(id, &|| info.clone());
+            }
+        }
+    }
+}
