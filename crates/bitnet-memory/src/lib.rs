@@ -28,9 +28,11 @@ pub mod allocation;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod global;
 mod manager;
 pub mod metrics;
 pub mod pool;
+pub mod trace;
 
 pub use allocation::Allocation;
 pub use config::{MemoryConfig, Strategy};
