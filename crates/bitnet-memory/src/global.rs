@@ -81,7 +81,12 @@ unsafe impl Allocator for &MemoryManager {
         if layout.size() == 0 {
             return;
         }
-        free_to_pool(cpu_pool(self), ptr.as_ptr().addr(), layout.size(), layout.align());
+        free_to_pool(
+            cpu_pool(self),
+            ptr.as_ptr().addr(),
+            layout.size(),
+            layout.align(),
+        );
     }
 }
 
@@ -98,6 +103,8 @@ const FAILED: u8 = 3;
 const FRESH: u8 = 0;
 const ACTIVE: u8 = 1;
 const EXITING: u8 = 2;
+/// The thread is creating its `parking_lot` thread data (see "Locks" in [`PoolAlloc`]).
+const PREPARING: u8 = 3;
 
 thread_local! {
     // Const-initialized and without a destructor: readable at any time, even while the
@@ -246,6 +253,14 @@ impl SideHeap {
 /// hands back to the pool. Exiting threads use a few bytes of side heap each (the crate
 /// keeps freed ids in a growing heap).
 ///
+/// **Locks.** The pool's locks are `parking_lot` mutexes. The first time a thread parks,
+/// `parking_lot` creates the thread's parking data and may grow its global table of
+/// waiters, allocating while it holds every bucket lock of that table; if that allocation
+/// had to wait for a contended pool lock, it would park, need a bucket lock, and deadlock.
+/// So the thread's first pool operation first makes `parking_lot` create that data (a
+/// zero-timeout condvar wait) with the thread's allocations served from the side heap
+/// (`parking_lot` never frees its old tables, so those blocks are never freed either).
+///
 /// **Cost.** On top of the pool's own hot path: one load of the state, one thread-local
 /// read, one load of the deferred list's head (alloc) or one range check (dealloc).
 /// `realloc` is alloc + copy + free.
@@ -259,6 +274,7 @@ pub struct PoolAlloc {
     pool: AtomicPtr<DevicePool>,
     side: SideHeap,
     deferred: AtomicUsize,
+    deferred_total: AtomicUsize,
 }
 
 // SAFETY: `manager` is written once, by the one thread that won the UNINIT -> INITIALIZING
@@ -290,6 +306,7 @@ impl PoolAlloc {
             pool: AtomicPtr::new(ptr::null_mut()),
             side: SideHeap::new(),
             deferred: AtomicUsize::new(0),
+            deferred_total: AtomicUsize::new(0),
         }
     }
 
@@ -306,6 +323,11 @@ impl PoolAlloc {
     /// Bytes handed out by the side heap so far (construction and exiting threads).
     pub fn side_heap_bytes(&self) -> usize {
         self.side.used.load(Ordering::Relaxed)
+    }
+
+    /// Frees deferred so far because an exiting thread made them (see "Threads").
+    pub fn deferred_frees(&self) -> usize {
+        self.deferred_total.load(Ordering::Relaxed)
     }
 
     #[inline]
@@ -377,6 +399,8 @@ impl PoolAlloc {
     /// `None` (and nothing done) if the thread is already being torn down.
     #[cold]
     fn first_use<R>(op: impl FnOnce() -> R) -> Option<R> {
+        THREAD_STATE.with(|s| s.set(PREPARING));
+        create_parking_lot_thread_data();
         THREAD_STATE.with(|s| s.set(ACTIVE));
         if EARLY_GUARD.try_with(|_| ()).is_err() {
             THREAD_STATE.with(|s| s.set(EXITING));
@@ -416,6 +440,7 @@ impl PoolAlloc {
         debug_assert!(size < 1 << 58);
         let packed = (size << 6) | align.trailing_zeros() as usize;
         let node = ptr::with_exposed_provenance_mut::<usize>(addr);
+        self.deferred_total.fetch_add(1, Ordering::Relaxed);
         let mut head = self.deferred.load(Ordering::Relaxed);
         loop {
             // SAFETY: the block is a pool block being freed, so nobody else uses it, and
@@ -450,6 +475,15 @@ impl PoolAlloc {
             p = next;
         }
     }
+}
+
+/// Makes `parking_lot` create this thread's parking data now (a zero-timeout wait parks
+/// once), while the thread's allocations are served from the side heap.
+fn create_parking_lot_thread_data() {
+    let m = parking_lot::Mutex::new(());
+    let cv = parking_lot::Condvar::new();
+    let mut g = m.lock();
+    let _ = cv.wait_for(&mut g, std::time::Duration::ZERO);
 }
 
 // SAFETY: every block handed out is valid for its layout until freed: pool blocks are
@@ -728,10 +762,7 @@ impl<A: GlobalAlloc> RecordingAlloc<A> {
     }
 }
 
-fn write_events(
-    rx: mpsc::Receiver<Vec<RawEvent>>,
-    out: impl Write,
-) -> io::Result<RecordSummary> {
+fn write_events(rx: mpsc::Receiver<Vec<RawEvent>>, out: impl Write) -> io::Result<RecordSummary> {
     let mut w = TraceWriter::new(out)?;
     let mut ids: HashMap<usize, u64> = HashMap::new();
     let mut next_id = 1u64;

@@ -175,14 +175,20 @@ impl fmt::Display for TraceErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::FieldCount { found } => {
-                write!(f, "expected 6 fields (op,id,size,align,thread,t_ns), found {found}")
+                write!(
+                    f,
+                    "expected 6 fields (op,id,size,align,thread,t_ns), found {found}"
+                )
             }
             Self::UnknownOp(op) => write!(f, "unknown op {op:?} (expected a or f)"),
             Self::Malformed { field, value } => {
                 write!(f, "malformed {field} {value:?} (expected a decimal number)")
             }
             Self::BadAlign(a) => {
-                write!(f, "bad alignment {a} (must be a power of two from 1 to 2^30)")
+                write!(
+                    f,
+                    "bad alignment {a} (must be a power of two from 1 to 2^30)"
+                )
             }
             Self::BadSize(s) => write!(f, "size {s} is over isize::MAX"),
             Self::UnknownId(id) => write!(f, "free of unknown id {id}"),
