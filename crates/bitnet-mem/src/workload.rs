@@ -385,8 +385,8 @@ mod tests {
         assert_eq!(a.ops, b.ops);
         assert_eq!(a.allocs, 1000);
         assert_eq!(
-            a.slots, 17,
-            "16 live plus the one freed before each allocation"
+            a.slots, 16,
+            "the oldest is freed before each new allocation"
         );
         let frees = a.ops.iter().filter(|o| o.free).count();
         assert_eq!(frees, 1000);
