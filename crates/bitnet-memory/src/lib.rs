@@ -30,11 +30,13 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod events;
+pub mod global;
 pub mod leak;
 mod manager;
 pub mod metrics;
 pub mod planner;
 pub mod pool;
+pub mod trace;
 pub mod tracking;
 
 pub use allocation::Allocation;

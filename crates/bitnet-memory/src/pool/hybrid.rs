@@ -205,6 +205,23 @@ impl DevicePool {
         Some((addr, SMALL | class as u64))
     }
 
+    /// Allocates `size` bytes (> 0) aligned to `align`, trimming and retrying once before
+    /// failing: the pool-level path of the allocator adapters, which bypass tracking and
+    /// events (the manager's own path does the same steps and reports them).
+    pub fn allocate(&self, size: usize, align: usize) -> Result<(usize, u64), MemoryError> {
+        if let Some(r) = self.allocate_cached(size, align) {
+            return Ok(r);
+        }
+        match self.allocate_once(size, align) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                self.trim();
+                self.allocate_once(size, align)
+                    .map_err(|e| self.grow_error(e, size))
+            }
+        }
+    }
+
     /// Allocates `size` bytes (> 0) aligned to `align` when the hot path could not: an
     /// address and a token for [`free`](Self::free). No trim, no retry: the caller (the
     /// manager) decides that.

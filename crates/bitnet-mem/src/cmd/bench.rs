@@ -1,0 +1,140 @@
+//! `bitnet-mem bench`: every workload through every allocator, one table.
+
+use super::CmdResult;
+use crate::contenders::Kind;
+use crate::engine::{bench_workload, steps, Method, Spec};
+use crate::progress::Progress;
+use crate::report::{notes, table, Report};
+use crate::workload::WorkloadName;
+use std::path::PathBuf;
+
+/// Options of `bitnet-mem bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Smoke run for CI: short streams, 1 warm-up, 2 repeats; a few seconds in all.
+    #[arg(long)]
+    pub quick: bool,
+    /// Workload to run; repeat to pick several. Default: all (replay only with --trace).
+    #[arg(long = "workload", value_enum)]
+    pub workloads: Vec<WorkloadName>,
+    /// Allocator to run; repeat to pick several. Default: all.
+    #[arg(long = "allocator", value_enum)]
+    pub allocators: Vec<Kind>,
+    /// Thread count; repeat to pick several. Default: 1 and 2.
+    #[arg(long = "threads")]
+    pub threads: Vec<usize>,
+    /// Timed runs per allocator (default 5, quick 2).
+    #[arg(long)]
+    pub repeats: Option<usize>,
+    /// Untimed runs per allocator before the timed ones (default 1).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Divide the BitNet model's widths by this (bitnet-inference).
+    #[arg(long, default_value_t = 1)]
+    pub scale: usize,
+    /// Seed of the operation streams.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Trace file for the replay workload (see docs/trace-format.md).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Also write every figure as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Skip the resident-memory child processes (peak reserved then reads "-").
+    #[arg(long)]
+    pub no_resident: bool,
+}
+
+impl Args {
+    /// The measuring method these options ask for.
+    pub fn method(&self) -> Method {
+        Method {
+            warmup: self.warmup.unwrap_or(1),
+            repeats: self
+                .repeats
+                .unwrap_or(if self.quick { 2 } else { 5 })
+                .max(1),
+            resident: !self.no_resident,
+        }
+    }
+
+    /// The allocators asked for, ours first.
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut k = if self.allocators.is_empty() {
+            Kind::ALL.to_vec()
+        } else {
+            self.allocators.clone()
+        };
+        k.sort();
+        k.dedup();
+        k
+    }
+}
+
+/// Runs the benchmark.
+pub fn run(args: Args) -> CmdResult {
+    let mut workloads = if args.workloads.is_empty() {
+        WorkloadName::ALL
+            .into_iter()
+            .filter(|w| *w != WorkloadName::Replay || args.trace.is_some())
+            .collect()
+    } else {
+        args.workloads.clone()
+    };
+    workloads.sort();
+    workloads.dedup();
+    let mut threads = if args.threads.is_empty() {
+        vec![1, 2]
+    } else {
+        args.threads.clone()
+    };
+    threads.retain(|&t| t > 0);
+    let kinds = args.kinds();
+    let method = args.method();
+    let specs: Vec<Spec> = workloads
+        .iter()
+        .flat_map(|&w| threads.iter().map(move |&t| (w, t)))
+        .map(|(workload, threads)| Spec {
+            workload,
+            threads,
+            seed: args.seed,
+            scale: args.scale,
+            quick: args.quick,
+            trace: args.trace.clone(),
+        })
+        .collect();
+    let total: u64 = specs
+        .iter()
+        .map(|s| {
+            let limit_ok = s.threads == 1 && s.workload != WorkloadName::CrossThread;
+            let n = kinds
+                .iter()
+                .filter(|&&k| k != Kind::Limit || limit_ok)
+                .count();
+            steps(n, &method)
+        })
+        .sum();
+    let progress = Progress::new(total);
+    let mut report = Report::default();
+    for spec in &specs {
+        let rows = bench_workload(spec, &kinds, &method, &progress)?;
+        report.results.extend(rows);
+    }
+    progress.finish();
+    println!(
+        "bitnet-mem bench{}: {} repeats after {} warm-up, seed {}, scale {}",
+        if args.quick { " --quick" } else { "" },
+        method.repeats,
+        method.warmup,
+        args.seed,
+        args.scale
+    );
+    print!("{}", table(&report.results));
+    print!("{}", notes(&report.results));
+    if let Some(path) = &args.json {
+        report.write_json(path)?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `bitnet-mem replay FILE`: a trace through every allocator.
+
+use super::CmdResult;
+use crate::contenders::Kind;
+use crate::engine::{bench_workload, steps, Method, Spec};
+use crate::progress::Progress;
+use crate::report::{bytes, notes, ns, Report};
+use crate::workload::WorkloadName;
+use bitnet_memory::trace::Trace;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Options of `bitnet-mem replay`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// The trace (`op,id,size,align,thread,t_ns`; see docs/trace-format.md).
+    pub file: PathBuf,
+    /// Allocator to run; repeat to pick several. Default: all.
+    #[arg(long = "allocator", value_enum)]
+    pub allocators: Vec<Kind>,
+    /// Threads, each replaying the whole trace. Default: 1.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Timed runs per allocator.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Untimed runs per allocator before the timed ones.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Also write every figure as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Skip the resident-memory child processes.
+    #[arg(long)]
+    pub no_resident: bool,
+}
+
+/// Replays the trace.
+pub fn run(args: Args) -> CmdResult {
+    let trace =
+        Trace::from_path(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let s = trace.summary();
+    let mut kinds = if args.allocators.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        args.allocators.clone()
+    };
+    kinds.sort();
+    kinds.dedup();
+    let method = Method {
+        warmup: args.warmup,
+        repeats: args.repeats.max(1),
+        resident: !args.no_resident,
+    };
+    let spec = Spec {
+        workload: WorkloadName::Replay,
+        threads: args.threads.max(1),
+        seed: 0,
+        scale: 1,
+        quick: false,
+        trace: Some(args.file.clone()),
+    };
+    let n = kinds
+        .iter()
+        .filter(|&&k| k != Kind::Limit || spec.threads == 1)
+        .count();
+    let progress = Progress::new(steps(n, &method));
+    let rows = bench_workload(&spec, &kinds, &method, &progress)?;
+    progress.finish();
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} events ({} allocations, {} frees), {} threads, {} cross-thread frees",
+        args.file.display(),
+        s.events,
+        s.allocs,
+        s.frees,
+        s.threads,
+        s.cross_thread_frees
+    );
+    let _ = writeln!(
+        out,
+        "peak live {} ({} blocks, at event {}); {} blocks ({}) live at the end; largest {}",
+        bytes(s.peak.live_bytes),
+        s.peak.live_blocks,
+        s.peak.event_index + 1,
+        s.live_blocks_at_end,
+        bytes(s.live_bytes_at_end),
+        bytes(s.largest)
+    );
+    let _ = writeln!(
+        out,
+        "replayed in file order on {} thread(s), one byte written per 4 KiB page of each new block, \
+         {} repeats after {} warm-up",
+        spec.threads, method.repeats, method.warmup
+    );
+    let _ = writeln!(
+        out,
+        "{:<13} {:>10} {:>10} {:>10} {:>8} {:>12} {:>10} {:>8}",
+        "allocator",
+        "ns/event",
+        "ns/pair",
+        "min/pair",
+        "vs ours",
+        "peak res",
+        "peak live",
+        "res/live"
+    );
+    for r in &rows {
+        let (res, ratio) = if r.resident_measured {
+            (
+                bytes(r.peak_reserved_bytes),
+                format!("{:.2}", r.reserved_over_live),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
+        let _ = writeln!(
+            out,
+            "{:<13} {:>10} {:>10} {:>10} {:>8} {:>12} {:>10} {:>8}",
+            r.allocator,
+            ns(r.median_ns_per_event),
+            ns(r.median_ns_per_pair),
+            ns(r.min_ns_per_pair),
+            r.time_vs_bitnet_memory
+                .map_or("-".into(), |v| format!("{v:.2}x")),
+            res,
+            bytes(r.peak_live_bytes),
+            ratio
+        );
+    }
+    print!("{out}{}", notes(&rows));
+    if let Some(path) = &args.json {
+        let mut report = Report {
+            results: rows,
+            ..Report::default()
+        };
+        report.add_section(
+            "trace",
+            serde_json::json!({
+                "file": args.file.display().to_string(),
+                "events": s.events,
+                "allocs": s.allocs,
+                "frees": s.frees,
+                "threads": s.threads,
+                "peak_live_bytes": s.peak.live_bytes,
+                "live_bytes_at_end": s.live_bytes_at_end,
+            }),
+        )?;
+        report.write_json(path)?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
+}

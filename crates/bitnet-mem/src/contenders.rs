@@ -1,0 +1,276 @@
+//! The allocators a benchmark compares, each behind the same small per-thread interface:
+//! our pool, glibc malloc, mimalloc, jemalloc (each through its own API, in one process),
+//! and the `limit` row, a pre-filled stack of blocks per size class with no bookkeeping.
+
+use crate::workload::Stream;
+use bitnet_memory::pool::size_class;
+use bitnet_memory::{Allocation, MemoryManager};
+use serde::{Deserialize, Serialize};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ptr::NonNull;
+
+/// An allocator as one thread uses it.
+pub trait Contender {
+    /// A live block; freeing it gives it back.
+    type Block: Send;
+    /// Allocates `size` (> 0) bytes aligned to `align`. Panics if the allocator fails: a
+    /// benchmark cannot go on without its memory.
+    fn alloc(&mut self, size: usize, align: usize) -> Self::Block;
+    /// First byte of a block.
+    fn ptr(b: &mut Self::Block) -> *mut u8;
+    /// Frees a block.
+    fn free(&mut self, b: Self::Block);
+}
+
+/// Which allocator.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Our pool, default configuration.
+    BitnetMemory,
+    /// glibc `posix_memalign` / `free`.
+    Glibc,
+    /// mimalloc, through its `GlobalAlloc` impl.
+    Mimalloc,
+    /// jemalloc, through its `GlobalAlloc` impl.
+    Jemalloc,
+    /// Pre-filled per-class stacks, no bookkeeping: the floor.
+    Limit,
+}
+
+impl Kind {
+    /// All allocators, ours first.
+    pub const ALL: [Kind; 5] = [
+        Kind::BitnetMemory,
+        Kind::Glibc,
+        Kind::Mimalloc,
+        Kind::Jemalloc,
+        Kind::Limit,
+    ];
+
+    /// Name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::BitnetMemory => "bitnet-memory",
+            Kind::Glibc => "glibc",
+            Kind::Mimalloc => "mimalloc",
+            Kind::Jemalloc => "jemalloc",
+            Kind::Limit => "limit",
+        }
+    }
+}
+
+/// Our pool, through the RAII API users hold.
+pub struct Pool<'m>(pub &'m MemoryManager);
+
+impl<'m> Contender for Pool<'m> {
+    type Block = Allocation<'m>;
+
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> Allocation<'m> {
+        let layout = Layout::from_size_align(size, align).expect("workload layouts are valid");
+        match self.0.try_allocate(layout) {
+            Ok(a) => a,
+            Err(e) => panic!("bitnet-memory: {e}"),
+        }
+    }
+
+    #[inline]
+    fn ptr(b: &mut Allocation<'m>) -> *mut u8 {
+        b.as_mut_ptr()
+    }
+
+    #[inline]
+    fn free(&mut self, b: Allocation<'m>) {
+        drop(b);
+    }
+}
+
+/// A block from an allocator with a C-like interface.
+pub struct RawBlock {
+    ptr: NonNull<u8>,
+    size: usize,
+    align: usize,
+}
+
+// SAFETY: a `RawBlock` is the only handle to its block; the allocators it comes from
+// (glibc, mimalloc, jemalloc) free correctly from any thread.
+unsafe impl Send for RawBlock {}
+
+fn oom(name: &str, size: usize, align: usize) -> ! {
+    panic!("{name}: out of memory allocating {size} bytes aligned to {align}")
+}
+
+/// glibc malloc through `posix_memalign` and `free`.
+pub struct Glibc;
+
+impl Contender for Glibc {
+    type Block = RawBlock;
+
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> RawBlock {
+        let mut p: *mut libc::c_void = std::ptr::null_mut();
+        let align = align.max(std::mem::size_of::<usize>());
+        // SAFETY: `align` is a power of two and a multiple of the pointer size.
+        let rc = unsafe { libc::posix_memalign(&mut p, align, size) };
+        match NonNull::new(p.cast::<u8>()) {
+            Some(ptr) if rc == 0 => RawBlock { ptr, size, align },
+            _ => oom("glibc", size, align),
+        }
+    }
+
+    #[inline]
+    fn ptr(b: &mut RawBlock) -> *mut u8 {
+        b.ptr.as_ptr()
+    }
+
+    #[inline]
+    fn free(&mut self, b: RawBlock) {
+        // SAFETY: the block came from `posix_memalign` and is freed once.
+        unsafe { libc::free(b.ptr.as_ptr().cast()) }
+    }
+}
+
+/// An allocator used through its `GlobalAlloc` impl (not installed as the global one).
+pub struct ViaGlobalAlloc<A: GlobalAlloc + 'static>(pub &'static A, pub &'static str);
+
+/// mimalloc.
+pub static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// jemalloc.
+pub static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+impl<A: GlobalAlloc + 'static> Contender for ViaGlobalAlloc<A> {
+    type Block = RawBlock;
+
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> RawBlock {
+        let layout = Layout::from_size_align(size, align).expect("workload layouts are valid");
+        // SAFETY: `size` > 0 (workloads never ask for 0 bytes).
+        let p = unsafe { self.0.alloc(layout) };
+        match NonNull::new(p) {
+            Some(ptr) => RawBlock { ptr, size, align },
+            None => oom(self.1, size, align),
+        }
+    }
+
+    #[inline]
+    fn ptr(b: &mut RawBlock) -> *mut u8 {
+        b.ptr.as_ptr()
+    }
+
+    #[inline]
+    fn free(&mut self, b: RawBlock) {
+        // SAFETY: allocated by this allocator with this layout, freed once.
+        unsafe {
+            self.0.dealloc(
+                b.ptr.as_ptr(),
+                Layout::from_size_align_unchecked(b.size, b.align),
+            )
+        }
+    }
+}
+
+/// A block of the limit row: its address and class.
+pub struct LimitBlock {
+    ptr: NonNull<u8>,
+    class: u32,
+}
+
+// SAFETY: a plain address of memory the `Limit` owns; the limit runs on one thread only.
+unsafe impl Send for LimitBlock {}
+
+/// The floor: for every size class a stack of blocks allocated and touched before the
+/// run; allocating pops, freeing pushes, nothing else. It needs to know the workload (the
+/// most blocks of each class live at once) and serves one thread.
+pub struct Limit {
+    stacks: Vec<Vec<NonNull<u8>>>,
+    regions: Vec<(NonNull<u8>, Layout)>,
+}
+
+/// Class of a request in the limit: the pool's size classes, which extend past 1 MiB with
+/// four classes per power of two.
+fn limit_class(size: usize, align: usize) -> usize {
+    size_class::class_of(size.next_multiple_of(align))
+}
+
+impl Limit {
+    /// Pre-fills enough blocks of every class for `stream`, each page touched.
+    pub fn for_stream(stream: &Stream) -> Self {
+        let need = stream.max_live_per_class(limit_class);
+        let mut stacks = vec![Vec::new(); need.len()];
+        let mut regions = Vec::new();
+        let align = stream.max_align.max(64);
+        for (class, &n) in need.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let stride = size_class::class_size(class).next_multiple_of(align);
+            let layout =
+                Layout::from_size_align(stride * n, align.max(4096)).expect("limit region layout");
+            // SAFETY: non-zero size.
+            let base = unsafe { System.alloc(layout) };
+            let base = NonNull::new(base).unwrap_or_else(|| oom("limit", layout.size(), align));
+            // SAFETY: `base` was just allocated with `layout` and is owned here.
+            unsafe { crate::run::touch(base.as_ptr(), layout.size()) };
+            regions.push((base, layout));
+            stacks[class] = (0..n)
+                .rev()
+                // SAFETY: `i * stride` is inside the region.
+                .map(|i| unsafe { base.add(i * stride) })
+                .collect();
+        }
+        Self { stacks, regions }
+    }
+
+    /// Bytes held by the pre-filled blocks.
+    pub fn bytes(&self) -> usize {
+        self.regions.iter().map(|(_, l)| l.size()).sum()
+    }
+}
+
+impl Contender for Limit {
+    type Block = LimitBlock;
+
+    #[inline]
+    fn alloc(&mut self, size: usize, align: usize) -> LimitBlock {
+        let class = limit_class(size, align);
+        match self.stacks[class].pop() {
+            Some(ptr) => LimitBlock {
+                ptr,
+                class: class as u32,
+            },
+            None => panic!("limit: class {class} was not pre-filled enough"),
+        }
+    }
+
+    #[inline]
+    fn ptr(b: &mut LimitBlock) -> *mut u8 {
+        b.ptr.as_ptr()
+    }
+
+    #[inline]
+    fn free(&mut self, b: LimitBlock) {
+        self.stacks[b.class as usize].push(b.ptr);
+    }
+}
+
+impl Drop for Limit {
+    fn drop(&mut self) {
+        for (p, l) in self.regions.drain(..) {
+            // SAFETY: allocated in `for_stream` with this layout, freed once.
+            unsafe { System.dealloc(p.as_ptr(), l) };
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The benchmark method: one workload, every allocator, warm-up then repeats alternating
+//! allocators (A B C D A B C D ...), and the resident-memory figure of each allocator from a
+//! fresh child process.
+
+use crate::contenders::{Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC};
+use crate::progress::Progress;
+use crate::report::Row;
+use crate::resident::{measure_in_child, Resident};
+use crate::run::{run_cross, run_stream, run_streams};
+use crate::workload::{self, ModelShape, Stream, WorkloadName};
+use bitnet_memory::trace::Trace;
+use bitnet_memory::{MemoryConfig, MemoryManager};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that decides a workload's operation streams; a child process given the same
+/// spec builds the same streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spec {
+    /// The workload.
+    pub workload: WorkloadName,
+    /// Threads, each with its own stream (cross-thread: producer/consumer pairs).
+    pub threads: usize,
+    /// Seed of the first thread's stream (thread `i` uses `seed + i`).
+    pub seed: u64,
+    /// Divisor of the BitNet model widths.
+    pub scale: usize,
+    /// Short streams for a smoke run.
+    pub quick: bool,
+    /// Trace file of the `replay` workload.
+    pub trace: Option<PathBuf>,
+}
+
+/// The operations of a spec, ready to run.
+pub enum Work {
+    /// One stream per thread.
+    Streams(Vec<Stream>),
+    /// Producer/consumer pairs, each with its list of sizes.
+    Cross {
+        /// Sizes per pair.
+        sizes: Vec<Vec<usize>>,
+        /// Alignment of every block.
+        align: usize,
+    },
+}
+
+impl Work {
+    /// Builds the streams of `spec`.
+    pub fn build(spec: &Spec) -> Result<Self, String> {
+        let q = spec.quick;
+        let seeds = (0..spec.threads as u64).map(|i| spec.seed.wrapping_add(i));
+        let each = |f: &dyn Fn(u64) -> Stream| Work::Streams(seeds.clone().map(f).collect());
+        Ok(match spec.workload {
+            WorkloadName::SmallMix => {
+                let pairs = if q { 20_000 } else { 500_000 };
+                each(&|s| workload::window(s, pairs, 64, 64, 64 << 10, 16))
+            }
+            WorkloadName::TensorMix => {
+                let pairs = if q { 60 } else { 1_000 };
+                each(&|s| workload::window(s, pairs, 16, 256, 64 << 20, 64))
+            }
+            WorkloadName::Large => {
+                let pairs = if q { 12 } else { 128 };
+                each(&|s| workload::window(s, pairs, 8, 1 << 20, 64 << 20, 64))
+            }
+            WorkloadName::CrossThread => {
+                let pairs = if q { 20_000 } else { 500_000 };
+                Work::Cross {
+                    sizes: seeds.map(|s| workload::cross_sizes(s, pairs)).collect(),
+                    align: 16,
+                }
+            }
+            WorkloadName::BitnetInference => {
+                let tokens = if q { 12 } else { 256 };
+                let shape = ModelShape::b1_58_2b4t(spec.scale);
+                each(&|s| workload::bitnet_inference(s, shape, tokens))
+            }
+            WorkloadName::Replay => {
+                let path = spec
+                    .trace
+                    .as_ref()
+                    .ok_or("the replay workload needs a trace file (--trace FILE)")?;
+                let trace =
+                    Trace::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let s = workload::from_trace(&trace);
+                Work::Streams(vec![s; spec.threads])
+            }
+        })
+    }
+
+    /// Allocations of all threads together.
+    pub fn pairs(&self) -> u64 {
+        match self {
+            Work::Streams(s) => s.iter().map(|s| s.allocs).sum(),
+            Work::Cross { sizes, .. } => sizes.iter().map(|s| s.len() as u64).sum(),
+        }
+    }
+
+    /// Timed operations (allocations and frees) of all threads together.
+    pub fn events(&self) -> u64 {
+        match self {
+            Work::Streams(s) => s.iter().map(|s| s.ops.len() as u64).sum(),
+            Work::Cross { sizes, .. } => 2 * sizes.iter().map(|s| s.len() as u64).sum::<u64>(),
+        }
+    }
+
+    /// Peak live bytes known from the streams (the sum of each thread's peak); `None` for
+    /// cross-thread, where it is measured during the run.
+    pub fn planned_peak_live(&self) -> Option<u64> {
+        match self {
+            Work::Streams(s) => Some(s.iter().map(|s| s.peak_live).sum()),
+            Work::Cross { .. } => None,
+        }
+    }
+
+    /// Whether the `limit` row can run: one thread, sizes known in advance.
+    pub fn limit_applies(&self) -> bool {
+        matches!(self, Work::Streams(s) if s.len() == 1)
+    }
+}
+
+/// One run of one allocator.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// Wall time of the timed part.
+    pub wall: Duration,
+    /// Peak live bytes measured by the run (cross-thread only).
+    pub peak_live: Option<u64>,
+}
+
+fn exec<C, F>(work: &Work, make: &F) -> Outcome
+where
+    C: crate::contenders::Contender,
+    F: Fn() -> C + Sync,
+{
+    match work {
+        Work::Streams(s) => Outcome {
+            wall: run_streams(make, s),
+            peak_live: None,
+        },
+        Work::Cross { sizes, align } => {
+            let r = run_cross(make, sizes, *align);
+            Outcome {
+                wall: r.wall,
+                peak_live: Some(r.peak_live),
+            }
+        }
+    }
+}
+
+/// Runs `work` once through `kind`. `mm` serves `bitnet-memory`; `limit` must be given for
+/// `limit` (single-stream work only).
+pub fn run_once(kind: Kind, work: &Work, mm: &MemoryManager, limit: Option<&mut Limit>) -> Outcome {
+    match kind {
+        Kind::BitnetMemory => exec(work, &|| Pool(mm)),
+        Kind::Glibc => exec(work, &|| Glibc),
+        Kind::Mimalloc => exec(work, &|| ViaGlobalAlloc(&MIMALLOC, "mimalloc")),
+        Kind::Jemalloc => exec(work, &|| ViaGlobalAlloc(&JEMALLOC, "jemalloc")),
+        Kind::Limit => {
+            let (Work::Streams(s), Some(l)) = (work, limit) else {
+                panic!("the limit row runs single-stream work with a pre-filled Limit");
+            };
+            let (start, end) = run_stream(l, &s[0]);
+            Outcome {
+                wall: end - start,
+                peak_live: None,
+            }
+        }
+    }
+}
+
+/// How to measure.
+#[derive(Debug, Clone)]
+pub struct Method {
+    /// Untimed runs of each allocator before the timed ones.
+    pub warmup: usize,
+    /// Timed runs of each allocator.
+    pub repeats: usize,
+    /// Measure resident memory in child processes.
+    pub resident: bool,
+}
+
+/// The allocators that run on `work`, in order.
+pub fn kinds_for(work: &Work, wanted: &[Kind]) -> Vec<Kind> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|&k| k != Kind::Limit || work.limit_applies())
+        .collect()
+}
+
+/// Runs and measures are counted for the progress bar: warm-up and repeats per allocator,
+/// plus one child run each.
+pub fn steps(kinds: usize, m: &Method) -> u64 {
+    (kinds * (m.warmup + m.repeats + usize::from(m.resident))) as u64
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Benchmarks `spec` with every allocator of `wanted` that applies; one row each.
+pub fn bench_workload(
+    spec: &Spec,
+    wanted: &[Kind],
+    m: &Method,
+    progress: &Progress,
+) -> Result<Vec<Row>, String> {
+    let work = Work::build(spec)?;
+    let kinds = kinds_for(&work, wanted);
+    let mm = MemoryManager::new(MemoryConfig::default()).map_err(|e| e.to_string())?;
+    let mut limit = if kinds.contains(&Kind::Limit) {
+        let Work::Streams(s) = &work else {
+            unreachable!("limit applies to streams")
+        };
+        Some(Limit::for_stream(&s[0]))
+    } else {
+        None
+    };
+    let label = format!("{} x{}", spec.workload.name(), spec.threads);
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
+    let mut peaks: Vec<u64> = vec![0; kinds.len()];
+    for round in 0..m.warmup + m.repeats {
+        for (i, &k) in kinds.iter().enumerate() {
+            progress.step(&format!("{label} {}", k.name()));
+            let o = run_once(k, &work, &mm, limit.as_mut());
+            if let Some(p) = o.peak_live {
+                peaks[i] = peaks[i].max(p);
+            }
+            if round >= m.warmup {
+                times[i].push(o.wall.as_nanos() as f64);
+            }
+        }
+    }
+    drop(limit);
+    drop(mm);
+    let pairs = work.pairs();
+    let events = work.events();
+    let planned = work.planned_peak_live();
+    drop(work);
+    let mut rows = Vec::new();
+    for (i, &k) in kinds.iter().enumerate() {
+        let resident: Option<Resident> = if m.resident {
+            progress.step(&format!("{label} {} resident", k.name()));
+            Some(measure_in_child(spec, k)?)
+        } else {
+            None
+        };
+        let t = &mut times[i];
+        let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = t.iter().copied().fold(0.0, f64::max);
+        let med = median(t);
+        let peak_live = planned.unwrap_or(peaks[i]);
+        let reserved = resident.as_ref().map_or(0, |r| r.hwm_growth_bytes);
+        rows.push(Row {
+            workload: spec.workload.name().to_string(),
+            allocator: k.name().to_string(),
+            threads: spec.threads,
+            pairs,
+            median_ns_per_pair: med / pairs as f64,
+            min_ns_per_pair: min / pairs as f64,
+            max_ns_per_pair: max / pairs as f64,
+            peak_live_bytes: peak_live,
+            peak_reserved_bytes: reserved,
+            repeats: t.len(),
+            pairs_per_sec: pairs as f64 / (med * 1e-9),
+            median_ns_per_event: med / events as f64,
+            events,
+            time_vs_bitnet_memory: None,
+            reserved_over_live: if peak_live > 0 {
+                reserved as f64 / peak_live as f64
+            } else {
+                0.0
+            },
+            resident_measured: resident.is_some(),
+            metrics_peak_reserved_bytes: resident
+                .as_ref()
+                .and_then(|r| r.metrics_peak_reserved_bytes),
+            metrics_peak_live_bytes: resident.as_ref().and_then(|r| r.metrics_peak_live_bytes),
+        });
+    }
+    if let Some(ours) = rows
+        .iter()
+        .find(|r| r.allocator == Kind::BitnetMemory.name())
+        .map(|r| r.median_ns_per_pair)
+    {
+        for r in &mut rows {
+            r.time_vs_bitnet_memory = Some(r.median_ns_per_pair / ours);
+        }
+    }
+    Ok(rows)
+}

@@ -1,0 +1,408 @@
+//! Workloads as seeded, deterministic operation streams.
+//!
+//! A [`Stream`] is a list of allocate / free operations on numbered slots, made before a run
+//! so that every allocator gets exactly the same requests and the run itself only reads the
+//! list. Every allocated block is touched one byte per 4 KiB page (by the runner).
+
+use bitnet_memory::trace::{Op as TraceOp, Trace};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+
+/// Named workloads.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadName {
+    /// 64 B..64 KiB, log-uniform, 64 live, oldest freed first.
+    SmallMix,
+    /// 256 B..64 MiB, log-uniform, 16 live.
+    TensorMix,
+    /// 1..64 MiB, log-uniform, 8 live.
+    Large,
+    /// One thread allocates (64 B..64 KiB), another frees.
+    CrossThread,
+    /// The allocations of a BitNet b1.58 2B4T decode loop, scaled by `--scale`.
+    BitnetInference,
+    /// A trace file (`--trace`).
+    Replay,
+}
+
+impl WorkloadName {
+    /// Every workload, in table order.
+    pub const ALL: [WorkloadName; 6] = [
+        WorkloadName::SmallMix,
+        WorkloadName::TensorMix,
+        WorkloadName::Large,
+        WorkloadName::CrossThread,
+        WorkloadName::BitnetInference,
+        WorkloadName::Replay,
+    ];
+
+    /// Name in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SmallMix => "small-mix",
+            Self::TensorMix => "tensor-mix",
+            Self::Large => "large",
+            Self::CrossThread => "cross-thread",
+            Self::BitnetInference => "bitnet-inference",
+            Self::Replay => "replay",
+        }
+    }
+}
+
+/// One operation of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    /// Bytes to allocate (> 0); unused for a free.
+    pub size: usize,
+    /// Slot the block is kept in.
+    pub slot: u32,
+    /// log2 of the alignment.
+    pub align_log2: u8,
+    /// Free the block in `slot` rather than allocate.
+    pub free: bool,
+}
+
+/// A list of operations for one thread.
+#[derive(Debug, Clone, Default)]
+pub struct Stream {
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+    /// Slots used (the most blocks live at once).
+    pub slots: usize,
+    /// Allocations (= alloc+free pairs, counting blocks freed after the run).
+    pub allocs: u64,
+    /// Highest sum of live requested bytes.
+    pub peak_live: u64,
+    /// Largest alignment asked for.
+    pub max_align: usize,
+}
+
+impl Stream {
+    /// For each class (by `class_of(size, align)`), the most blocks of it live at once.
+    pub fn max_live_per_class(&self, class_of: impl Fn(usize, usize) -> usize) -> Vec<usize> {
+        let mut live: Vec<usize> = Vec::new();
+        let mut max: Vec<usize> = Vec::new();
+        let mut slot_class = vec![usize::MAX; self.slots];
+        for op in &self.ops {
+            if op.free {
+                let c = std::mem::replace(&mut slot_class[op.slot as usize], usize::MAX);
+                live[c] -= 1;
+            } else {
+                let c = class_of(op.size, 1 << op.align_log2);
+                if c >= live.len() {
+                    live.resize(c + 1, 0);
+                    max.resize(c + 1, 0);
+                }
+                live[c] += 1;
+                max[c] = max[c].max(live[c]);
+                slot_class[op.slot as usize] = c;
+            }
+        }
+        max
+    }
+}
+
+/// Builds a stream: hands out slots (reusing freed ones) and keeps the counts.
+#[derive(Default)]
+pub struct StreamBuilder {
+    s: Stream,
+    free_slots: Vec<u32>,
+    sizes: Vec<usize>,
+    live: u64,
+}
+
+impl StreamBuilder {
+    /// An empty stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Allocates `size` bytes (0 is served as 1) aligned to `align`; returns the slot.
+    pub fn alloc(&mut self, size: usize, align: usize) -> u32 {
+        let size = size.max(1);
+        debug_assert!(align.is_power_of_two());
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.sizes.push(0);
+                (self.sizes.len() - 1) as u32
+            }
+        };
+        self.sizes[slot as usize] = size;
+        self.s.ops.push(Op {
+            size,
+            slot,
+            align_log2: align.trailing_zeros() as u8,
+            free: false,
+        });
+        self.s.allocs += 1;
+        self.s.max_align = self.s.max_align.max(align);
+        self.live += size as u64;
+        self.s.peak_live = self.s.peak_live.max(self.live);
+        slot
+    }
+
+    /// Frees the block in `slot`.
+    pub fn free(&mut self, slot: u32) {
+        self.live -= self.sizes[slot as usize] as u64;
+        self.free_slots.push(slot);
+        self.s.ops.push(Op {
+            size: 0,
+            slot,
+            align_log2: 0,
+            free: true,
+        });
+    }
+
+    /// Allocations so far.
+    pub fn allocs(&self) -> u64 {
+        self.s.allocs
+    }
+
+    /// The stream.
+    pub fn finish(mut self) -> Stream {
+        self.s.slots = self.sizes.len();
+        self.s
+    }
+}
+
+/// A size drawn log-uniformly from `lo..=hi`.
+pub fn log_uniform(rng: &mut SmallRng, lo: usize, hi: usize) -> usize {
+    let (a, b) = ((lo as f64).ln(), (hi as f64 + 1.0).ln());
+    (rng.gen_range(a..b).exp() as usize).clamp(lo, hi)
+}
+
+/// `pairs` allocations of log-uniform sizes in `lo..=hi`, keeping `window` blocks live and
+/// freeing the oldest before each new allocation once the window is full; the window is
+/// freed at the end.
+pub fn window(seed: u64, pairs: u64, window: usize, lo: usize, hi: usize, align: usize) -> Stream {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut b = StreamBuilder::new();
+    let mut q = VecDeque::with_capacity(window);
+    for _ in 0..pairs {
+        if q.len() == window {
+            b.free(q.pop_front().expect("full window"));
+        }
+        q.push_back(b.alloc(log_uniform(&mut rng, lo, hi), align));
+    }
+    for s in q {
+        b.free(s);
+    }
+    b.finish()
+}
+
+/// Sizes for the cross-thread workload: `pairs` log-uniform sizes in 64 B..64 KiB.
+pub fn cross_sizes(seed: u64, pairs: u64) -> Vec<usize> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    (0..pairs)
+        .map(|_| log_uniform(&mut rng, 64, 64 << 10))
+        .collect()
+}
+
+/// BitNet b1.58 2B4T shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelShape {
+    /// Hidden size (2560).
+    pub hidden: usize,
+    /// FFN size (6912).
+    pub ffn: usize,
+    /// Layers (30).
+    pub layers: usize,
+    /// Attention heads (20).
+    pub heads: usize,
+    /// Key/value heads (5).
+    pub kv_heads: usize,
+    /// Vocabulary (128256).
+    pub vocab: usize,
+}
+
+impl ModelShape {
+    /// The 2B4T model with its widths divided by `scale` (layers and heads kept).
+    pub fn b1_58_2b4t(scale: usize) -> Self {
+        let s = scale.max(1);
+        let heads = 20;
+        // Keep widths a multiple of the head count so head_dim stays whole.
+        let hidden = (2560 / s).max(heads).next_multiple_of(heads);
+        Self {
+            hidden,
+            ffn: (6912 / s).max(16),
+            layers: 30,
+            heads,
+            kv_heads: 5,
+            vocab: (128_256 / s).max(16),
+        }
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.hidden / self.heads * self.kv_heads
+    }
+}
+
+/// The allocations of a decode loop: sequences of a random prompt length (16..256 tokens,
+/// its KV cache allocated at once) then decoded token by token (32..256 tokens) until
+/// `tokens` tokens were decoded. Per token and layer: the norm output and its int8
+/// quantized copy, Q/K/V projections, scores and probabilities over the context, attention
+/// output, its sub-norm and quantized copy, O projection, residual; post-attention norm
+/// and quantized copy, gate and up projections, ReLU² product, FFN sub-norm and its
+/// quantized copy, down projection, residual. Then the final norm, logits and
+/// probabilities. f32 activations, f16 KV cache (K and V per layer) grown by doubling.
+/// Weights are not allocated (a runtime maps them from the model file).
+pub fn bitnet_inference(seed: u64, shape: ModelShape, tokens: u64) -> Stream {
+    const A: usize = 64;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut b = StreamBuilder::new();
+    let (h, f, kv) = (shape.hidden, shape.ffn, shape.kv_dim());
+    let mut decoded = 0;
+    while decoded < tokens {
+        let prompt = rng.gen_range(16..=256usize);
+        let gen = rng.gen_range(32..=256u64).min(tokens - decoded);
+        let mut cap = prompt.next_power_of_two();
+        let mut caches: Vec<(u32, u32)> = (0..shape.layers)
+            .map(|_| (b.alloc(cap * kv * 2, A), b.alloc(cap * kv * 2, A)))
+            .collect();
+        for t in 0..gen as usize {
+            let ctx = prompt + t + 1;
+            let new_cap = if ctx > cap { cap * 2 } else { cap };
+            let mut x = b.alloc(h * 4, A);
+            for cache in caches.iter_mut() {
+                let n1 = b.alloc(h * 4, A);
+                let xq = b.alloc(h, A);
+                let q = b.alloc(h * 4, A);
+                let k = b.alloc(kv * 4, A);
+                let v = b.alloc(kv * 4, A);
+                b.free(xq);
+                b.free(n1);
+                if new_cap > cap {
+                    let nk = b.alloc(new_cap * kv * 2, A);
+                    let nv = b.alloc(new_cap * kv * 2, A);
+                    b.free(cache.0);
+                    b.free(cache.1);
+                    *cache = (nk, nv);
+                }
+                b.free(k);
+                b.free(v);
+                let scores = b.alloc(shape.heads * ctx * 4, A);
+                let probs = b.alloc(shape.heads * ctx * 4, A);
+                b.free(scores);
+                let attn = b.alloc(h * 4, A);
+                b.free(probs);
+                b.free(q);
+                let an = b.alloc(h * 4, A);
+                let aq = b.alloc(h, A);
+                let o = b.alloc(h * 4, A);
+                b.free(aq);
+                b.free(an);
+                b.free(attn);
+                let x2 = b.alloc(h * 4, A);
+                b.free(o);
+                b.free(x);
+                x = x2;
+                let n2 = b.alloc(h * 4, A);
+                let nq = b.alloc(h, A);
+                let gate = b.alloc(f * 4, A);
+                let up = b.alloc(f * 4, A);
+                b.free(nq);
+                b.free(n2);
+                let act = b.alloc(f * 4, A);
+                b.free(gate);
+                b.free(up);
+                let sn = b.alloc(f * 4, A);
+                b.free(act);
+                let sq = b.alloc(f, A);
+                b.free(sn);
+                let down = b.alloc(h * 4, A);
+                b.free(sq);
+                let x3 = b.alloc(h * 4, A);
+                b.free(down);
+                b.free(x);
+                x = x3;
+            }
+            let nf = b.alloc(h * 4, A);
+            let nq = b.alloc(h, A);
+            let logits = b.alloc(shape.vocab * 4, A);
+            b.free(nq);
+            b.free(nf);
+            let probs = b.alloc(shape.vocab * 4, A);
+            b.free(logits);
+            b.free(probs);
+            b.free(x);
+            cap = new_cap;
+        }
+        decoded += gen;
+        for (k, v) in caches {
+            b.free(k);
+            b.free(v);
+        }
+    }
+    b.finish()
+}
+
+/// A trace as a stream: events in file order, on one thread; ids become slots. Blocks
+/// still live at the end of the trace stay live (the runner frees them after timing).
+pub fn from_trace(trace: &Trace) -> Stream {
+    let mut b = StreamBuilder::new();
+    let mut slot_of: HashMap<u64, u32> = HashMap::new();
+    for e in trace.events() {
+        match e.op {
+            TraceOp::Alloc => {
+                let s = b.alloc(e.size as usize, e.align as usize);
+                slot_of.insert(e.id, s);
+            }
+            TraceOp::Free => {
+                let s = slot_of
+                    .remove(&e.id)
+                    .expect("a checked trace frees only live blocks");
+                b.free(s);
+            }
+        }
+    }
+    b.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_streams_are_deterministic_and_balanced() {
+        let a = window(7, 1000, 16, 256, 1 << 20, 64);
+        let b = window(7, 1000, 16, 256, 1 << 20, 64);
+        assert_eq!(a.ops, b.ops);
+        assert_eq!(a.allocs, 1000);
+        assert_eq!(
+            a.slots, 16,
+            "the oldest is freed before each new allocation"
+        );
+        let frees = a.ops.iter().filter(|o| o.free).count();
+        assert_eq!(frees, 1000);
+        assert!(a
+            .ops
+            .iter()
+            .all(|o| o.free || (256..=1 << 20).contains(&o.size)));
+        assert_ne!(window(8, 1000, 16, 256, 1 << 20, 64).ops, a.ops);
+    }
+
+    #[test]
+    fn inference_frees_everything_it_allocates() {
+        let s = bitnet_inference(1, ModelShape::b1_58_2b4t(8), 40);
+        let frees = s.ops.iter().filter(|o| o.free).count() as u64;
+        assert_eq!(frees, s.allocs);
+        // About 20 activations per layer and token, over 30 layers.
+        assert!(s.allocs > 40 * 30 * 20, "{} allocations", s.allocs);
+    }
+}

@@ -1,0 +1,67 @@
+//! The bench command runs end to end and writes the JSON shape other tools rely on. (A
+//! smoke test of the command, not a benchmark: no timing is checked.)
+
+#[test]
+fn quick_bench_writes_every_row_in_the_stable_shape() {
+    let json = std::env::temp_dir().join(format!("bitnet-mem-bench-{}.json", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-mem"))
+        .args([
+            "bench",
+            "--quick",
+            "--workload",
+            "small-mix",
+            "--workload",
+            "cross-thread",
+        ])
+        .args(["--repeats", "1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let rows = v["results"].as_array().unwrap();
+    // small-mix: 5 allocators at 1 thread, 4 at 2 (no limit); cross-thread: 4 and 4.
+    assert_eq!(rows.len(), 5 + 4 + 4 + 4);
+    for r in rows {
+        for key in [
+            "workload",
+            "allocator",
+            "threads",
+            "pairs",
+            "median_ns_per_pair",
+            "min_ns_per_pair",
+            "max_ns_per_pair",
+            "peak_live_bytes",
+            "peak_reserved_bytes",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing in {r}");
+        }
+        let (min, med, max) = (
+            r["min_ns_per_pair"].as_f64().unwrap(),
+            r["median_ns_per_pair"].as_f64().unwrap(),
+            r["max_ns_per_pair"].as_f64().unwrap(),
+        );
+        assert!(min > 0.0 && min <= med && med <= max, "{r}");
+        assert!(r["peak_live_bytes"].as_u64().unwrap() > 0, "{r}");
+        assert!(r["peak_reserved_bytes"].as_u64().unwrap() > 0, "{r}");
+        let t = r["threads"].as_u64().unwrap();
+        let pairs = r["pairs"].as_u64().unwrap();
+        assert_eq!(pairs, 20_000 * t, "{r}");
+    }
+    let ours: Vec<_> = rows
+        .iter()
+        .filter(|r| r["allocator"] == "bitnet-memory")
+        .collect();
+    assert_eq!(ours.len(), 4);
+    assert!(ours
+        .iter()
+        .all(|r| r["metrics_peak_reserved_bytes"].as_u64().unwrap() > 0));
+    assert!(stdout.contains("small-mix"), "{stdout}");
+}

@@ -1,0 +1,853 @@
+//! Adapters that let code written against Rust's allocator interfaces run on the pool, and
+//! a recorder of any Rust program's allocations.
+//!
+//! - `impl allocator_api2::alloc::Allocator for &MemoryManager`: collections of
+//!   `allocator_api2` (`Vec<T, &MemoryManager>`, hashbrown maps) on a manager you hold.
+//! - [`PoolAlloc`]: a [`GlobalAlloc`] backed by a lazily built manager, usable as
+//!   `#[global_allocator]`.
+//! - [`RecordingAlloc`]: wraps any [`GlobalAlloc`] and writes a trace in the format of
+//!   [`crate::trace`] (`docs/trace-format.md`) that `bitnet-mem replay` replays.
+//!
+//! ```
+//! use allocator_api2::vec::Vec;
+//! use bitnet_memory::{MemoryConfig, MemoryManager};
+//!
+//! let mm = MemoryManager::new(MemoryConfig::default())?;
+//! let mut v: Vec<u32, &MemoryManager> = Vec::new_in(&mm);
+//! v.extend(0..1000);
+//! assert_eq!(mm.metrics().live_bytes(), v.capacity() * 4);
+//! # Ok::<(), bitnet_memory::MemoryError>(())
+//! ```
+
+use crate::config::{MemoryConfig, MAX_ALIGN};
+use crate::device::DeviceId;
+use crate::manager::MemoryManager;
+use crate::pool::hybrid::DevicePool;
+use crate::trace::{Event, TraceWriter};
+use allocator_api2::alloc::{AllocError, Allocator};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::{Cell, UnsafeCell};
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex, PoisonError};
+use std::time::Instant;
+
+fn cpu_pool(mm: &MemoryManager) -> &DevicePool {
+    mm.device_pool(DeviceId::CPU)
+        .expect("every manager has a device 0")
+}
+
+/// The pool serves zero-sized layouts as one byte, so that alloc and dealloc agree.
+#[inline]
+fn normalized(layout: Layout) -> (usize, usize) {
+    (layout.size().max(1), layout.align())
+}
+
+#[inline]
+fn free_to_pool(pool: &DevicePool, addr: usize, size: usize, align: usize) {
+    let class = pool.class_for(size, align);
+    let freed = pool.free_by_addr(addr, class, size);
+    debug_assert!(freed, "free of {addr:#x}: not a block of this pool");
+}
+
+// SAFETY: blocks come from device 0's pool, which hands each block to one owner and keeps
+// it valid and unmoved until it is freed. `deallocate` gets the layout of the allocation
+// (the `Allocator` contract), so `class_for(size, align)` names the class the block was
+// served from and large blocks are found by address; every copy of the reference names
+// the same manager, so a block may be freed through any of them.
+unsafe impl Allocator for &MemoryManager {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let pool = cpu_pool(self);
+        if !pool.host_visible || layout.align() > MAX_ALIGN {
+            return Err(AllocError);
+        }
+        if layout.size() == 0 {
+            let dangling = NonNull::new(ptr::without_provenance_mut::<u8>(layout.align()))
+                .ok_or(AllocError)?;
+            return Ok(NonNull::slice_from_raw_parts(dangling, 0));
+        }
+        let (addr, _token) = pool
+            .allocate(layout.size(), layout.align())
+            .map_err(|_| AllocError)?;
+        let p = NonNull::new(ptr::with_exposed_provenance_mut::<u8>(addr)).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if layout.size() == 0 {
+            return;
+        }
+        free_to_pool(
+            cpu_pool(self),
+            ptr.as_ptr().addr(),
+            layout.size(),
+            layout.align(),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PoolAlloc
+// ---------------------------------------------------------------------------------------
+
+const UNINIT: u8 = 0;
+const INITIALIZING: u8 = 1;
+const READY: u8 = 2;
+const FAILED: u8 = 3;
+
+/// Per-thread state of every [`PoolAlloc`]: see "Threads" in its docs.
+const FRESH: u8 = 0;
+const ACTIVE: u8 = 1;
+const EXITING: u8 = 2;
+/// The thread is creating its `parking_lot` thread data (see "Locks" in [`PoolAlloc`]).
+const PREPARING: u8 = 3;
+
+thread_local! {
+    // Const-initialized and without a destructor: readable at any time, even while the
+    // thread's other thread-locals are being destroyed.
+    static THREAD_STATE: Cell<u8> = const { Cell::new(FRESH) };
+    static EARLY_GUARD: ExitGuard = const { ExitGuard };
+    static LATE_GUARD: ExitGuard = const { ExitGuard };
+}
+
+/// Marks the thread as exiting when its thread-locals are destroyed.
+struct ExitGuard;
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        THREAD_STATE.with(|s| s.set(EXITING));
+    }
+}
+
+/// Bytes of address space reserved for the side heap (untouched pages cost nothing).
+const SIDE_BYTES: usize = 64 << 20;
+
+/// A bump region for the few allocations the pool cannot serve: those made while the
+/// manager is being built and those made by a thread whose thread-locals are being
+/// destroyed. Never reused; its address range tells its blocks apart from the pool's.
+struct SideHeap {
+    base: AtomicUsize,
+    used: AtomicUsize,
+}
+
+impl SideHeap {
+    const fn new() -> Self {
+        Self {
+            base: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    fn base(&self) -> usize {
+        let b = self.base.load(Ordering::Acquire);
+        if b != 0 {
+            return b;
+        }
+        // SAFETY: an anonymous private mapping with a null hint has no preconditions;
+        // MAP_NORESERVE: only the pages touched cost memory.
+        let p = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                SIDE_BYTES,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return 0;
+        }
+        let addr = p.expose_provenance();
+        match self
+            .base
+            .compare_exchange(0, addr, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => addr,
+            Err(other) => {
+                // SAFETY: `p` is the mapping made above, which nothing else has seen.
+                unsafe { libc::munmap(p, SIDE_BYTES) };
+                other
+            }
+        }
+    }
+
+    fn alloc(&self, layout: Layout) -> *mut u8 {
+        let base = self.base();
+        if base == 0 {
+            return ptr::null_mut();
+        }
+        let (size, align) = normalized(layout);
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let Some(start) = (base + used).checked_next_multiple_of(align) else {
+                return ptr::null_mut();
+            };
+            let start = start - base;
+            match start.checked_add(size) {
+                Some(end) if end <= SIDE_BYTES => {
+                    match self.used.compare_exchange_weak(
+                        used,
+                        end,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return ptr::with_exposed_provenance_mut(base + start),
+                        Err(u) => used = u,
+                    }
+                }
+                _ => return ptr::null_mut(),
+            }
+        }
+    }
+
+    #[inline]
+    fn contains(&self, addr: usize) -> bool {
+        let b = self.base.load(Ordering::Relaxed);
+        b != 0 && addr.wrapping_sub(b) < SIDE_BYTES
+    }
+}
+
+/// A [`GlobalAlloc`] that serves a whole program from a pool:
+///
+/// ```no_run
+/// use bitnet_memory::global::PoolAlloc;
+///
+/// #[global_allocator]
+/// static GLOBAL: PoolAlloc = PoolAlloc::new();
+///
+/// fn main() {
+///     let v = vec![1u8; 4096];                      // served by the pool
+///     let m = GLOBAL.manager().expect("built on first use").metrics();
+///     assert!(m.live_bytes() >= v.len());
+/// }
+/// ```
+///
+/// # How it works
+///
+/// **Lazy construction.** A `static` must be built in a const context, but a
+/// [`MemoryManager`] allocates while it is built. So the first allocation builds it: the
+/// thread that moves the state from *uninit* to *initializing* calls
+/// `MemoryManager::new`, stores it, and publishes *ready* (release). Every allocation made
+/// meanwhile, by that thread (the manager's own boxes and vectors) or any other, is served
+/// from the **side heap**: a 64 MiB `MAP_NORESERVE` mapping carved by an atomic bump
+/// pointer, never reused. A block is known to come from the side heap by its address
+/// alone (one range check in `dealloc`), so nothing needs to be remembered per block, and
+/// freeing one is a no-op. Building a manager takes a few KiB of it, once.
+///
+/// **Threads.** The pool finds a thread's cache through the `thread_local` crate, whose
+/// per-thread id is released by a thread-local destructor when the thread exits; that
+/// destructor allocates while holding the crate's id lock, and a pool operation then would
+/// ask for a new id under the same lock and deadlock. Therefore each thread's first pool
+/// operation registers two exit guards of ours, one before it and one after it (by then the
+/// crate's destructor is registered). Thread-local destructors run in reverse order of
+/// registration (glibc `__cxa_thread_atexit_impl`, and Rust's fallback list alike), so a
+/// guard of ours runs before the crate's and marks the thread as *exiting*. From then on the
+/// thread's allocations come from the side heap and its frees of pool blocks are
+/// **deferred**: pushed on a lock-free list threaded through the freed blocks themselves
+/// (every pool block has at least 16 bytes), which the next allocation by any live thread
+/// hands back to the pool. Exiting threads use a few bytes of side heap each (the crate
+/// keeps freed ids in a growing heap).
+///
+/// **Locks.** The pool's locks are `parking_lot` mutexes. The first time a thread parks,
+/// `parking_lot` creates the thread's parking data and may grow its global table of
+/// waiters, allocating while it holds every bucket lock of that table; if that allocation
+/// had to wait for a contended pool lock, it would park, need a bucket lock, and deadlock.
+/// So the thread's first pool operation first makes `parking_lot` create that data (a
+/// zero-timeout condvar wait) with the thread's allocations served from the side heap
+/// (`parking_lot` never frees its old tables, so those blocks are never freed either).
+///
+/// **Cost.** On top of the pool's own hot path: one load of the state, one thread-local
+/// read, one load of the deferred list's head (alloc) or one range check (dealloc).
+/// `realloc` is alloc + copy + free.
+///
+/// If building the manager fails (a bad configuration), every later request goes to
+/// [`System`].
+pub struct PoolAlloc {
+    config: fn() -> MemoryConfig,
+    state: AtomicU8,
+    manager: UnsafeCell<MaybeUninit<MemoryManager>>,
+    pool: AtomicPtr<DevicePool>,
+    side: SideHeap,
+    deferred: AtomicUsize,
+    deferred_total: AtomicUsize,
+}
+
+// SAFETY: `manager` is written once, by the one thread that won the UNINIT -> INITIALIZING
+// exchange, before the release store of READY; it is read only after an acquire load saw
+// READY, and never written again until `drop` (which has `&mut self`). `MemoryManager` is
+// `Sync`; everything else is atomic.
+unsafe impl Sync for PoolAlloc {}
+// SAFETY: as above; moving the allocator moves the manager, which is `Send`.
+unsafe impl Send for PoolAlloc {}
+
+impl Default for PoolAlloc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PoolAlloc {
+    /// A global allocator whose manager has the default configuration.
+    pub const fn new() -> Self {
+        Self::with_config(<MemoryConfig as Default>::default)
+    }
+
+    /// A global allocator whose manager is built from `config()` on first use.
+    pub const fn with_config(config: fn() -> MemoryConfig) -> Self {
+        Self {
+            config,
+            state: AtomicU8::new(UNINIT),
+            manager: UnsafeCell::new(MaybeUninit::uninit()),
+            pool: AtomicPtr::new(ptr::null_mut()),
+            side: SideHeap::new(),
+            deferred: AtomicUsize::new(0),
+            deferred_total: AtomicUsize::new(0),
+        }
+    }
+
+    /// The manager, once the first allocation has built it.
+    pub fn manager(&self) -> Option<&MemoryManager> {
+        if self.state.load(Ordering::Acquire) != READY {
+            return None;
+        }
+        // SAFETY: READY was published (release) after the manager was written, and it is
+        // never written again while `self` is borrowed.
+        Some(unsafe { (*self.manager.get()).assume_init_ref() })
+    }
+
+    /// Bytes handed out by the side heap so far (construction and exiting threads).
+    pub fn side_heap_bytes(&self) -> usize {
+        self.side.used.load(Ordering::Relaxed)
+    }
+
+    /// Frees deferred so far because an exiting thread made them (see "Threads").
+    pub fn deferred_frees(&self) -> usize {
+        self.deferred_total.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn pool(&self) -> &DevicePool {
+        // SAFETY: called only after READY was seen (acquire); the pointer was stored before
+        // READY was published and points into the manager, which lives as long as `self`.
+        unsafe { &*self.pool.load(Ordering::Relaxed) }
+    }
+
+    #[cold]
+    fn alloc_not_ready(&self, layout: Layout) -> *mut u8 {
+        match self.state.load(Ordering::Acquire) {
+            UNINIT => {
+                if self
+                    .state
+                    .compare_exchange(UNINIT, INITIALIZING, Ordering::Acquire, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.build();
+                }
+                // SAFETY: the caller's layout, forwarded.
+                unsafe { self.alloc(layout) }
+            }
+            READY => {
+                // SAFETY: the caller's layout, forwarded.
+                unsafe { self.alloc(layout) }
+            }
+            // SAFETY: the caller's layout has a non-zero size (GlobalAlloc contract).
+            FAILED => unsafe { System.alloc(layout) },
+            _ => self.side.alloc(layout),
+        }
+    }
+
+    /// Builds the manager; runs once, in the thread that won the UNINIT -> INITIALIZING
+    /// exchange. Its own allocations see INITIALIZING and go to the side heap.
+    #[cold]
+    fn build(&self) {
+        match MemoryManager::new((self.config)()) {
+            Ok(mm) => {
+                let pool: *const DevicePool = cpu_pool(&mm);
+                // SAFETY: only this thread writes, and nobody reads before READY.
+                unsafe { (*self.manager.get()).write(mm) };
+                self.pool.store(pool.cast_mut(), Ordering::Relaxed);
+                self.state.store(READY, Ordering::Release);
+            }
+            Err(_) => self.state.store(FAILED, Ordering::Release),
+        }
+    }
+
+    #[inline]
+    fn pool_alloc(&self, layout: Layout) -> *mut u8 {
+        let (size, align) = normalized(layout);
+        if align > MAX_ALIGN {
+            return ptr::null_mut();
+        }
+        match self.pool().allocate(size, align) {
+            Ok((addr, _)) => ptr::with_exposed_provenance_mut(addr),
+            Err(_) => ptr::null_mut(),
+        }
+    }
+
+    #[inline]
+    fn pool_free(&self, addr: usize, layout: Layout) {
+        let (size, align) = normalized(layout);
+        free_to_pool(self.pool(), addr, size, align);
+    }
+
+    /// The thread's first pool operation `op`, with the exit guards registered around it;
+    /// `None` (and nothing done) if the thread is already being torn down.
+    #[cold]
+    fn first_use<R>(op: impl FnOnce() -> R) -> Option<R> {
+        THREAD_STATE.with(|s| s.set(PREPARING));
+        create_parking_lot_thread_data();
+        THREAD_STATE.with(|s| s.set(ACTIVE));
+        if EARLY_GUARD.try_with(|_| ()).is_err() {
+            THREAD_STATE.with(|s| s.set(EXITING));
+            return None;
+        }
+        let r = op();
+        if LATE_GUARD.try_with(|_| ()).is_err() {
+            THREAD_STATE.with(|s| s.set(EXITING));
+        }
+        Some(r)
+    }
+
+    #[cold]
+    fn alloc_cold_thread(&self, layout: Layout) -> *mut u8 {
+        if THREAD_STATE.with(Cell::get) == FRESH {
+            if let Some(p) = Self::first_use(|| self.pool_alloc(layout)) {
+                return p;
+            }
+        }
+        self.side.alloc(layout)
+    }
+
+    #[cold]
+    fn dealloc_cold_thread(&self, addr: usize, layout: Layout) {
+        if THREAD_STATE.with(Cell::get) == FRESH
+            && Self::first_use(|| self.pool_free(addr, layout)).is_some()
+        {
+            return;
+        }
+        self.defer(addr, layout);
+    }
+
+    /// Queues a pool block for freeing by another thread.
+    #[cold]
+    fn defer(&self, addr: usize, layout: Layout) {
+        let (size, align) = normalized(layout);
+        debug_assert!(size < 1 << 58);
+        let packed = (size << 6) | align.trailing_zeros() as usize;
+        let node = ptr::with_exposed_provenance_mut::<usize>(addr);
+        self.deferred_total.fetch_add(1, Ordering::Relaxed);
+        let mut head = self.deferred.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the block is a pool block being freed, so nobody else uses it, and
+            // every pool block has at least 16 bytes (the smallest size class; large blocks
+            // are bigger): room for two words, written unaligned.
+            unsafe {
+                node.write_unaligned(head);
+                node.add(1).write_unaligned(packed);
+            }
+            match self.deferred.compare_exchange_weak(
+                head,
+                addr,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+
+    /// Frees every deferred block (from a live thread).
+    #[cold]
+    fn drain_deferred(&self) {
+        let mut p = self.deferred.swap(0, Ordering::Acquire);
+        while p != 0 {
+            let node = ptr::with_exposed_provenance::<usize>(p);
+            // SAFETY: `defer` wrote both words before publishing the node (release; the
+            // swap above acquires), and the node's block is not used by anyone.
+            let (next, packed) = unsafe { (node.read_unaligned(), node.add(1).read_unaligned()) };
+            free_to_pool(self.pool(), p, packed >> 6, 1 << (packed & 63));
+            p = next;
+        }
+    }
+}
+
+/// Makes `parking_lot` create this thread's parking data now (a zero-timeout wait parks
+/// once), while the thread's allocations are served from the side heap.
+fn create_parking_lot_thread_data() {
+    let m = parking_lot::Mutex::new(());
+    let cv = parking_lot::Condvar::new();
+    let mut g = m.lock();
+    let _ = cv.wait_for(&mut g, std::time::Duration::ZERO);
+}
+
+// SAFETY: every block handed out is valid for its layout until freed: pool blocks are
+// exclusive (the pool's contract), side-heap blocks are disjoint ranges of one mapping
+// never reused, System blocks are System's. `dealloc` sends each block back where it came
+// from: side-heap blocks are recognised by address; before READY nothing else is handed
+// out, in FAILED everything else came from System, in READY from the pool. Nothing here
+// unwinds (the pool reports failure as an error, turned into null).
+unsafe impl GlobalAlloc for PoolAlloc {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.state.load(Ordering::Acquire) != READY {
+            return self.alloc_not_ready(layout);
+        }
+        if THREAD_STATE.with(Cell::get) != ACTIVE {
+            return self.alloc_cold_thread(layout);
+        }
+        if self.deferred.load(Ordering::Relaxed) != 0 {
+            self.drain_deferred();
+        }
+        self.pool_alloc(layout)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let addr = ptr.addr();
+        if self.side.contains(addr) {
+            return;
+        }
+        match self.state.load(Ordering::Acquire) {
+            READY => {}
+            // SAFETY: in FAILED, every block not from the side heap came from System with
+            // this layout (the caller's contract).
+            FAILED => return unsafe { System.dealloc(ptr, layout) },
+            _ => {
+                debug_assert!(false, "before READY every block comes from the side heap");
+                return;
+            }
+        }
+        if THREAD_STATE.with(Cell::get) == ACTIVE {
+            self.pool_free(addr, layout);
+        } else {
+            self.dealloc_cold_thread(addr, layout);
+        }
+    }
+}
+
+impl Drop for PoolAlloc {
+    fn drop(&mut self) {
+        if *self.state.get_mut() == READY {
+            // SAFETY: READY means the manager was written; `&mut self` means no block of
+            // this allocator can be used any more through it.
+            unsafe { self.manager.get_mut().assume_init_drop() };
+        }
+        let base = *self.side.base.get_mut();
+        if base != 0 {
+            // SAFETY: the side heap's mapping, made by `SideHeap::base`, unused from now on.
+            unsafe { libc::munmap(ptr::with_exposed_provenance_mut(base), SIDE_BYTES) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// RecordingAlloc
+// ---------------------------------------------------------------------------------------
+
+/// Events buffered before the buffer is handed to the writer thread (40 bytes each).
+const BATCH: usize = 16 * 1024;
+
+#[derive(Clone, Copy)]
+struct RawEvent {
+    alloc: bool,
+    thread: u32,
+    addr: usize,
+    size: usize,
+    align: usize,
+    t_ns: u64,
+}
+
+struct Recorder {
+    buf: Vec<RawEvent>,
+    tx: Option<mpsc::Sender<Vec<RawEvent>>>,
+    writer: Option<std::thread::JoinHandle<io::Result<RecordSummary>>>,
+    t0: Option<Instant>,
+}
+
+thread_local! {
+    // Set while this thread runs recorder code: its own allocations are not recorded.
+    static REC_BUSY: Cell<bool> = const { Cell::new(false) };
+    static REC_THREAD: Cell<u32> = const { Cell::new(u32::MAX) };
+}
+static NEXT_REC_THREAD: AtomicU32 = AtomicU32::new(0);
+
+/// Sets `REC_BUSY` for a scope; restores the previous value.
+struct Busy(bool);
+
+impl Busy {
+    fn enter() -> Self {
+        Busy(REC_BUSY.with(|b| b.replace(true)))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        REC_BUSY.with(|b| b.set(self.0));
+    }
+}
+
+/// What a recording wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordSummary {
+    /// Lines written (after the header).
+    pub events: u64,
+    /// Allocation events.
+    pub allocs: u64,
+    /// Free events.
+    pub frees: u64,
+    /// Frees left out because their block was allocated before the recording started.
+    pub frees_skipped: u64,
+    /// Blocks allocated during the recording and still live at its end.
+    pub live_at_end: u64,
+}
+
+/// Wraps a [`GlobalAlloc`] and records every allocation and free to a trace
+/// (`docs/trace-format.md`) between [`start`](Self::start) and [`finish`](Self::finish):
+///
+/// ```no_run
+/// use bitnet_memory::global::RecordingAlloc;
+/// use std::alloc::System;
+///
+/// #[global_allocator]
+/// static GLOBAL: RecordingAlloc<System> = RecordingAlloc::new(System);
+///
+/// fn main() -> std::io::Result<()> {
+///     GLOBAL.start("my-program.csv")?;
+///     let v: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+///     drop(v);
+///     let s = GLOBAL.finish()?;
+///     eprintln!("{} events", s.events);
+///     Ok(())
+/// }
+/// ```
+///
+/// **Hot path.** A recorded call appends a 40-byte record to a shared buffer under a mutex
+/// (the mutex also orders events: a free is recorded before the block goes back to the inner
+/// allocator and an allocation after it came out, so a reused address never appears
+/// allocated before its previous free). A full buffer (16,384 events) is sent to a writer
+/// thread, which numbers blocks, formats lines and writes them through a 1 MiB buffer; no
+/// formatting or I/O happens in the allocating thread. Measured overhead
+/// (`cargo run --release -p bitnet-mem --example record_overhead`, one thread, 2 cores): see
+/// `docs/trace-format.md`; threads that allocate at once contend on the mutex.
+///
+/// **No recursion.** A thread-local flag is set while recorder code runs (and for the whole
+/// life of the writer thread): allocations made then, such as the buffers themselves, go to
+/// the inner allocator unrecorded.
+///
+/// Blocks allocated before `start` are not in the trace, nor are their frees. `t_ns` is
+/// taken under the mutex, so it never decreases down the file.
+pub struct RecordingAlloc<A> {
+    inner: A,
+    active: AtomicBool,
+    shared: Mutex<Recorder>,
+}
+
+impl<A: GlobalAlloc> RecordingAlloc<A> {
+    /// A recorder around `inner`, not recording yet.
+    pub const fn new(inner: A) -> Self {
+        Self {
+            inner,
+            active: AtomicBool::new(false),
+            shared: Mutex::new(Recorder {
+                buf: Vec::new(),
+                tx: None,
+                writer: None,
+                t0: None,
+            }),
+        }
+    }
+
+    /// The wrapped allocator.
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// Whether a recording is running.
+    pub fn is_recording(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Starts recording to a new file at `path`.
+    pub fn start(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let _busy = Busy::enter();
+        let f = std::fs::File::create(path)?;
+        self.start_writer(io::BufWriter::with_capacity(1 << 20, f))
+    }
+
+    /// Starts recording to any writer (written from a thread of the recorder's own).
+    pub fn start_writer(&self, out: impl Write + Send + 'static) -> io::Result<()> {
+        let _busy = Busy::enter();
+        let mut st = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.tx.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a recording is already running",
+            ));
+        }
+        let (tx, rx) = mpsc::channel::<Vec<RawEvent>>();
+        let writer = std::thread::Builder::new()
+            .name("bitnet-trace-writer".into())
+            .spawn(move || {
+                REC_BUSY.with(|b| b.set(true));
+                write_events(rx, out)
+            })?;
+        st.buf = Vec::with_capacity(BATCH);
+        st.tx = Some(tx);
+        st.writer = Some(writer);
+        st.t0 = Some(Instant::now());
+        self.active.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops recording, writes what is buffered and waits for the writer.
+    pub fn finish(&self) -> io::Result<RecordSummary> {
+        let _busy = Busy::enter();
+        self.active.store(false, Ordering::Release);
+        let (buf, tx, writer) = {
+            let mut st = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+            st.t0 = None;
+            (std::mem::take(&mut st.buf), st.tx.take(), st.writer.take())
+        };
+        let (Some(tx), Some(writer)) = (tx, writer) else {
+            return Err(io::Error::other("no recording is running"));
+        };
+        let _ = tx.send(buf);
+        drop(tx);
+        writer
+            .join()
+            .map_err(|_| io::Error::other("the trace writer panicked"))?
+    }
+
+    #[inline]
+    fn record(&self, alloc: bool, addr: usize, layout: Layout) {
+        if REC_BUSY.with(|b| b.replace(true)) {
+            return;
+        }
+        self.record_locked(alloc, addr, layout);
+        REC_BUSY.with(|b| b.set(false));
+    }
+
+    fn record_locked(&self, alloc: bool, addr: usize, layout: Layout) {
+        let thread = REC_THREAD.with(|t| {
+            if t.get() == u32::MAX {
+                t.set(NEXT_REC_THREAD.fetch_add(1, Ordering::Relaxed));
+            }
+            t.get()
+        });
+        let mut st = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(t0) = st.t0 else {
+            return;
+        };
+        let t_ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        st.buf.push(RawEvent {
+            alloc,
+            thread,
+            addr,
+            size: layout.size(),
+            align: layout.align(),
+            t_ns,
+        });
+        if st.buf.len() >= BATCH {
+            let full = std::mem::replace(&mut st.buf, Vec::with_capacity(BATCH));
+            if let Some(tx) = &st.tx {
+                let _ = tx.send(full);
+            }
+        }
+    }
+}
+
+fn write_events(rx: mpsc::Receiver<Vec<RawEvent>>, out: impl Write) -> io::Result<RecordSummary> {
+    let mut w = TraceWriter::new(out)?;
+    let mut ids: HashMap<usize, u64> = HashMap::new();
+    let mut next_id = 1u64;
+    let mut s = RecordSummary::default();
+    for batch in rx {
+        for e in batch {
+            if e.alloc {
+                // An address still mapped means its free was not seen; the new block
+                // replaces it (the old one stays live in the trace).
+                ids.insert(e.addr, next_id);
+                w.event(&Event::alloc(
+                    next_id,
+                    e.size as u64,
+                    e.align as u64,
+                    e.thread,
+                    e.t_ns,
+                ))?;
+                next_id += 1;
+                s.allocs += 1;
+            } else if let Some(id) = ids.remove(&e.addr) {
+                w.event(&Event::free(id, e.thread, e.t_ns))?;
+                s.frees += 1;
+            } else {
+                s.frees_skipped += 1;
+            }
+        }
+    }
+    w.flush()?;
+    s.events = s.allocs + s.frees;
+    s.live_at_end = ids.len() as u64;
+    Ok(s)
+}
+
+// SAFETY: every call is forwarded to `inner` with the caller's arguments, so `inner`'s
+// guarantees carry over; recording only reads the pointer's address and the layout.
+// Recording never unwinds (a poisoned lock is entered anyway; send errors are ignored).
+unsafe impl<A: GlobalAlloc> GlobalAlloc for RecordingAlloc<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        let p = unsafe { self.inner.alloc(layout) };
+        if !p.is_null() && self.active.load(Ordering::Relaxed) {
+            self.record(true, p.addr(), layout);
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        if !p.is_null() && self.active.load(Ordering::Relaxed) {
+            self.record(true, p.addr(), layout);
+        }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if self.active.load(Ordering::Relaxed) {
+            self.record(false, ptr.addr(), layout);
+        }
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let active = self.active.load(Ordering::Relaxed);
+        if active {
+            self.record(false, ptr.addr(), layout);
+        }
+        // SAFETY: the caller's contract, forwarded.
+        let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        if active {
+            if p.is_null() {
+                // The old block lives on: record it again, as a new block.
+                self.record(true, ptr.addr(), layout);
+            } else {
+                // SAFETY: `realloc`'s contract: `new_size` rounded up to `layout.align()`
+                // does not overflow isize, so this is a valid layout.
+                let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+                self.record(true, p.addr(), new);
+            }
+        }
+        p
+    }
+}
