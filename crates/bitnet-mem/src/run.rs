@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 pub const PAGE: usize = 4096;
 
 /// Writes one byte in every 4 KiB page of `[p, p + size)`, as a tensor op would fault them in.
+///
+/// # Safety
+/// `p` must be valid for writes of `size` bytes.
 #[inline]
-pub fn touch(p: *mut u8, size: usize) {
+pub unsafe fn touch(p: *mut u8, size: usize) {
     let mut off = 0;
     while off < size {
-        // SAFETY: callers pass a block they own of at least `size` bytes; volatile so the
-        // write is not optimised away although nothing reads it.
+        // SAFETY: `off < size` and the caller guarantees `size` writable bytes; volatile so
+        // the write is not optimised away although nothing reads it.
         unsafe { p.add(off).write_volatile(off as u8) };
         off += PAGE;
     }
@@ -36,7 +39,8 @@ pub fn run_stream<C: Contender>(c: &mut C, stream: &Stream) -> (Instant, Instant
             }
         } else {
             let mut b = c.alloc(op.size, 1 << op.align_log2);
-            touch(C::ptr(&mut b), op.size);
+            // SAFETY: `b` is a live block of `op.size` bytes (the contender's contract).
+            unsafe { touch(C::ptr(&mut b), op.size) };
             *slot = Some(b);
         }
     }
@@ -48,16 +52,14 @@ pub fn run_stream<C: Contender>(c: &mut C, stream: &Stream) -> (Instant, Instant
 }
 
 /// Runs one stream per thread, all started together; wall time from the common start to
-/// the last thread's end. One stream runs on the calling thread.
+/// the last thread's end. Even a single stream runs on a thread of its own, so that one and
+/// two threads are measured alike (glibc, for one, serves the main thread from another
+/// arena than the others).
 pub fn run_streams<C, F>(make: &F, streams: &[Stream]) -> Duration
 where
     C: Contender,
     F: Fn() -> C + Sync,
 {
-    if let [only] = streams {
-        let (s, e) = run_stream(&mut make(), only);
-        return e - s;
-    }
     let barrier = Barrier::new(streams.len() + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = streams
@@ -121,7 +123,8 @@ where
                     let mut bytes = 0;
                     for &size in chunk {
                         let mut b = c.alloc(size, align);
-                        touch(C::ptr(&mut b), size);
+                        // SAFETY: `b` is a live block of `size` bytes.
+                        unsafe { touch(C::ptr(&mut b), size) };
                         batch.push(b);
                         bytes += size as u64;
                     }
