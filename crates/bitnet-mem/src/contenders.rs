@@ -14,7 +14,8 @@ pub trait Contender {
     /// A live block; freeing it gives it back.
     type Block: Send;
     /// Allocates `size` (> 0) bytes aligned to `align`. Panics if the allocator fails: a
-    /// benchmark cannot go on without its memory.
+    /// benchmark cannot go on without its memory. The block is valid for `size` bytes
+    /// until it is freed.
     fn alloc(&mut self, size: usize, align: usize) -> Self::Block;
     /// First byte of a block.
     fn ptr(b: &mut Self::Block) -> *mut u8;
@@ -205,6 +206,10 @@ fn limit_class(size: usize, align: usize) -> usize {
     size_class::class_of(size.next_multiple_of(align))
 }
 
+// SAFETY: a `Limit` owns its regions and the blocks in its stacks are addresses inside
+// them; moving it to another thread moves that ownership (it is used by one thread at a time).
+unsafe impl Send for Limit {}
+
 impl Limit {
     /// Pre-fills enough blocks of every class for `stream`, each page touched.
     pub fn for_stream(stream: &Stream) -> Self {
@@ -222,7 +227,7 @@ impl Limit {
             // SAFETY: non-zero size.
             let base = unsafe { System.alloc(layout) };
             let base = NonNull::new(base).unwrap_or_else(|| oom("limit", layout.size(), align));
-            // SAFETY: `base` was just allocated with `layout` and is owned here.
+            // SAFETY: the region was just allocated with `layout`.
             unsafe { crate::run::touch(base.as_ptr(), layout.size()) };
             regions.push((base, layout));
             stacks[class] = (0..n)

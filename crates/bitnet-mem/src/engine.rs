@@ -161,7 +161,12 @@ pub fn run_once(kind: Kind, work: &Work, mm: &MemoryManager, limit: Option<&mut 
             let (Work::Streams(s), Some(l)) = (work, limit) else {
                 panic!("the limit row runs single-stream work with a pre-filled Limit");
             };
-            let (start, end) = run_stream(l, &s[0]);
+            let (start, end) = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| run_stream(l, &s[0]))
+                    .join()
+                    .expect("limit thread panicked")
+            });
             Outcome {
                 wall: end - start,
                 peak_live: None,

@@ -12,13 +12,13 @@ pub const PAGE: usize = 4096;
 /// Writes one byte in every 4 KiB page of `[p, p + size)`, as a tensor op would fault them in.
 ///
 /// # Safety
-/// `p` must point to a block of at least `size` writable bytes that the caller owns.
+/// `p` must be valid for writes of `size` bytes.
 #[inline]
 pub unsafe fn touch(p: *mut u8, size: usize) {
     let mut off = 0;
     while off < size {
-        // SAFETY: `off < size`, inside the caller's block (see the function's contract);
-        // volatile so the write is not optimised away although nothing reads it.
+        // SAFETY: `off < size` and the caller guarantees `size` writable bytes; volatile so
+        // the write is not optimised away although nothing reads it.
         unsafe { p.add(off).write_volatile(off as u8) };
         off += PAGE;
     }
@@ -39,7 +39,7 @@ pub fn run_stream<C: Contender>(c: &mut C, stream: &Stream) -> (Instant, Instant
             }
         } else {
             let mut b = c.alloc(op.size, 1 << op.align_log2);
-            // SAFETY: `b` is a fresh block of at least `op.size` bytes owned here.
+            // SAFETY: `b` is a live block of `op.size` bytes (the contender's contract).
             unsafe { touch(C::ptr(&mut b), op.size) };
             *slot = Some(b);
         }
@@ -51,17 +51,15 @@ pub fn run_stream<C: Contender>(c: &mut C, stream: &Stream) -> (Instant, Instant
     (start, end)
 }
 
-/// Runs one stream per thread, all started together; wall time from the common start to
-/// the last thread's end. One stream runs on the calling thread.
+/// Runs one stream per thread, all started together; wall time from the first thread's
+/// start to the last thread's end. Even a single stream runs on a thread of its own, so that one and
+/// two threads are measured alike (glibc, for one, serves the main thread from another
+/// arena than the others).
 pub fn run_streams<C, F>(make: &F, streams: &[Stream]) -> Duration
 where
     C: Contender,
     F: Fn() -> C + Sync,
 {
-    if let [only] = streams {
-        let (s, e) = run_stream(&mut make(), only);
-        return e - s;
-    }
     let barrier = Barrier::new(streams.len() + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = streams
@@ -71,19 +69,33 @@ where
                 scope.spawn(move || {
                     let mut c = make();
                     barrier.wait();
-                    run_stream(&mut c, st).1
+                    run_stream(&mut c, st)
                 })
             })
             .collect();
         barrier.wait();
-        let start = Instant::now();
-        let end = handles
+        // Each thread takes its own start: this thread may not run again before they end.
+        let spans: Vec<(Instant, Instant)> = handles
             .into_iter()
             .map(|h| h.join().expect("benchmark thread panicked"))
-            .max()
-            .expect("at least one stream");
-        end.saturating_duration_since(start)
+            .collect();
+        wall(&spans)
     })
+}
+
+/// From the first start to the last end.
+fn wall(spans: &[(Instant, Instant)]) -> Duration {
+    let start = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let end = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    end.saturating_duration_since(start)
 }
 
 /// Blocks handed from producer to consumer at a time.
@@ -92,7 +104,7 @@ pub const BATCH: usize = 64;
 /// What a cross-thread run measured.
 #[derive(Debug, Clone, Copy)]
 pub struct CrossRun {
-    /// Wall time from the common start to the last consumer's end.
+    /// Wall time from the first producer's start to the last consumer's end.
     pub wall: Duration,
     /// Highest bytes allocated and not yet freed (counted per batch of 64 blocks).
     pub peak_live: u64,
@@ -110,14 +122,16 @@ where
     let live = AtomicU64::new(0);
     let peak = AtomicU64::new(0);
     let wall = std::thread::scope(|scope| {
+        let mut producers = Vec::new();
         let mut consumers = Vec::new();
         for list in sizes {
             let (tx, rx) = mpsc::sync_channel::<(u64, Vec<C::Block>)>(4);
             let (back_tx, back_rx) = mpsc::channel::<Vec<C::Block>>();
             let (barrier, live, peak) = (&barrier, &live, &peak);
-            scope.spawn(move || {
+            producers.push(scope.spawn(move || {
                 let mut c = make();
                 barrier.wait();
+                let start = Instant::now();
                 for chunk in list.chunks(BATCH) {
                     let mut batch = back_rx
                         .try_recv()
@@ -125,7 +139,7 @@ where
                     let mut bytes = 0;
                     for &size in chunk {
                         let mut b = c.alloc(size, align);
-                        // SAFETY: `b` is a fresh block of at least `size` bytes owned here.
+                        // SAFETY: `b` is a live block of `size` bytes.
                         unsafe { touch(C::ptr(&mut b), size) };
                         batch.push(b);
                         bytes += size as u64;
@@ -134,7 +148,8 @@ where
                     peak.fetch_max(now, Ordering::Relaxed);
                     tx.send((bytes, batch)).expect("consumer alive");
                 }
-            });
+                start
+            }));
             consumers.push(scope.spawn(move || {
                 let mut c = make();
                 barrier.wait();
@@ -149,13 +164,16 @@ where
             }));
         }
         barrier.wait();
-        let start = Instant::now();
-        let end = consumers
+        let starts: Vec<Instant> = producers
+            .into_iter()
+            .map(|h| h.join().expect("producer panicked"))
+            .collect();
+        let ends: Vec<Instant> = consumers
             .into_iter()
             .map(|h| h.join().expect("consumer panicked"))
-            .max()
-            .expect("at least one pair");
-        end.saturating_duration_since(start)
+            .collect();
+        let spans: Vec<_> = starts.into_iter().zip(ends).collect();
+        wall(&spans)
     });
     CrossRun {
         wall,
