@@ -8,6 +8,9 @@
 //! on hand-built layouts.
 #![deny(unsafe_code)]
 
+use super::strategy::SysVec;
+use std::alloc::System;
+
 use super::central::Central;
 use std::fmt;
 
@@ -175,14 +178,14 @@ impl fmt::Display for FragmentationReport {
 }
 
 /// A copy of one size class's state, taken under its lock.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassLayout {
     /// Block size of the class in bytes.
     pub block_size: usize,
     /// Slabs: `(address, bytes lent by the large pool, bytes cut into blocks)`.
-    pub slabs: Vec<(usize, usize, usize)>,
+    pub slabs: SysVec<(usize, usize, usize)>,
     /// Addresses of free blocks: the central list and the not yet carved blocks.
-    pub free: Vec<usize>,
+    pub free: SysVec<usize>,
     /// Blocks handed to threads (live or in thread caches).
     pub handed_out: usize,
     /// Of those, blocks in thread caches.
@@ -190,21 +193,28 @@ pub struct ClassLayout {
 }
 
 impl ClassLayout {
-    /// Copies the state of `central`; `cached` blocks of it sit in thread caches.
+    /// Copies the state of `central`; `cached` blocks of it sit in thread caches. Runs
+    /// under the class lock, so it allocates from the system allocator only (the pool may
+    /// be the global allocator).
     pub(crate) fn capture(central: &Central, cached: usize) -> Self {
         let block_size = central.block_size();
         let (bump, bump_end) = central.uncarved();
-        let mut free =
-            Vec::with_capacity(central.free_list().len() + (bump_end - bump) / block_size);
+        let mut free = SysVec::with_capacity_in(
+            central.free_list().len() + (bump_end - bump) / block_size,
+            System,
+        );
         free.extend_from_slice(central.free_list());
         free.extend((bump..bump_end).step_by(block_size));
-        Self {
-            block_size,
-            slabs: central
+        let mut slabs = SysVec::with_capacity_in(central.slabs().len(), System);
+        slabs.extend(
+            central
                 .slabs()
                 .iter()
-                .map(|s| (s.block.addr, s.block.size, s.size))
-                .collect(),
+                .map(|s| (s.block.addr, s.block.size, s.size)),
+        );
+        Self {
+            block_size,
+            slabs,
             free,
             handed_out: central.handed_out,
             cached,

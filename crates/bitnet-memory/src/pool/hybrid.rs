@@ -567,7 +567,10 @@ impl DevicePool {
             }
         }
         let mut small = SmallPoolMetrics::default();
-        let mut layouts = Vec::new();
+        // Grown before any class lock is taken: no allocation may happen under one (the
+        // pool may be the global allocator).
+        let mut layouts = Vec::with_capacity(self.central.len());
+        small.classes.reserve(self.central.len());
         for (class, central) in self.central.iter().enumerate() {
             let central = central.lock();
             if central.slab_count() == 0 && central.handed_out == 0 {
