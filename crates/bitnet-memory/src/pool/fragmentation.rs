@@ -322,6 +322,12 @@ pub fn analyze(
 mod tests {
     use super::*;
 
+    fn sys_vec<T: Clone>(items: &[T]) -> SysVec<T> {
+        let mut v = SysVec::new_in(System);
+        v.extend_from_slice(items);
+        v
+    }
+
     #[test]
     fn histogram_buckets_are_powers_of_two() {
         let h = SizeHistogram::from_sizes([0, 1, 2, 3, 4096, 4097, 8191, 8192]);
@@ -348,8 +354,8 @@ mod tests {
         // slab B (0x2000, 272 B lent: 16 B of tail) is wholly free.
         let mut classes = [ClassLayout {
             block_size: 64,
-            slabs: vec![(0x2000, 272, 256), (0x1000, 256, 256)],
-            free: vec![0x2040, 0x1080, 0x2000, 0x1000, 0x20c0, 0x2080],
+            slabs: sys_vec(&[(0x2000, 272, 256), (0x1000, 256, 256)]),
+            free: sys_vec(&[0x2040, 0x1080, 0x2000, 0x1000, 0x20c0, 0x2080]),
             handed_out: 2,
             cached: 1,
         }];
