@@ -12,4 +12,5 @@ pub mod progress;
 pub mod report;
 pub mod resident;
 pub mod run;
+pub mod sections;
 pub mod workload;

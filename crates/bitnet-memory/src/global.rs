@@ -297,7 +297,8 @@ impl PoolAlloc {
         Self::with_config(<MemoryConfig as Default>::default)
     }
 
-    /// A global allocator whose manager is built from `config()` on first use.
+    /// A global allocator whose manager is built from `config()` on first use (with the
+    /// background cleanup worker switched off: a global allocator starts no thread).
     pub const fn with_config(config: fn() -> MemoryConfig) -> Self {
         Self {
             config,
@@ -365,7 +366,12 @@ impl PoolAlloc {
     /// exchange. Its own allocations see INITIALIZING and go to the side heap.
     #[cold]
     fn build(&self) {
-        match MemoryManager::new((self.config)()) {
+        let mut config = (self.config)();
+        // A global allocator starts no thread of its own: the cleanup worker would contend
+        // for pool locks with threads whose lock parking itself allocates (parking_lot),
+        // and it could deadlock there. Trimming stays available through the manager.
+        config.cleanup.background = false;
+        match MemoryManager::new(config) {
             Ok(mm) => {
                 let pool: *const DevicePool = cpu_pool(&mm);
                 // SAFETY: only this thread writes, and nobody reads before READY.

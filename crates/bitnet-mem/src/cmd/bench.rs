@@ -132,6 +132,12 @@ pub fn run(args: Args) -> CmdResult {
     );
     print!("{}", table(&report.results));
     print!("{}", notes(&report.results));
+    let repeats = method.repeats.max(3);
+    let tracking = crate::sections::tracking(args.quick, args.seed, repeats);
+    let cleanup = crate::sections::cleanup(args.quick, repeats);
+    print!("{}", crate::sections::print(&tracking, &cleanup));
+    report.add_section("tracking", &tracking)?;
+    report.add_section("cleanup", &cleanup)?;
     if let Some(path) = &args.json {
         report.write_json(path)?;
         println!("JSON written to {}", path.display());
