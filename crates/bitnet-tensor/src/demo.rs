@@ -143,6 +143,8 @@ pub struct ManagerRun {
     pub leaks: LeakCheck,
     /// Allocations still live after the model was dropped (0 unless something leaked).
     pub live_after_drop: usize,
+    /// Findings of the manager's leak detectors (scopes, growth, cycles) after decoding.
+    pub leak_findings: usize,
     /// All counters after decoding, with the model still loaded.
     pub metrics: MetricsSnapshot,
 }
@@ -251,6 +253,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
         })?;
         let peak_rss = rss::peak();
         let metrics = mm.metrics();
+        let leak_findings = mm.check_leaks().len();
         drop(model);
         let live_after_drop = mm.metrics().live_allocations();
         let dev = metrics.devices.first().cloned().unwrap_or_default();
@@ -262,6 +265,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
             fragmentation: dev.external_fragmentation(),
             leaks: g.leaks.unwrap_or_default(),
             live_after_drop,
+            leak_findings,
             metrics,
         })
     } else {
@@ -405,22 +409,27 @@ impl fmt::Display for DemoReport {
                 "  fragmentation      {:>12}  (external, large pool: 1 - largest free / free)",
                 pct(m.fragmentation)
             )?;
+            let t = &m.metrics.tracking;
             writeln!(
                 f,
-                "  tracking overhead  {:>12}  (the tracking layer is not built yet)",
-                "not measured"
+                "  tracking overhead  {:>12}  (measured share of allocation time; {} of records, \
+                 sampling {:.1}%)",
+                pct(t.tracking_overhead_percentage / 100.0),
+                fmt_bytes(t.tracking_memory_overhead),
+                100.0 * t.sample_rate
             )?;
-            let found = m.leaks.allocations + m.live_after_drop;
+            let found = m.leaks.allocations + m.live_after_drop + m.leak_findings;
             writeln!(
                 f,
                 "  leaks              {:>12}  ({} of {} decode steps left {} allocation(s), {} live; \
-                 {} allocation(s) live after the model was dropped)",
+                 {} allocation(s) live after the model was dropped; {} detector finding(s))",
                 if found == 0 { "none".to_string() } else { format!("{found} found") },
                 m.leaks.leaking_steps,
                 m.leaks.steps,
                 m.leaks.allocations,
                 fmt_bytes(m.leaks.bytes),
-                m.live_after_drop
+                m.live_after_drop,
+                m.leak_findings
             )?;
         }
         writeln!(f)?;

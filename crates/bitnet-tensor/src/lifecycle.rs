@@ -1,40 +1,38 @@
-//! Where tensors meet the manager's lifetime tracking: the hooks of the leak-scope API.
+//! Where tensors meet the manager's leak detection: every place that creates a persistent
+//! tensor (weights, KV cache), makes a view, or begins and ends a decode step goes through
+//! this module.
 //!
-//! Every place that creates a persistent tensor (weights, KV cache), makes a view, or
-//! begins and ends a decode step goes through this module, so the leak-detection layer of
-//! `bitnet-memory` plugs in here and nowhere else. What will go in, once the manager has it:
-//!
-//! - `persistent` (crate-private): `mm.persist(&allocation, what)` on
-//!   `t.storage().allocation()`, so weights and the KV cache are expected to outlive every
-//!   step and are not reported as leaks of the step that made them (the model is built
-//!   outside any step today, so nothing is misreported yet).
-//! - `link` (crate-private): `mm.link(parent, view)`, recording that a view keeps its
-//!   parent's storage alive (the relationship graph of the leak detector, which finds
-//!   reference cycles).
+//! - `persistent` (crate-private): `allocation.persist()`, so weights and the KV cache are
+//!   expected to outlive every step and are not reported as leaks of the step that made
+//!   them.
+//! - `link` (crate-private): views share their parent's `Arc` storage, so they keep it
+//!   alive by construction; `mm.link` would record a view with storage of its own.
 //! - [`step_scope`]: `mm.scope("decode step")`; allocations made inside must die inside,
-//!   or the scope reports them, grouped by site.
-//!
-//! Until then the step scope does the one check the manager's counters allow, and does it
-//! for real: it compares live allocations and live bytes before and after each step. The
-//! demo report's "tracking overhead" line says "not measured" until the tracking layer
-//! exists; it will read the manager's overhead monitor in `demo.rs`.
+//!   or the scope reports them. [`StepScope::finish`] also compares live allocations and
+//!   bytes before and after the step, exactly, from the pool's counters.
 
 use crate::storage::Provider;
 use crate::tensor::Tensor;
 use bitnet_memory::MemoryManager;
 
 /// Marks a tensor as meant to live across decode steps (weights, KV cache).
-///
-/// Today it returns the tensor unchanged; with leak scopes it will call `mm.persist`.
 pub(crate) fn persistent<'m>(t: Tensor<'m>, _what: &'static str) -> Tensor<'m> {
+    if let Some(a) = t.storage().allocation() {
+        a.persist();
+    }
     t
 }
 
-/// Records that `view` keeps the storage of `parent` alive.
-///
-/// Today views share an `Arc` and nothing is recorded; with leak scopes it will call
-/// `mm.link(parent, view)`.
-pub(crate) fn link(_parent: &Tensor<'_>, _view: &Tensor<'_>) {}
+/// Where a view is made from `parent`. Every view here shares its parent's storage (one
+/// `Arc`), so it keeps the parent's allocation alive by construction and the relationship
+/// detector needs no `mm.link` record; a view with storage of its own would be linked
+/// here. The check keeps that assumption honest.
+pub(crate) fn link(parent: &Tensor<'_>, view: &Tensor<'_>) {
+    debug_assert!(
+        std::ptr::eq(parent.storage(), view.storage()),
+        "a view with storage of its own needs mm.link"
+    );
+}
 
 /// What a finished step left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +55,7 @@ impl StepLeaks {
 pub struct StepScope<'m> {
     mm: Option<&'m MemoryManager>,
     before: (usize, usize),
+    _scope: Option<bitnet_memory::leak::LeakScope<'m>>,
 }
 
 /// Begins a decode step. With [`Provider::Vec`] there is nothing to check.
@@ -65,6 +64,7 @@ pub fn step_scope<'m>(p: &Provider<'m>) -> StepScope<'m> {
     StepScope {
         mm,
         before: mm.map(live).unwrap_or_default(),
+        _scope: mm.map(|mm| mm.scope("decode step")),
     }
 }
 
@@ -75,7 +75,9 @@ fn live(mm: &MemoryManager) -> (usize, usize) {
 
 impl StepScope<'_> {
     /// Ends the step: what it left live, or `None` when buffers are plain `Vec`s.
-    pub fn finish(self) -> Option<StepLeaks> {
+    pub fn finish(mut self) -> Option<StepLeaks> {
+        // Ends the leak scope first: what the step left is then reported by the manager.
+        drop(self._scope.take());
         let (a0, b0) = self.before;
         self.mm.map(|mm| {
             let (a1, b1) = live(mm);

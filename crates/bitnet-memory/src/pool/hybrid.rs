@@ -600,10 +600,22 @@ impl DevicePool {
             small.slab_bytes += cm.slab_bytes;
             small.classes.push(cm);
         }
-        let large = self.large.lock();
+        // Read the large pool under its lock, then build the (allocating) report without
+        // it: the pool may be the global allocator.
         let mut free_sizes = super::strategy::SysVec::new_in(std::alloc::System);
+        let large = self.large.lock();
         large.free_block_sizes(&mut free_sizes);
-        let live_allocations = small.live_blocks + large.user_blocks();
+        let (user_blocks, user_bytes) = (large.user_blocks(), large.user_bytes);
+        let (committed, peak_committed) = (large.committed(), large.peak_committed);
+        let (mapped, purged) = (large.reserved, large.purged_total);
+        let strategy = large.strategy_name();
+        let (large_free, largest_free, chunks) = (
+            large.free_bytes(),
+            large.largest_free(),
+            large.chunk_count(),
+        );
+        drop(large);
+        let live_allocations = small.live_blocks + user_blocks;
         // Every free ends one allocation, so frees need no counter of their own.
         let frees = allocs.saturating_sub(live_allocations as u64);
         let live_bytes = live.max(0) as usize;
@@ -613,27 +625,27 @@ impl DevicePool {
             backend: self.backend.name().to_string(),
             live_bytes,
             peak_live_bytes: peak.max(live_bytes),
-            reserved_bytes: large.committed(),
-            peak_reserved_bytes: large.peak_committed,
-            mapped_bytes: large.reserved,
-            purged_bytes: large.purged_total,
+            reserved_bytes: committed,
+            peak_reserved_bytes: peak_committed,
+            mapped_bytes: mapped,
+            purged_bytes: purged,
             live_allocations,
             allocations: allocs,
             frees,
             budget: (self.budget != usize::MAX).then_some(self.budget),
             small,
             large: LargePoolMetrics {
-                strategy: large.strategy_name().to_string(),
-                live_blocks: large.user_blocks(),
-                live_block_bytes: large.user_bytes,
-                free_bytes: large.free_bytes(),
-                largest_free: large.largest_free(),
-                chunks: large.chunk_count(),
+                strategy: strategy.to_string(),
+                live_blocks: user_blocks,
+                live_block_bytes: user_bytes,
+                free_bytes: large_free,
+                largest_free,
+                chunks,
             },
             fragmentation: fragmentation::analyze(
                 live_bytes,
-                large.reserved,
-                large.user_bytes,
+                mapped,
+                user_bytes,
                 &mut layouts,
                 &free_sizes,
             ),
