@@ -58,15 +58,19 @@ impl<'m> Replayer<'m> {
     /// Reads the manager's figures now.
     pub(crate) fn read(&self) -> PoolReading {
         let m = self.mm.metrics();
+        let free: u64 = m.devices.iter().map(|d| d.free_bytes() as u64).sum();
         PoolReading {
             reserved: m.reserved_bytes() as u64,
-            free: m.devices.iter().map(|d| d.free_bytes() as u64).sum(),
+            free,
+            // `reserved` counts committed memory only; a free block may reach into mapped
+            // pages never touched, so its committed part is at most the free bytes.
             largest_free: m
                 .devices
                 .iter()
                 .map(|d| d.large.largest_free as u64)
                 .max()
-                .unwrap_or(0),
+                .unwrap_or(0)
+                .min(free),
         }
     }
 }
