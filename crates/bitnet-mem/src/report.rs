@@ -74,22 +74,9 @@ impl Report {
     }
 }
 
-/// Bytes with a binary unit, three significant digits.
+/// Bytes with a binary unit, three significant digits (the library's formatter).
 pub fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else if v >= 100.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    bitnet_memory::metrics::fmt_bytes(b as usize)
 }
 
 /// Nanoseconds, readable at any size.

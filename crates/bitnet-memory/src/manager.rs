@@ -96,47 +96,62 @@ impl Inner {
         });
     }
 
-    /// One cleanup run of `strategy` over every device: events, report, statistics.
+    /// One trimming cleanup run (requested, trim-and-retry or emergency) over every
+    /// device: events, report, statistics.
     pub(crate) fn cleanup(&self, strategy: CleanupStrategy) -> (TrimReport, CleanupReport) {
+        debug_assert_ne!(
+            strategy,
+            CleanupStrategy::Decay,
+            "decay runs through `decay`"
+        );
         self.bus.emit(EventKind::CleanupTriggered, || {
             MemoryEvent::CleanupTriggered { strategy }
         });
         let t = Instant::now();
         let mut r = TrimReport::default();
         for d in &self.devices {
-            r += if strategy == CleanupStrategy::Decay {
-                d.decay(self.config.cleanup.decay.as_millis() as u64)
-            } else {
-                d.trim()
-            };
+            r += d.trim();
         }
         let mut report = CleanupReport::new(strategy, r, t.elapsed());
-        if matches!(
-            strategy,
-            CleanupStrategy::Requested | CleanupStrategy::Emergency
-        ) {
+        if strategy != CleanupStrategy::TrimAndRetry {
             report.success = self.devices.iter().all(|d| d.dirty_free_bytes() == 0);
         }
         #[cfg(feature = "invariants")]
-        if strategy != CleanupStrategy::Decay {
-            // Validation in test builds: cleanup released nothing that is owned (the
-            // checker walks every chunk, slab and cached block).
-            for d in &self.devices {
-                d.check_invariants_racy();
-            }
+        for d in &self.devices {
+            // Validation in test builds: cleanup released nothing that is owned.
+            d.check_invariants_racy();
         }
-        self.cleanup_stats.lock().record(&report);
-        let duration_ns = report.duration.as_nanos() as u64;
-        self.bus.emit(EventKind::CleanupCompleted, || {
-            MemoryEvent::CleanupCompleted {
-                strategy,
-                resources_cleaned: report.blocks_released,
-                memory_reclaimed: report.bytes_released,
-                duration_ns,
-            }
-        });
+        self.record_cleanup(&report);
         self.report_fragmentation();
         (r, report)
+    }
+
+    /// A decay run: memory idle past the decay time; recorded (and reported) only when it
+    /// released something.
+    pub(crate) fn decay(&self) -> Option<CleanupReport> {
+        let t = Instant::now();
+        let mut r = TrimReport::default();
+        for d in &self.devices {
+            r += d.decay(self.config.cleanup.decay.as_millis() as u64);
+        }
+        if r.slabs_released + r.chunks_released == 0 && r.bytes_purged == 0 {
+            return None;
+        }
+        let report = CleanupReport::new(CleanupStrategy::Decay, r, t.elapsed());
+        self.record_cleanup(&report);
+        Some(report)
+    }
+
+    fn record_cleanup(&self, report: &CleanupReport) {
+        self.cleanup_stats.lock().record(report);
+        self.bus.emit(EventKind::CleanupCompleted, || {
+            MemoryEvent::CleanupCompleted {
+                strategy: report.strategy,
+                resources_cleaned: report.blocks_released,
+                memory_reclaimed: report.bytes_released,
+                duration_ns: report.duration.as_nanos() as u64,
+            }
+        });
     }
 
     fn report_fragmentation(&self) {
@@ -158,38 +173,8 @@ impl Inner {
 
     /// What the background worker does at each wake-up: decay, then a pressure check.
     pub(crate) fn background_tick(&self) {
-        let idle = self
-            .devices
-            .iter()
-            .all(|d| d.dirty_free_bytes() == 0 && d.metrics().small.free_bytes == 0);
-        if !idle {
-            let (t, _) = self.cleanup_quiet(CleanupStrategy::Decay);
-            let _ = t;
-        }
+        self.decay();
         self.check_pressure();
-    }
-
-    /// A decay run that is recorded only when it released something.
-    fn cleanup_quiet(&self, strategy: CleanupStrategy) -> (TrimReport, Option<CleanupReport>) {
-        let t = Instant::now();
-        let mut r = TrimReport::default();
-        for d in &self.devices {
-            r += d.decay(self.config.cleanup.decay.as_millis() as u64);
-        }
-        if r.slabs_released + r.chunks_released == 0 && r.bytes_purged == 0 {
-            return (r, None);
-        }
-        let report = CleanupReport::new(strategy, r, t.elapsed());
-        self.cleanup_stats.lock().record(&report);
-        self.bus.emit(EventKind::CleanupCompleted, || {
-            MemoryEvent::CleanupCompleted {
-                strategy,
-                resources_cleaned: report.blocks_released,
-                memory_reclaimed: report.bytes_released,
-                duration_ns: report.duration.as_nanos() as u64,
-            }
-        });
-        (r, Some(report))
     }
 
     /// Computes each device's pressure level; emits changes; runs emergency cleanup when
@@ -640,7 +625,7 @@ impl MemoryManager {
     /// One decay run now, as the background worker does it: releases memory idle past the
     /// decay time. `None` when there was nothing to release.
     pub fn decay_now(&self) -> Option<CleanupReport> {
-        self.inner.cleanup_quiet(CleanupStrategy::Decay).1
+        self.inner.decay()
     }
 
     /// Computes the pressure level of every device now (the worker does it once per
@@ -720,12 +705,10 @@ impl MemoryManager {
         }
     }
 
-    #[allow(dead_code)] // for the allocator adapters
     pub(crate) fn device_pool(&self, device: DeviceId) -> Result<&DevicePool> {
         self.pool(device)
     }
 
-    #[allow(dead_code)] // for the allocator adapters
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }

@@ -384,7 +384,7 @@ impl MetricsSnapshot {
     }
 }
 
-/// Formats bytes with a binary unit.
+/// Formats bytes with a binary unit, three significant digits (`1.5 KiB`, `300 MiB`).
 pub fn fmt_bytes(b: usize) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
@@ -395,6 +395,8 @@ pub fn fmt_bytes(b: usize) -> String {
     }
     if u == 0 {
         format!("{b} B")
+    } else if v >= 100.0 {
+        format!("{v:.0} {}", UNITS[u])
     } else {
         format!("{v:.1} {}", UNITS[u])
     }

@@ -232,20 +232,9 @@ pub fn fmt_bytes_exact(bytes: u64) -> String {
     }
 }
 
-/// Bytes with a binary unit, one decimal.
+/// Bytes with a binary unit, three significant digits (the library's formatter).
 pub fn fmt_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    bitnet_memory::metrics::fmt_bytes(bytes as usize)
 }
 
 /// Nanoseconds for people: `"812 ns"`, `"3.250 ms"`, `"6.215 s"`.

@@ -419,7 +419,6 @@ impl DevicePool {
 
     /// Frees by address a block whose token the caller does not know (adapters that get
     /// only a pointer and a layout). `class` is what [`class_for`](Self::class_for) gave.
-    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_by_addr(&self, addr: usize, class: Option<usize>, size: usize) -> bool {
         match class {
             Some(c) => {
@@ -440,12 +439,6 @@ impl DevicePool {
         }
     }
 
-    /// Whether a large user block starts at `addr`.
-    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
-    pub fn is_large_block(&self, addr: usize) -> bool {
-        self.large.lock().is_user_block(addr)
-    }
-
     /// Moves every block of this thread's cache to the central lists.
     fn flush_all(&self, c: &ThreadCache) -> usize {
         (0..self.central.len())
@@ -464,17 +457,8 @@ impl DevicePool {
             c.flush_requested.store(false, Relaxed);
             report.cached_blocks_flushed = self.flush_all(c);
         }
-        // On the system allocator: pushing happens under a class lock, and the pool may
-        // be the global allocator.
-        let mut slabs = super::strategy::SysVec::new_in(std::alloc::System);
-        for central in self.central.iter() {
-            central.lock().release_empty_slabs(|s| slabs.push(s));
-        }
-        let mut large = self.large.lock();
-        report.slabs_released = slabs.len();
-        for s in slabs {
-            large.free_slab(s.block);
-        }
+        let (mut large, slabs) = self.return_empty_slabs();
+        report.slabs_released = slabs;
         let r = large.release_empty(&*self.backend);
         report.bytes_purged = large.purge_to(0, &*self.backend);
         report.chunks_released = r.chunks;
@@ -482,10 +466,9 @@ impl DevicePool {
         report
     }
 
-    /// Releases what has been idle: empty slabs, pages of free blocks freed more than
-    /// `idle_ms` ago, chunks empty for that long.
-    pub fn decay(&self, idle_ms: u64) -> TrimReport {
-        let mut report = TrimReport::default();
+    /// Hands every wholly free slab of every class back to the large pool; returns the
+    /// large pool, still locked, and how many slabs went back.
+    fn return_empty_slabs(&self) -> (parking_lot::MutexGuard<'_, LargePool>, usize) {
         // On the system allocator: pushing happens under a class lock, and the pool may
         // be the global allocator.
         let mut slabs = super::strategy::SysVec::new_in(std::alloc::System);
@@ -493,10 +476,19 @@ impl DevicePool {
             central.lock().release_empty_slabs(|s| slabs.push(s));
         }
         let mut large = self.large.lock();
-        report.slabs_released = slabs.len();
+        let n = slabs.len();
         for s in slabs {
             large.free_slab(s.block);
         }
+        (large, n)
+    }
+
+    /// Releases what has been idle: empty slabs, pages of free blocks freed more than
+    /// `idle_ms` ago, chunks empty for that long.
+    pub fn decay(&self, idle_ms: u64) -> TrimReport {
+        let mut report = TrimReport::default();
+        let (mut large, slabs) = self.return_empty_slabs();
+        report.slabs_released = slabs;
         let before = large.now_ms().saturating_sub(idle_ms);
         report.bytes_purged = large.purge_idle(before, &*self.backend);
         let r = large.release_idle(&*self.backend, before);
@@ -650,14 +642,6 @@ impl DevicePool {
                 &free_sizes,
             ),
         }
-    }
-
-    /// Sizes of the free blocks of the large pool.
-    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
-    pub fn free_block_sizes(&self) -> Vec<usize> {
-        let mut v = super::strategy::SysVec::new_in(std::alloc::System);
-        self.large.lock().free_block_sizes(&mut v);
-        v.into_iter().collect()
     }
 
     /// Checks what holds even while other threads use the pool: the large pool's blocks,

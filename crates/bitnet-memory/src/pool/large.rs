@@ -196,7 +196,6 @@ impl LargePool {
     }
 
     /// Frees a user block by address; `None` if no user block starts there.
-    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_user(&mut self, addr: usize) -> Option<usize> {
         let (token, size) = self.user.remove(&addr)?;
         self.user_bytes -= size;
@@ -212,12 +211,6 @@ impl LargePool {
         self.user_bytes -= size;
         self.tick();
         self.strategy.free(token);
-    }
-
-    /// Whether a user block starts at `addr`.
-    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
-    pub fn is_user_block(&self, addr: usize) -> bool {
-        self.user.contains_key(&addr)
     }
 
     /// Lends a slab to the small pool.
@@ -306,7 +299,6 @@ impl LargePool {
     }
 
     /// Sizes of all free blocks.
-    #[allow(dead_code)] // for the allocator adapters and fragmentation reports
     pub fn free_block_sizes(&self, out: &mut SysVec<usize>) {
         self.strategy.free_block_sizes(out)
     }

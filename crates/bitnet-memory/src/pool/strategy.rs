@@ -68,7 +68,6 @@ pub trait BlockStrategy: Send {
     /// Size of the largest free block.
     fn largest_free(&self) -> usize;
     /// Sizes of all free blocks (for fragmentation analysis; not on a hot path).
-    #[allow(dead_code)] // for fragmentation reports
     fn free_block_sizes(&self, out: &mut SysVec<usize>);
     /// Panics if an internal invariant does not hold. Used by tests after every mutation.
     fn check_invariants(&self);
