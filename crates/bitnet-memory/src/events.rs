@@ -203,6 +203,8 @@ struct Subscriber {
 #[derive(Default)]
 pub struct EventBus {
     interest: AtomicU32,
+    /// Kinds wanted by the manager itself (the history), whatever the subscribers.
+    pinned: AtomicU32,
     subscribers: RwLock<Vec<Subscriber>>,
     dropped: AtomicU64,
 }
@@ -282,9 +284,27 @@ impl EventBus {
         if gone {
             let mut subs = self.subscribers.write();
             subs.retain(|s| !s.gone.load(Relaxed));
-            let interest = subs.iter().fold(0, |a, s| a | s.filter.0);
+            let interest = subs
+                .iter()
+                .fold(self.pinned.load(Relaxed), |a, s| a | s.filter.0);
             self.interest.store(interest, Relaxed);
         }
+    }
+
+    /// Makes [`wants`](Self::wants) say yes for `kinds` without a subscriber (`on`), or
+    /// only when a subscriber wants them (`!on`): the manager's history takes the
+    /// reporting paths this way.
+    pub(crate) fn pin_interest(&self, kinds: EventFilter, on: bool) {
+        let subs = self.subscribers.write();
+        if on {
+            self.pinned.fetch_or(kinds.0, Relaxed);
+        } else {
+            self.pinned.fetch_and(!kinds.0, Relaxed);
+        }
+        let interest = subs
+            .iter()
+            .fold(self.pinned.load(Relaxed), |a, s| a | s.filter.0);
+        self.interest.store(interest, Relaxed);
     }
 
     /// Events dropped over all subscribers.

@@ -31,11 +31,13 @@ pub mod device;
 pub mod error;
 pub mod events;
 pub mod global;
+mod history;
 pub mod leak;
 mod manager;
 pub mod metrics;
 pub mod planner;
 pub mod pool;
+pub mod snapshot;
 pub mod trace;
 pub mod tracking;
 
@@ -48,9 +50,10 @@ pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
 pub use leak::{
     LeakCheck, LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode,
 };
-pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
+pub use manager::{ManagerBuilder, MemoryManager, RawBlock, MAX_HISTORY};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use pool::{FragmentationReport, TrimReport};
+pub use snapshot::Snapshot;
 
 /// The README's example runs as a doctest.
 #[cfg(doctest)]

@@ -7,8 +7,13 @@ use crate::config::{MemoryConfig, MAX_ALIGN};
 use crate::device::{CpuBackend, DeviceBackend, DeviceId};
 use crate::error::{MemoryError, Result};
 use crate::events::{CleanupStrategy, EventBus, EventFilter, EventKind, MemoryEvent, Subscription};
+use crate::history::{BlockEvent, History};
 use crate::metrics::MetricsSnapshot;
-use crate::pool::hybrid::DevicePool;
+use crate::pool::hybrid::{DevicePool, SMALL};
+use crate::snapshot::{DeviceSnapshot, HistoryKind, MetricsSummary, Snapshot, SNAPSHOT_VERSION};
+
+/// Most entries [`MemoryManager::record_history`] keeps: 2^26.
+pub const MAX_HISTORY: usize = 1 << 26;
 use crate::pool::TrimReport;
 use crate::tracking::{Decision, Tracker};
 use parking_lot::{Mutex, RwLock};
@@ -57,6 +62,8 @@ pub(crate) struct Inner {
     worker: Mutex<Option<Worker>>,
     /// Leak detection: scopes, links, persisted blocks, detectors.
     pub(crate) leak: crate::leak::LeakState,
+    /// The allocation history (`record_history`), off by default.
+    pub(crate) history: History,
 }
 
 impl Drop for Inner {
@@ -74,13 +81,14 @@ impl Inner {
     #[inline]
     pub(crate) fn free(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
         if slot != 0 || self.bus.wants(EventKind::AllocationDropped) {
-            self.note_free(device, addr, size, slot);
+            return self.free_noted(device, addr, token, size, slot);
         }
         self.devices[device as usize].free(addr, token, size);
     }
 
+    /// A free that someone hears of: the tracking record, subscribers, the history.
     #[cold]
-    fn note_free(&self, device: u8, addr: usize, size: usize, slot: u32) {
+    fn free_noted(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
         let id = if slot != 0 {
             self.tracker.forget(slot).id
         } else {
@@ -94,6 +102,60 @@ impl Inner {
                 device: DeviceId(device),
             }
         });
+        self.devices[device as usize].free(addr, token, size);
+        if self.history.is_on() {
+            let e = self.block_event(DeviceId(device), addr, token, size, id);
+            self.history.free(e);
+        }
+    }
+
+    /// Nanoseconds since the manager was made: the clock of snapshots and the history.
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    /// Live and committed bytes over every device, now.
+    fn live_and_reserved(&self) -> (usize, usize) {
+        self.devices.iter().fold((0, 0), |(l, r), d| {
+            (l + d.live_now(), r + d.committed_now())
+        })
+    }
+
+    /// What the history records of an allocation or free just done.
+    fn block_event(
+        &self,
+        device: DeviceId,
+        addr: usize,
+        token: u64,
+        size: usize,
+        id: u32,
+    ) -> BlockEvent {
+        let (live, reserved) = self.live_and_reserved();
+        BlockEvent {
+            t_ns: self.now_ns(),
+            device,
+            addr,
+            size,
+            pool: if token & SMALL != 0 { "small" } else { "large" },
+            tracked_id: (id != 0).then_some(id),
+            live,
+            reserved,
+        }
+    }
+
+    /// Adds a trim or pressure entry to the history, if it is on.
+    fn history_mark(
+        &self,
+        kind: HistoryKind,
+        device: DeviceId,
+        size: usize,
+        detail: impl FnOnce() -> String,
+    ) {
+        if self.history.is_on() {
+            let (live, reserved) = self.live_and_reserved();
+            self.history
+                .mark(self.now_ns(), kind, device, size, live, reserved, detail());
+        }
     }
 
     /// One trimming cleanup run (requested, trim-and-retry or emergency) over every
@@ -144,6 +206,12 @@ impl Inner {
 
     fn record_cleanup(&self, report: &CleanupReport) {
         self.cleanup_stats.lock().record(report);
+        self.history_mark(
+            HistoryKind::Trim,
+            DeviceId::CPU,
+            report.bytes_released,
+            || format!("{:?}", report.strategy).to_lowercase(),
+        );
         self.bus.emit(EventKind::CleanupCompleted, || {
             MemoryEvent::CleanupCompleted {
                 strategy: report.strategy,
@@ -190,6 +258,7 @@ impl Inner {
             let old = PressureLevel::from_u8(cell.swap(level as u8, Relaxed));
             if old != level {
                 self.cleanup_stats.lock().pressure_events += 1;
+                self.history_mark(HistoryKind::Pressure, d.id, 0, || level.to_string());
                 self.bus.emit(EventKind::MemoryPressureChanged, || {
                     MemoryEvent::MemoryPressureChanged {
                         device: d.id,
@@ -280,6 +349,7 @@ impl ManagerBuilder {
             pressure: (0..ndev).map(|_| AtomicU8::new(0)).collect(),
             oom_observers: RwLock::new(Vec::new()),
             worker: Mutex::new(None),
+            history: History::default(),
         });
         if inner.config.cleanup.background {
             let w = Worker::spawn(Arc::downgrade(&inner), inner.config.cleanup.period).map_err(
@@ -436,6 +506,9 @@ impl MemoryManager {
                                 return self.finish_allocation(pool, r, size, decision, site, t0);
                             }
                             inner.cleanup_stats.lock().successes -= 1;
+                            inner.history_mark(HistoryKind::Pressure, pool.id, size, || {
+                                format!("allocation failed: {err}")
+                            });
                             inner.bus.emit(EventKind::AllocationFailed, || {
                                 MemoryEvent::AllocationFailed {
                                     size,
@@ -493,7 +566,7 @@ impl MemoryManager {
             Decision::Skip => 0,
             Decision::Track { weight, .. } => {
                 let t1 = t0.map(|_| Instant::now());
-                let slot = inner.tracker.record(size, pool.id.0, weight, site);
+                let slot = inner.tracker.record(addr, size, pool.id.0, weight, site);
                 if let (Some(t0), Some(t1)) = (t0, t1) {
                     let alloc_ns = (t1 - t0).as_nanos() as u64;
                     let track_ns = t1.elapsed().as_nanos() as u64;
@@ -519,6 +592,15 @@ impl MemoryManager {
                 device: pool.id,
             }
         });
+        if inner.history.is_on() {
+            let id = if slot != 0 {
+                inner.tracker.read(slot).map_or(0, |m| m.id)
+            } else {
+                0
+            };
+            let e = inner.block_event(pool.id, addr, token, size, id);
+            inner.history.alloc(e, site);
+        }
         Ok(Allocation::new(addr, size, token, slot, pool.id, inner))
     }
 
@@ -695,6 +777,99 @@ impl MemoryManager {
                 reason: "set by the user".to_string(),
             }
         });
+    }
+
+    /// Records the last `max_entries` allocations, frees, trims and pressure changes
+    /// (with timestamps, live and reserved bytes) from now on, for [`snapshot`]
+    /// (Self::snapshot); `0` stops and forgets them. Off by default: it costs nothing
+    /// then. On, every allocation and free takes the reporting path (a lock of the ring
+    /// and a read of the pools' counters): use it to look, not in production loops.
+    ///
+    /// More than [`MAX_HISTORY`] entries is an [`MemoryError::InvalidConfig`].
+    pub fn record_history(&self, max_entries: usize) -> Result<()> {
+        if max_entries > MAX_HISTORY {
+            return Err(MemoryError::InvalidConfig {
+                field: "max_entries",
+                reason: "record_history: at most 2^26 entries (about 6 GiB of history)",
+            });
+        }
+        let inner = &*self.inner;
+        let kinds =
+            EventFilter::only(EventKind::AllocationCreated).with(EventKind::AllocationDropped);
+        inner.history.set_capacity(max_entries);
+        inner.bus.pin_interest(kinds, max_entries > 0);
+        Ok(())
+    }
+
+    /// The state of every pool as data: per device and pool, each chunk (slab) with its
+    /// blocks (offset, size, live or free, size class, and the allocation id and site of
+    /// live blocks that were tracked or allocated while the history was on), the
+    /// metrics, and the recorded history. Serialize it with `serde_json`; `bitnet-mem
+    /// report` draws it; `docs/snapshot.md` describes it.
+    ///
+    /// Each size class and the large pool are read under their own lock in turn: the
+    /// picture is exact when no other thread allocates meanwhile, and consistent per part
+    /// otherwise.
+    ///
+    /// ```
+    /// use bitnet_memory::{MemoryConfig, MemoryManager};
+    /// use std::alloc::Layout;
+    ///
+    /// let mm = MemoryManager::new(MemoryConfig::default())?;
+    /// mm.record_history(10_000)?;
+    /// let a = mm.try_allocate(Layout::from_size_align(3 << 20, 64)?)?;
+    /// let snap = mm.snapshot();
+    /// let json = serde_json::to_string(&snap)?;
+    /// assert_eq!(snap.history.len(), 1);
+    /// assert!(json.contains("\"live\":true"));
+    /// # drop(a);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = &*self.inner;
+        let t_ns = inner.now_ns();
+        let metrics = self.metrics();
+        let mut owners: HashMap<(u8, usize), (u64, Option<String>)> = inner
+            .tracker
+            .live()
+            .into_iter()
+            .map(|(slot, m)| {
+                let key = (m.device, inner.tracker.addr(slot));
+                (key, (u64::from(m.id), inner.tracker.site_name(m.site)))
+            })
+            .collect();
+        // Allocations made while the history was on: the ids its entries use.
+        for (key, (id, site)) in inner.history.owners() {
+            owners.insert(key, (id, Some(site)));
+        }
+        let devices: Vec<DeviceSnapshot> = inner
+            .devices
+            .iter()
+            .zip(&metrics.devices)
+            .map(|(d, dm)| {
+                let owner = |addr: usize| {
+                    owners
+                        .get(&(d.id.0, addr))
+                        .map_or((None, None), |(id, site)| (Some(*id), site.clone()))
+                };
+                DeviceSnapshot {
+                    device: u32::from(d.id.0),
+                    backend: dm.backend.clone(),
+                    metrics: MetricsSummary::from(dm),
+                    pools: d.snapshot_pools(&owner),
+                }
+            })
+            .collect();
+        let (history, history_dropped) = inner.history.entries();
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            t_ns,
+            metrics: MetricsSummary::sum(devices.iter().map(|d| &d.metrics)),
+            devices,
+            history,
+            history_dropped,
+            metrics_detail: Some(metrics),
+        }
     }
 
     /// Panics if an internal invariant of any pool does not hold. Call it when no other

@@ -211,3 +211,54 @@ fn the_documented_example_parses() {
     assert_eq!(d.timeline.series, [BEFORE_HISTORY, "small", "large"]);
     assert_eq!(d.markers.len(), 2);
 }
+
+/// The report of a live manager's own snapshot: the peak and who was live there come
+/// from the recorded history, the chunk map and leaks from the pools.
+#[test]
+fn a_managers_own_snapshot_gives_its_peak_chunks_and_leaks() {
+    use bitnet_memory::{MemoryConfig, MemoryManager};
+    use std::alloc::Layout;
+    let mut config = MemoryConfig::default()
+        .min_chunk(8 << 20)
+        .max_chunk(8 << 20);
+    config.cleanup.background = false;
+    let mm = MemoryManager::new(config).unwrap();
+    mm.record_history(1000).unwrap();
+    let l = |n| Layout::from_size_align(n, 64).unwrap();
+    let kept = mm.allocate(l(100_000));
+    let big = mm.allocate(l(3 << 20));
+    let small: Vec<_> = (0..10).map(|_| mm.allocate(l(512))).collect();
+    let peak = 100_000 + (3 << 20) + 10 * 512;
+    drop(big);
+    drop(small);
+    mm.trim();
+    let snap = mm.snapshot();
+    let d = ReportData::from_snapshot(&snap, &ReportOptions::default()).expect("report");
+    let p = d.peak.expect("peak");
+    assert_eq!(p.bytes, peak as u64);
+    assert_eq!(d.live_at_peak.len(), 12);
+    assert_eq!(d.live_at_peak[0].size, 3 << 20, "largest first");
+    assert!(d.live_at_peak[0]
+        .site
+        .as_deref()
+        .unwrap()
+        .contains("snapshot_report.rs"));
+    assert!(d.markers.iter().any(|m| m.kind == MarkerKind::Trim));
+    assert!(!d.chunks.is_empty());
+    let live_in_chunks: u64 = d
+        .chunks
+        .iter()
+        .flat_map(|c| &c.blocks)
+        .filter(|b| b.live)
+        .map(|b| b.size)
+        .sum();
+    assert!(
+        live_in_chunks >= 100_000,
+        "the kept block is in the chunk map"
+    );
+    assert_eq!(d.leaks.len(), 1, "{:?}", d.leaks);
+    assert_eq!(d.leaks[0].count, 1);
+    let html = bitnet_report::render_html(&d);
+    assert!(html.contains("peak-label"));
+    drop(kept);
+}

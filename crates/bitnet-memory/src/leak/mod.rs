@@ -220,11 +220,7 @@ impl DetectContext<'_> {
 }
 
 pub(crate) fn site_name(inner: &Inner, site: u16) -> Option<String> {
-    if site == 0 {
-        return None;
-    }
-    let loc = inner.tracker.sites.get(site)?.location()?;
-    Some(format!("{}:{}:{}", loc.file(), loc.line(), loc.column()))
+    inner.tracker.site_name(site)
 }
 
 /// A leak detector: looks at the manager's state (and its own) and adds findings; it may

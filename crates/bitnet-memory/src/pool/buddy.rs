@@ -210,6 +210,18 @@ impl BlockStrategy for Buddy {
         }
     }
 
+    fn free_block_spans(&self, out: &mut SysVec<(usize, usize)>) {
+        for (o, order) in self.orders.iter().enumerate() {
+            for &(arena, offset) in order.set.iter() {
+                let base = self.arenas[arena as usize]
+                    .as_ref()
+                    .expect("live arena")
+                    .base;
+                out.push((base + offset, block_size(o)));
+            }
+        }
+    }
+
     fn check_invariants(&self) {
         let mut total = 0;
         for (o, order) in self.orders.iter().enumerate() {

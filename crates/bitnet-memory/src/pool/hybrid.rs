@@ -13,6 +13,7 @@ use crate::config::{MemoryConfig, Strategy};
 use crate::device::{DeviceBackend, DeviceId};
 use crate::error::MemoryError;
 use crate::metrics::{ClassMetrics, DeviceMetrics, LargePoolMetrics, SmallPoolMetrics};
+use crate::snapshot::PoolSnapshot;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use std::cell::Cell;
@@ -642,6 +643,61 @@ impl DevicePool {
                 &free_sizes,
             ),
         }
+    }
+
+    /// The pools of this device as snapshot data. `owner` names the allocation of a live
+    /// block. Each class and the large pool are copied under their own lock, one after
+    /// the other: exact when no other thread uses the pool, else each part is.
+    pub(crate) fn snapshot_pools(&self, owner: super::snapshot::Owner<'_>) -> Vec<PoolSnapshot> {
+        use super::strategy::SysVec;
+        use std::alloc::System;
+        // Thread caches are read as `check_invariants` reads them: plain atomic loads.
+        let mut cached = std::collections::HashSet::new();
+        let mut tmp = Vec::new();
+        for c in self.caches.iter() {
+            for class in 0..self.central.len() {
+                tmp.clear();
+                c.peek(&self.layout, class, c.len(class), &mut tmp);
+                cached.extend(tmp.iter().copied());
+            }
+        }
+        let mut small = super::snapshot::SmallPoolBuilder::new(&cached, owner);
+        for (class, central) in self.central.iter().enumerate() {
+            if size_class::is_single(class) {
+                continue; // one-block slabs are blocks of the large pool
+            }
+            let (mut slabs, mut free) = (SysVec::new_in(System), SysVec::new_in(System));
+            let c = central.lock();
+            slabs.extend_from_slice(c.slabs());
+            free.extend_from_slice(c.free_list());
+            let uncarved = c.uncarved();
+            drop(c);
+            small.add_class(size_class::class_size(class), &slabs, &free, uncarved);
+        }
+        let large = self.large.lock();
+        let (layout, strategy) = (large.layout(), large.strategy_name());
+        drop(large);
+        vec![
+            small.finish(),
+            super::snapshot::large_pool(strategy, &layout, &cached, owner),
+        ]
+    }
+
+    /// Committed bytes now (what `reserved_bytes` of the metrics reads).
+    pub(crate) fn committed_now(&self) -> usize {
+        self.large.lock().committed()
+    }
+
+    /// Live bytes now: the published count plus every thread's unpublished change (exact
+    /// when no other thread is allocating).
+    pub(crate) fn live_now(&self) -> usize {
+        let live = self.published_live.load(Relaxed)
+            + self
+                .caches
+                .iter()
+                .map(|c| c.live_delta.load(Relaxed))
+                .sum::<i64>();
+        live.max(0) as usize
     }
 
     /// Checks what holds even while other threads use the pool: the large pool's blocks,

@@ -29,6 +29,19 @@ pub struct Released {
     pub bytes: usize,
 }
 
+/// What [`LargePool::layout`] copies out (on the system allocator: it is taken under the
+/// pool's lock): `(id, base, size)` of chunks, `(addr, size)` of blocks.
+pub struct LargeLayout {
+    /// Chunks held.
+    pub chunks: SysVec<(u32, usize, usize)>,
+    /// User blocks.
+    pub user: SysVec<(usize, usize)>,
+    /// One-block slabs of the big size classes (live, or in a thread cache).
+    pub singles: SysVec<(usize, usize)>,
+    /// Free blocks.
+    pub free: SysVec<(usize, usize)>,
+}
+
 /// Large-block state of one device.
 pub struct LargePool {
     strategy: Box<dyn BlockStrategy>,
@@ -301,6 +314,27 @@ impl LargePool {
     /// Sizes of all free blocks.
     pub fn free_block_sizes(&self, out: &mut SysVec<usize>) {
         self.strategy.free_block_sizes(out)
+    }
+
+    /// The layout of the chunks for a snapshot: chunks, blocks in use (user blocks and
+    /// one-block slabs; slabs lent to the small pool are left out) and free blocks.
+    pub fn layout(&self) -> LargeLayout {
+        let mut l = LargeLayout {
+            chunks: SysVec::new_in(System),
+            user: SysVec::new_in(System),
+            singles: SysVec::new_in(System),
+            free: SysVec::new_in(System),
+        };
+        for (id, c) in self.chunks.iter().enumerate() {
+            if let Some(c) = c {
+                l.chunks.push((id as u32, c.base, c.size));
+            }
+        }
+        l.user.extend(self.user.iter().map(|(&a, &(_, s))| (a, s)));
+        l.singles
+            .extend(self.singles.iter().map(|(&a, &(_, s))| (a, s)));
+        self.strategy.free_block_spans(&mut l.free);
+        l
     }
 
     /// Chunks held.

@@ -8,6 +8,7 @@ pub mod fragmentation;
 pub(crate) mod hybrid;
 pub(crate) mod large;
 pub mod size_class;
+pub(crate) mod snapshot;
 pub(crate) mod strategy;
 pub(crate) mod thread_cache;
 pub(crate) mod tlsf;

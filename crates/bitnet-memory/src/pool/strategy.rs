@@ -69,6 +69,8 @@ pub trait BlockStrategy: Send {
     fn largest_free(&self) -> usize;
     /// Sizes of all free blocks (for fragmentation analysis; not on a hot path).
     fn free_block_sizes(&self, out: &mut SysVec<usize>);
+    /// Address and size of every free block (for snapshots; not on a hot path).
+    fn free_block_spans(&self, out: &mut SysVec<(usize, usize)>);
     /// Panics if an internal invariant does not hold. Used by tests after every mutation.
     fn check_invariants(&self);
 }

@@ -537,6 +537,19 @@ impl BlockStrategy for Tlsf {
         }
     }
 
+    fn free_block_spans(&self, out: &mut SysVec<(usize, usize)>) {
+        for slot in self.chunks.iter().flatten() {
+            let mut i = slot.first;
+            while i != NIL {
+                let n = &self.nodes[i as usize];
+                if n.state == State::Free {
+                    out.push((slot.base + n.offset, n.size));
+                }
+                i = n.next_phys;
+            }
+        }
+    }
+
     fn check_invariants(&self) {
         let mut free_total = 0;
         let mut free_count = 0;

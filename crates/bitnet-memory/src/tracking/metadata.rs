@@ -98,6 +98,8 @@ const MAX_SEGMENTS: usize = 4096;
 struct Slot {
     w0: AtomicU64,
     w1: AtomicU64,
+    /// Address of the block, beside the record: snapshots name blocks by it.
+    addr: AtomicU64,
 }
 
 /// Slots for up to 16 Mi live tracked allocations, allocated 4096 at a time.
@@ -151,8 +153,8 @@ impl MetadataStore {
         &seg[idx as usize & (SEG_SLOTS - 1)]
     }
 
-    /// Writes a record (with [`flags::LIVE`]) into slot `idx`.
-    pub fn write(&self, idx: u32, meta: CompactAllocationMetadata) {
+    /// Writes a record (with [`flags::LIVE`]) of the block at `addr` into slot `idx`.
+    pub fn write(&self, idx: u32, meta: CompactAllocationMetadata, addr: usize) {
         let (w0, w1) = CompactAllocationMetadata {
             flags: meta.flags | flags::LIVE,
             ..meta
@@ -160,6 +162,7 @@ impl MetadataStore {
         .to_words();
         let s = self.slot(idx);
         s.w0.store(w0, Ordering::Relaxed);
+        s.addr.store(addr as u64, Ordering::Relaxed);
         // The live flag sits in w1, written last: a reader that sees it sees w0 too.
         s.w1.store(w1, Ordering::Release);
     }
@@ -186,6 +189,16 @@ impl MetadataStore {
         let w0 = s.w0.load(Ordering::Relaxed);
         let m = CompactAllocationMetadata::from_words(w0, w1);
         (m.flags & flags::LIVE != 0).then_some(m)
+    }
+
+    /// Address of the block of the record in slot `idx` (meaningful while it is live).
+    pub fn addr(&self, idx: u32) -> usize {
+        self.slot(idx).addr.load(Ordering::Acquire) as usize
+    }
+
+    /// Points the live record in slot `idx` at a new address (its block moved).
+    pub fn set_addr(&self, idx: u32, addr: usize) {
+        self.slot(idx).addr.store(addr as u64, Ordering::Release);
     }
 
     /// Every live record with its slot.
@@ -255,8 +268,9 @@ mod tests {
             device: 0,
             flags: 0,
         };
-        store.write(slots[3], meta);
+        store.write(slots[3], meta, 0x1000);
         assert_eq!(store.live().len(), 1);
+        assert_eq!(store.addr(slots[3]), 0x1000);
         assert_eq!(store.read(slots[3]).unwrap().size, 100);
         assert_eq!(store.clear(slots[3]).id, 1);
         assert!(store.read(slots[3]).is_none());

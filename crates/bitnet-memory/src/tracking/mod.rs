@@ -110,6 +110,11 @@ pub enum Decision {
     },
 }
 
+/// How reports name an allocation site: `file:line:column`.
+pub fn location_name(loc: &Location<'_>) -> String {
+    format!("{}:{}:{}", loc.file(), loc.line(), loc.column())
+}
+
 /// Records between two clock reads of a thread.
 const CLOCK_EVERY: u32 = 32;
 /// Timed samples needed before the overhead is reported or enforced.
@@ -348,6 +353,7 @@ impl Tracker {
     /// the site's pattern thinned it out).
     pub fn record(
         &self,
+        addr: usize,
         size: usize,
         device: u8,
         weight: f64,
@@ -395,6 +401,7 @@ impl Tracker {
                 device,
                 flags: f,
             },
+            addr,
         );
         slot
     }
@@ -444,6 +451,21 @@ impl Tracker {
     /// Every live record.
     pub fn live(&self) -> Vec<(u32, CompactAllocationMetadata)> {
         self.store.live()
+    }
+
+    /// Address of the block recorded in `slot`.
+    pub fn addr(&self, slot: u32) -> usize {
+        self.store.addr(slot)
+    }
+
+    /// Points the record in `slot` at a moved block.
+    pub fn set_addr(&self, slot: u32, addr: usize) {
+        self.store.set_addr(slot, addr)
+    }
+
+    /// `file:line:column` of site index `site` (0 or unknown: `None`).
+    pub fn site_name(&self, site: u16) -> Option<String> {
+        Some(location_name(self.sites.get(site)?.location()?))
     }
 
     fn thread_now_ms(&self, t: &ThreadState) -> u32 {

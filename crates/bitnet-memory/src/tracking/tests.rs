@@ -9,7 +9,7 @@ fn run(tracker: &Tracker, n: usize, seed: u64) -> (usize, usize) {
         count += 1;
         bytes += size;
         if let Decision::Track { weight, .. } = tracker.decide(size) {
-            let slot = tracker.record(size, 0, weight, Location::caller());
+            let slot = tracker.record(0x1000, size, 0, weight, Location::caller());
             if slot != 0 {
                 tracker.forget(slot);
             }
@@ -62,7 +62,7 @@ fn a_repeating_site_is_thinned_and_estimates_stay_unbiased() {
     let mut kept = 0;
     for _ in 0..n {
         if let Decision::Track { weight, .. } = t.decide(256) {
-            let slot = t.record(256, 0, weight, here);
+            let slot = t.record(0x1000, 256, 0, weight, here);
             if slot != 0 {
                 kept += 1;
                 t.forget(slot);
@@ -76,7 +76,7 @@ fn a_repeating_site_is_thinned_and_estimates_stay_unbiased() {
     let err = (s.estimated_allocations - n as f64).abs() / n as f64;
     assert!(err < 0.1, "thinned estimate off by {err}");
     // A new size breaks the pattern: full rate again.
-    let slot = t.record(4096, 0, 1.0, here);
+    let slot = t.record(0x1000, 4096, 0, 1.0, here);
     assert_eq!(site.shift(), 0);
     assert_ne!(slot, 0);
 }
@@ -87,7 +87,7 @@ fn overhead_limit_halves_the_rate() {
         overhead_limit_percent: 1.0,
         ..TrackingConfig::default()
     });
-    let slot = t.record(100, 0, 10.0, Location::caller());
+    let slot = t.record(0x1000, 100, 0, 10.0, Location::caller());
     assert_ne!(slot, 0);
     // Records that cost as much as the allocations: 100% overhead.
     for _ in 0..MIN_TIMED {

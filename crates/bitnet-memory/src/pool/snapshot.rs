@@ -1,0 +1,147 @@
+//! The pool's state as snapshot data: slabs of the small pool and chunks of the large
+//! pool, each with its blocks. The pool copies what it needs under its locks (on the
+//! system allocator); this module builds the snapshot from the copies, without locks.
+#![deny(unsafe_code)]
+
+use super::central::Slab;
+use super::large::LargeLayout;
+use crate::snapshot::{BlockSnapshot, ChunkSnapshot, PoolSnapshot};
+use std::collections::HashSet;
+
+/// Names the allocation owning a live block by its address: id and site, where known.
+pub(crate) type Owner<'a> = &'a dyn Fn(usize) -> (Option<u64>, Option<String>);
+
+fn block(
+    offset: usize,
+    size: usize,
+    live: bool,
+    class: Option<usize>,
+    addr: usize,
+    owner: Owner<'_>,
+) -> BlockSnapshot {
+    let (allocation_id, site) = if live { owner(addr) } else { (None, None) };
+    BlockSnapshot {
+        offset: offset as u64,
+        size: size as u64,
+        live,
+        size_class: class.map(|c| c as u64),
+        allocation_id,
+        site,
+    }
+}
+
+/// Builds the small pool: one chunk per slab, blocks carved so far (the uncarved tail of
+/// the newest slab of a class is left out).
+pub(crate) struct SmallPoolBuilder<'a> {
+    cached: &'a HashSet<usize>,
+    owner: Owner<'a>,
+    chunks: Vec<ChunkSnapshot>,
+}
+
+impl<'a> SmallPoolBuilder<'a> {
+    /// `cached`: addresses in threads' caches (free, not live).
+    pub fn new(cached: &'a HashSet<usize>, owner: Owner<'a>) -> Self {
+        Self {
+            cached,
+            owner,
+            chunks: Vec::new(),
+        }
+    }
+
+    /// Adds the slabs of a class of `class_size` bytes, whose central free list is `free`
+    /// and whose newest slab is carved up to `uncarved.0`.
+    pub fn add_class(
+        &mut self,
+        class_size: usize,
+        slabs: &[Slab],
+        free: &[usize],
+        uncarved: (usize, usize),
+    ) {
+        let free: HashSet<usize> = free.iter().copied().collect();
+        for slab in slabs {
+            let base = slab.block.addr;
+            let mut end = base + slab.size;
+            if (base..end).contains(&uncarved.0) && uncarved.0 < uncarved.1 {
+                end = uncarved.0;
+            }
+            let blocks = (base..end)
+                .step_by(class_size)
+                .map(|a| {
+                    let live = !free.contains(&a) && !self.cached.contains(&a);
+                    block(a - base, class_size, live, Some(class_size), a, self.owner)
+                })
+                .collect();
+            self.chunks.push(ChunkSnapshot {
+                index: self.chunks.len() as u64,
+                base_offset: base as u64,
+                size: slab.block.size as u64,
+                blocks,
+            });
+        }
+    }
+
+    /// The pool, slabs by address.
+    pub fn finish(mut self) -> PoolSnapshot {
+        self.chunks.sort_by_key(|c| c.base_offset);
+        for (i, c) in self.chunks.iter_mut().enumerate() {
+            c.index = i as u64;
+        }
+        PoolSnapshot {
+            pool: "small".into(),
+            strategy: None,
+            chunks: self.chunks,
+        }
+    }
+}
+
+/// The large pool from its layout: user blocks (live), one-block slabs of the big size
+/// classes (live unless in a thread cache), free blocks. Slabs lent to the small pool
+/// are left out: they are the small pool's chunks.
+pub(crate) fn large_pool(
+    strategy: &str,
+    layout: &LargeLayout,
+    cached: &HashSet<usize>,
+    owner: Owner<'_>,
+) -> PoolSnapshot {
+    let mut chunks: Vec<ChunkSnapshot> = layout
+        .chunks
+        .iter()
+        .map(|&(id, base, size)| ChunkSnapshot {
+            index: u64::from(id),
+            base_offset: base as u64,
+            size: size as u64,
+            blocks: Vec::new(),
+        })
+        .collect();
+    chunks.sort_by_key(|c| c.base_offset);
+    let spans = layout
+        .user
+        .iter()
+        .map(|&(a, s)| (a, s, true, None))
+        .chain(
+            layout
+                .singles
+                .iter()
+                .map(|&(a, s)| (a, s, !cached.contains(&a), Some(s))),
+        )
+        .chain(layout.free.iter().map(|&(a, s)| (a, s, false, None)));
+    for (addr, size, live, class) in spans {
+        // The chunk holding `addr`: the last one starting at or below it.
+        let at = chunks.partition_point(|c| c.base_offset <= addr as u64);
+        let Some(chunk) = at.checked_sub(1).map(|i| &mut chunks[i]) else {
+            continue;
+        };
+        let offset = addr - chunk.base_offset as usize;
+        chunk
+            .blocks
+            .push(block(offset, size, live, class, addr, owner));
+    }
+    for c in &mut chunks {
+        c.blocks.sort_by_key(|b| b.offset);
+    }
+    PoolSnapshot {
+        pool: "large".into(),
+        strategy: Some(strategy.to_string()),
+        chunks,
+    }
+}
