@@ -805,7 +805,7 @@ impl MemoryManager {
     /// blocks (offset, size, live or free, size class, and the allocation id and site of
     /// live blocks that were tracked or allocated while the history was on), the
     /// metrics, and the recorded history. Serialize it with `serde_json`; `bitnet-mem
-    /// report` draws it; `docs/snapshot.md` describes it.
+    /// report` draws it; `docs/report.md` describes it.
     ///
     /// Each size class and the large pool are read under their own lock in turn: the
     /// picture is exact when no other thread allocates meanwhile, and consistent per part

@@ -1,5 +1,5 @@
 //! Snapshots: the pool's state as data (`MemoryManager::snapshot`), with the recorded
-//! history (`MemoryManager::record_history`). `docs/snapshot.md` describes the JSON for
+//! history (`MemoryManager::record_history`). `docs/report.md` describes the JSON for
 //! people; this file is the contract, read back by `bitnet-report`.
 //!
 //! Sizes are bytes, times nanoseconds on one monotonic clock of the manager (the same

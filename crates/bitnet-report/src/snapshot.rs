@@ -1,5 +1,5 @@
 //! The snapshot schema this crate reads: what `mm.snapshot()` serializes to JSON. The
-//! contract lives in the library ([`bitnet_memory::snapshot`]); `docs/snapshot.md`
+//! contract lives in the library ([`bitnet_memory::snapshot`]); `docs/report.md`
 //! describes it for people.
 
 pub use bitnet_memory::snapshot::{

@@ -7,7 +7,7 @@ use crate::model::{seeded_prompt, Generation, LeakCheck, MemoryNeeds, Model, Mod
 use crate::rss;
 use crate::storage::Provider;
 use bitnet_memory::metrics::fmt_bytes;
-use bitnet_memory::{MemoryConfig, MemoryError, MemoryManager, MetricsSnapshot};
+use bitnet_memory::{MemoryConfig, MemoryError, MemoryManager, MetricsSnapshot, Snapshot};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::fmt;
 use std::str::FromStr;
@@ -87,6 +87,11 @@ pub struct DemoOptions {
     pub progress: bool,
     /// Which runs to make. Default: both.
     pub runs: Runs,
+    /// Entries of allocation history to record during the manager run (see
+    /// `MemoryManager::record_history`) for [`ManagerRun::snapshot`]; `None`: no history
+    /// and no snapshot. Recording slows allocation down: speed figures include its cost.
+    /// Default: `None`.
+    pub history: Option<usize>,
 }
 
 impl Default for DemoOptions {
@@ -100,6 +105,7 @@ impl Default for DemoOptions {
             seed: 42,
             progress: true,
             runs: Runs::Both,
+            history: None,
         }
     }
 }
@@ -147,6 +153,10 @@ pub struct ManagerRun {
     pub leak_findings: usize,
     /// All counters after decoding, with the model still loaded.
     pub metrics: MetricsSnapshot,
+    /// The manager's snapshot after decoding, with the model still loaded (its blocks are
+    /// the weights, the KV cache and what decoding keeps), and the recorded history;
+    /// when [`DemoOptions::history`] asked for one.
+    pub snapshot: Option<Box<Snapshot>>,
 }
 
 impl ManagerRun {
@@ -237,6 +247,9 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
             mc = mc.budget(b);
         }
         let mm = MemoryManager::new(mc)?;
+        if let Some(n) = opts.history {
+            mm.record_history(n)?;
+        }
         let (model, g, build) = run_model(
             &config,
             opts,
@@ -253,6 +266,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
         })?;
         let peak_rss = rss::peak();
         let metrics = mm.metrics();
+        let snapshot = opts.history.map(|_| Box::new(mm.snapshot()));
         let leak_findings = mm.check_leaks().len();
         drop(model);
         let live_after_drop = mm.metrics().live_allocations();
@@ -267,6 +281,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
             live_after_drop,
             leak_findings,
             metrics,
+            snapshot,
         })
     } else {
         None

@@ -279,3 +279,38 @@ fn a_budget_hit_while_running_is_mapped_to_the_same_clear_error() {
     });
     assert!(ok.is_ok(), "{:?}", ok.err());
 }
+
+#[test]
+fn demo_with_history_snapshots_the_manager_and_its_exact_peak() {
+    let off = run_demo(&DemoOptions {
+        runs: Runs::ManagerOnly,
+        ..quick_opts()
+    })
+    .unwrap();
+    assert!(
+        off.manager.unwrap().snapshot.is_none(),
+        "no history asked for"
+    );
+    let r = run_demo(&DemoOptions {
+        runs: Runs::ManagerOnly,
+        history: Some(100_000),
+        ..quick_opts()
+    })
+    .unwrap();
+    let m = r.manager.unwrap();
+    let snap = m.snapshot.expect("a snapshot");
+    snap.check().unwrap();
+    assert!(!snap.history.is_empty() && snap.history_dropped == 0);
+    let peak = snap.history.iter().map(|e| e.live_bytes).max().unwrap();
+    assert_eq!(peak as usize, m.peak_live, "the history saw the exact peak");
+    // Taken with the model loaded: the weights are live blocks of the pools.
+    let live: u64 = snap.devices[0]
+        .pools
+        .iter()
+        .flat_map(|p| &p.chunks)
+        .flat_map(|c| &c.blocks)
+        .filter(|b| b.live)
+        .map(|b| b.size)
+        .sum();
+    assert!(live as usize >= r.needs.weights);
+}

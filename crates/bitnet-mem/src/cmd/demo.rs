@@ -2,7 +2,9 @@
 //! the same run on plain `Vec` buffers, and the memory report.
 
 use super::CmdResult;
+use bitnet_report::{render_html, ReportData, ReportOptions};
 use bitnet_tensor::demo::{run_demo, DemoOptions, ModelSize};
+use std::path::{Path, PathBuf};
 
 /// Options of `bitnet-mem demo`.
 #[derive(clap::Args, Debug)]
@@ -26,6 +28,19 @@ pub struct Args {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Also write the memory report of the manager run: one self-contained HTML page
+    /// (timeline, what was live at the peak, fragmentation, chunk map, leaks, summary).
+    /// Records the allocation history, which slows the manager run down.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
+    /// Also write the manager's snapshot JSON (taken after decoding, model loaded, with
+    /// the recorded history); `bitnet-mem report` draws it.
+    #[arg(long, value_name = "PATH")]
+    pub snapshot: Option<PathBuf>,
+    /// Entries of history kept for `--html` / `--snapshot` (the newest; older ones are
+    /// counted as dropped).
+    #[arg(long, default_value_t = 500_000, value_name = "N")]
+    pub history: usize,
 }
 
 /// Parses `123`, `64K`, `512M`, `2G` (binary units) into bytes.
@@ -70,8 +85,42 @@ pub fn run(a: Args) -> CmdResult {
     if let Some(t) = a.threads {
         opts.threads = t;
     }
+    let wants_snapshot = a.html.is_some() || a.snapshot.is_some();
+    if wants_snapshot {
+        if a.history == 0 {
+            return Err("--history must be at least 1 for --html or --snapshot".into());
+        }
+        opts.history = Some(a.history);
+    }
     let report = run_demo(&opts)?;
     println!("{report}");
+    let snap = report.manager.as_ref().and_then(|m| m.snapshot.as_deref());
+    if let (true, Some(snap)) = (wants_snapshot, snap) {
+        if let Some(path) = &a.snapshot {
+            let json = serde_json::to_string(snap)?;
+            write(path, &json)?;
+        }
+        if let Some(path) = &a.html {
+            let opts = ReportOptions {
+                title: Some(format!("bitnet-mem demo ({} tokens)", a.tokens)),
+                ..ReportOptions::default()
+            };
+            let data = ReportData::from_snapshot(snap, &opts)?;
+            write(path, &render_html(&data))?;
+        }
+        if snap.history_dropped > 0 {
+            eprintln!(
+                "note: {} older history entries did not fit in --history {}",
+                snap.history_dropped, a.history
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> CmdResult {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
 
