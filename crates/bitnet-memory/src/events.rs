@@ -33,6 +33,8 @@ pub enum EventKind {
     PotentialLeakDetected = 512,
     /// [`MemoryEvent::LeakConfirmed`].
     LeakConfirmed = 1024,
+    /// [`MemoryEvent::StrategyChanged`].
+    StrategyChanged = 2048,
 }
 
 /// A set of event kinds.
@@ -171,6 +173,18 @@ pub enum MemoryEvent {
         /// What it found.
         leak_info: String,
     },
+    /// Dynamic strategy selection moved the threshold between size classes and best fit
+    /// (`Strategy::Hybrid` only; see `pool::adaptive`).
+    StrategyChanged {
+        /// Device.
+        device: DeviceId,
+        /// Largest request served by size classes before.
+        old_threshold: usize,
+        /// And from now on.
+        new_threshold: usize,
+        /// Why, with the figures that decided it.
+        reason: String,
+    },
 }
 
 impl MemoryEvent {
@@ -188,6 +202,7 @@ impl MemoryEvent {
             Self::MemoryPressureCritical { .. } => EventKind::MemoryPressureCritical,
             Self::PotentialLeakDetected { .. } => EventKind::PotentialLeakDetected,
             Self::LeakConfirmed { .. } => EventKind::LeakConfirmed,
+            Self::StrategyChanged { .. } => EventKind::StrategyChanged,
         }
     }
 }

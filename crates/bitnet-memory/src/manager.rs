@@ -9,6 +9,7 @@ use crate::error::{MemoryError, Result};
 use crate::events::{CleanupStrategy, EventBus, EventFilter, EventKind, MemoryEvent, Subscription};
 use crate::history::{BlockEvent, History};
 use crate::metrics::MetricsSnapshot;
+use crate::pool::adaptive::ThresholdChange;
 use crate::pool::hybrid::{DevicePool, SMALL};
 use crate::snapshot::{DeviceSnapshot, HistoryKind, MetricsSummary, Snapshot, SNAPSHOT_VERSION};
 
@@ -239,10 +240,36 @@ impl Inner {
         }
     }
 
-    /// What the background worker does at each wake-up: decay, then a pressure check.
+    /// What the background worker does at each wake-up: decay, a pressure check, dynamic
+    /// strategy selection.
     pub(crate) fn background_tick(&self) {
         self.decay();
         self.check_pressure();
+        self.adapt();
+    }
+
+    /// Dynamic strategy selection on every device; each switch is an event.
+    pub(crate) fn adapt(&self) -> Vec<ThresholdChange> {
+        let mut out = Vec::new();
+        for d in &self.devices {
+            if let Some((old, new, reason)) = d.adapt() {
+                self.bus.emit(EventKind::StrategyChanged, || {
+                    MemoryEvent::StrategyChanged {
+                        device: d.id,
+                        old_threshold: old,
+                        new_threshold: new,
+                        reason: reason.clone(),
+                    }
+                });
+                out.push(ThresholdChange {
+                    device: d.id,
+                    old_threshold: old,
+                    new_threshold: new,
+                    reason,
+                });
+            }
+        }
+        out
     }
 
     /// Computes each device's pressure level; emits changes; runs emergency cleanup when
@@ -725,6 +752,14 @@ impl MemoryManager {
         observer: impl Fn(&MemoryManager, &OomInfo) + Send + Sync + 'static,
     ) {
         self.inner.oom_observers.write().push(Box::new(observer));
+    }
+
+    /// One evaluation of dynamic strategy selection now, as the background worker makes
+    /// once per period: under `Strategy::Hybrid` the threshold between size classes and
+    /// best fit may move (see [`pool::adaptive`](crate::pool::adaptive)); each change is
+    /// returned and sent as `MemoryEvent::StrategyChanged`. Fixed strategies never change.
+    pub fn adapt_strategy_now(&self) -> Vec<ThresholdChange> {
+        self.inner.adapt()
     }
 
     /// Wake-ups of the background worker so far (`None` without a worker).

@@ -105,6 +105,9 @@ pub struct DeviceMetrics {
     pub frees: u64,
     /// The budget, if any.
     pub budget: Option<usize>,
+    /// Largest request served by size classes now (moves under `Strategy::Hybrid`).
+    #[serde(default)]
+    pub small_threshold: usize,
     /// Small-block pool.
     pub small: SmallPoolMetrics,
     /// Large-block pool.

@@ -17,7 +17,10 @@ use crate::snapshot::PoolSnapshot;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicI64, AtomicU64, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
 use thread_local::ThreadLocal;
 
 /// Token bit marking a small (size-class) block; the low bits are the class.
@@ -61,8 +64,15 @@ pub struct DevicePool {
     pub(crate) id: DeviceId,
     pub(crate) backend: Box<dyn DeviceBackend>,
     pub(crate) host_visible: bool,
-    /// Largest rounded request served by classes.
-    class_limit: usize,
+    /// Largest rounded request served by classes; with [`FIXED`] once it may no longer
+    /// move (a fixed strategy, or an allocator adapter used the pool).
+    class_limit: AtomicUsize,
+    /// The configured threshold: the most `class_limit` may be.
+    max_class_limit: usize,
+    /// Large-pool requests at or under `max_class_limit` (served there because the
+    /// threshold was lowered) since the start; read by [`adapt`](Self::adapt).
+    band_requests: AtomicU64,
+    adapt_state: Mutex<AdaptState>,
     layout: CacheLayout,
     central: Box<[CachePadded<Mutex<Central>>]>,
     large: Mutex<LargePool>,
@@ -74,6 +84,16 @@ pub struct DevicePool {
     peak_live: AtomicI64,
     /// Operations made without a thread cache (a thread creating its cache).
     uncached_allocs: AtomicU64,
+}
+
+/// Bit of `class_limit` that pins it.
+const FIXED: usize = 1 << (usize::BITS - 1);
+
+/// What [`DevicePool::adapt`] remembers between evaluations.
+struct AdaptState {
+    at: std::time::Instant,
+    band_requests: u64,
+    since_switch: u32,
 }
 
 impl DevicePool {
@@ -107,7 +127,18 @@ impl DevicePool {
             id,
             host_visible: backend.host_visible(),
             backend,
-            class_limit,
+            class_limit: AtomicUsize::new(if config.strategy == Strategy::Hybrid {
+                class_limit
+            } else {
+                class_limit | FIXED
+            }),
+            max_class_limit: class_limit,
+            band_requests: AtomicU64::new(0),
+            adapt_state: Mutex::new(AdaptState {
+                at: std::time::Instant::now(),
+                band_requests: 0,
+                since_switch: super::adaptive::COOLDOWN,
+            }),
             layout: CacheLayout::new(caps),
             central: (0..nclasses)
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
@@ -130,7 +161,61 @@ impl DevicePool {
         // this nor the class computation can overflow: callers pass sizes that fit
         // `isize` once rounded up to the alignment.
         let rounded = (size + align - 1) & !(align - 1);
-        (rounded <= self.class_limit && align <= SLAB_ALIGN).then(|| size_class::class_of(rounded))
+        let limit = self.class_limit.load(Relaxed) & !FIXED;
+        (rounded <= limit && align <= SLAB_ALIGN).then(|| size_class::class_of(rounded))
+    }
+
+    /// The threshold now: the largest request served by size classes.
+    pub fn class_threshold(&self) -> usize {
+        self.class_limit.load(Relaxed) & !FIXED
+    }
+
+    /// Pins the threshold for good: the allocator adapters free by size and must find the
+    /// class a size had when it was allocated.
+    #[inline]
+    fn fix_threshold(&self) {
+        if self.class_limit.load(Relaxed) & FIXED == 0 {
+            self.class_limit.fetch_or(FIXED, SeqCst);
+        }
+    }
+
+    /// Dynamic strategy selection (see [`super::adaptive`]): evaluates the waste and
+    /// traffic since the last call and moves the threshold if they say so. Returns the
+    /// old and new threshold and the reason.
+    pub(crate) fn adapt(&self) -> Option<(usize, usize, String)> {
+        let mut st = self.adapt_state.lock();
+        let requests = self.band_requests.load(Relaxed);
+        let seconds = st.at.elapsed().as_secs_f64();
+        st.since_switch = st.since_switch.saturating_add(1);
+        let current = self.class_limit.load(SeqCst);
+        if current & FIXED != 0 {
+            return None;
+        }
+        let metrics = self.metrics();
+        let decision = super::adaptive::decide(&super::adaptive::Observation {
+            threshold: current,
+            max_threshold: self.max_class_limit,
+            metrics: &metrics,
+            band_requests: requests - st.band_requests,
+            seconds,
+            since_switch: st.since_switch,
+        });
+        st.at = std::time::Instant::now();
+        st.band_requests = requests;
+        let s = decision?;
+        // Fails if an adapter pinned the threshold meanwhile: then it stays.
+        self.class_limit
+            .compare_exchange(current, s.threshold, SeqCst, SeqCst)
+            .ok()?;
+        st.since_switch = 0;
+        if s.threshold < current {
+            // Blocks of the classes now above the threshold would wait in the caches for
+            // requests that no longer come: every thread flushes at its next free.
+            for c in self.caches.iter() {
+                c.flush_requested.store(true, Relaxed);
+            }
+        }
+        Some((current, s.threshold, s.reason))
     }
 
     #[inline]
@@ -210,6 +295,7 @@ impl DevicePool {
     /// failing: the pool-level path of the allocator adapters, which bypass tracking and
     /// events (the manager's own path does the same steps and reports them).
     pub fn allocate(&self, size: usize, align: usize) -> Result<(usize, u64), MemoryError> {
+        self.fix_threshold();
         if let Some(r) = self.allocate_cached(size, align) {
             return Ok(r);
         }
@@ -236,6 +322,9 @@ impl DevicePool {
             let addr = self.refill(cache, class)?;
             self.note_alloc(cache, size);
             return Ok((addr, SMALL | class as u64));
+        }
+        if size <= self.max_class_limit {
+            self.band_requests.fetch_add(1, Relaxed);
         }
         let mut large = self.large.lock();
         let b = large.allocate_user(size, align, &*self.backend, self.budget)?;
@@ -626,6 +715,7 @@ impl DevicePool {
             allocations: allocs,
             frees,
             budget: (self.budget != usize::MAX).then_some(self.budget),
+            small_threshold: self.class_threshold(),
             small,
             large: LargePoolMetrics {
                 strategy: strategy.to_string(),

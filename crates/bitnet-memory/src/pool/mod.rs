@@ -2,6 +2,7 @@
 //! behind one trait. Everything here works on addresses and offsets and is safe code; only
 //! [`crate::device`] and [`crate::allocation`] touch memory.
 
+pub mod adaptive;
 pub(crate) mod buddy;
 pub(crate) mod central;
 pub mod fragmentation;
