@@ -91,3 +91,35 @@ fn replay_adds_reserved_counters_and_markers_become_instants() {
     assert_eq!(pressure[0]["args"]["detail"], "high");
     assert_eq!(pressure[0]["s"], "g");
 }
+
+/// A manager's own history as Perfetto counters: live and reserved bytes per entry, the
+/// trim as an instant, the exact peak.
+#[test]
+fn a_managers_history_becomes_live_and_reserved_counters_and_trim_instants() {
+    use bitnet_memory::{MemoryConfig, MemoryManager};
+    use std::alloc::Layout;
+    let mut config = MemoryConfig::default()
+        .min_chunk(4 << 20)
+        .max_chunk(4 << 20);
+    config.cleanup.background = false;
+    let mm = MemoryManager::new(config).unwrap();
+    mm.record_history(100).unwrap();
+    let a = mm.allocate(Layout::from_size_align(2 << 20, 64).unwrap());
+    let b = mm.allocate(Layout::from_size_align(1000, 64).unwrap());
+    drop(a);
+    drop(b);
+    mm.trim();
+    let d = ReportData::from_snapshot(&mm.snapshot(), &ReportOptions::default()).unwrap();
+    let ev = events(&d);
+    assert_eq!(
+        named(&ev, "i", "peak live bytes")[0]["args"]["bytes"],
+        (2 << 20) + 1000
+    );
+    assert!(!named(&ev, "C", "reserved bytes").is_empty());
+    let trims = named(&ev, "i", "trim");
+    assert_eq!(trims.len(), 1);
+    assert!(trims[0]["args"]["bytes"].as_u64().unwrap() > 0);
+    let live = named(&ev, "C", "live bytes");
+    let last = live.last().unwrap()["args"].as_object().unwrap();
+    assert_eq!(last.values().filter_map(Value::as_u64).sum::<u64>(), 0);
+}
