@@ -77,7 +77,7 @@ impl Work {
                 each(&|s| workload::bitnet_inference(s, shape, tokens))
             }
             WorkloadName::Churn => {
-                let cycles = if q { 2 } else { 8 };
+                let cycles = if q { 1 } else { 8 };
                 each(&|s| workload::churn(s, cycles))
             }
             WorkloadName::Replay => {
