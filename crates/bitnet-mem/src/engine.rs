@@ -76,6 +76,10 @@ impl Work {
                 let shape = ModelShape::b1_58_2b4t(spec.scale);
                 each(&|s| workload::bitnet_inference(s, shape, tokens))
             }
+            WorkloadName::Churn => {
+                let cycles = if q { 1 } else { 8 };
+                each(&|s| workload::churn(s, cycles))
+            }
             WorkloadName::Replay => {
                 let path = spec
                     .trace

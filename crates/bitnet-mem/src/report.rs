@@ -2,6 +2,7 @@
 //! JSON document (`{"results": [...]}`, with room for sections beside `results`).
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -168,6 +169,134 @@ pub fn notes(rows: &[Row]) -> String {
     out
 }
 
+/// The workloads of the peak reserved / peak live section, in table order.
+pub const RATIO_WORKLOADS: [&str; 3] = ["tensor-mix", "bitnet-inference", "churn"];
+/// The allocators ours must be lower than (the `limit` row is shown but not compared: it
+/// is a speed floor that pre-fills every size class, not an allocator).
+pub const RATIO_PEERS: [&str; 3] = ["glibc", "mimalloc", "jemalloc"];
+/// Ours' target for peak reserved / peak live.
+pub const RATIO_TARGET: f64 = 1.10;
+
+/// One workload of the peak reserved / peak live section (one thread, where the peak of
+/// live bytes is exact).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RatioRow {
+    /// Workload name.
+    pub workload: String,
+    /// Threads of the rows it comes from (1).
+    pub threads: usize,
+    /// Peak live requested bytes.
+    pub peak_live_bytes: u64,
+    /// Per allocator that was measured: peak reserved (growth of VmHWM in a fresh
+    /// process) / peak live; the `reserved_over_live` of its row.
+    pub reserved_over_live: BTreeMap<String, f64>,
+    /// bitnet-memory's own metrics: peak reserved bytes (chunks held) / peak live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ours_metrics_reserved_over_live: Option<f64>,
+    /// The target ours must not exceed.
+    pub target: f64,
+    /// Ours at most `target` and lower than every peer measured; `None` when ours was not
+    /// measured.
+    pub met: Option<bool>,
+    /// `met`, `missed (...)` with the reasons, or `n/a`.
+    pub verdict: String,
+}
+
+/// The peak reserved / peak live section from the 1-thread rows of [`RATIO_WORKLOADS`].
+pub fn ratio_rows(rows: &[Row]) -> Vec<RatioRow> {
+    let ours_name = "bitnet-memory";
+    let mut out = Vec::new();
+    for w in RATIO_WORKLOADS {
+        let rs: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.workload == w && r.threads == 1)
+            .collect();
+        let Some(first) = rs.first() else {
+            continue;
+        };
+        let ratios: BTreeMap<String, f64> = rs
+            .iter()
+            .filter(|r| r.resident_measured)
+            .map(|r| (r.allocator.clone(), r.reserved_over_live))
+            .collect();
+        let ours_row = rs.iter().find(|r| r.allocator == ours_name);
+        let metrics = ours_row.and_then(|r| {
+            let m = r.metrics_peak_reserved_bytes?;
+            (r.peak_live_bytes > 0).then(|| m as f64 / r.peak_live_bytes as f64)
+        });
+        let (met, verdict) = match ratios.get(ours_name) {
+            None => (None, "n/a".to_string()),
+            Some(&ours) => {
+                let mut why = Vec::new();
+                if ours > RATIO_TARGET {
+                    why.push(format!("ours {ours:.2} > {RATIO_TARGET:.2}"));
+                }
+                let lower: Vec<String> = RATIO_PEERS
+                    .iter()
+                    .filter_map(|p| ratios.get(*p).map(|&v| (p, v)))
+                    .filter(|&(_, v)| v <= ours)
+                    .map(|(p, v)| format!("{p} {v:.2}"))
+                    .collect();
+                if !lower.is_empty() {
+                    why.push(format!("peers <= ours: {}", lower.join(", ")));
+                }
+                if why.is_empty() {
+                    (Some(true), "met".to_string())
+                } else {
+                    (Some(false), format!("missed ({})", why.join("; ")))
+                }
+            }
+        };
+        out.push(RatioRow {
+            workload: w.to_string(),
+            threads: 1,
+            peak_live_bytes: first.peak_live_bytes,
+            reserved_over_live: ratios,
+            ours_metrics_reserved_over_live: metrics,
+            target: RATIO_TARGET,
+            met,
+            verdict,
+        });
+    }
+    out
+}
+
+/// The peak reserved / peak live section as text: a column per allocator in `allocators`
+/// order (those with no figure on a workload read `-`).
+pub fn ratio_table(rows: &[RatioRow], allocators: &[&str]) -> String {
+    let mut out = format!(
+        "\npeak reserved / peak live (1 thread; reserved = growth of VmHWM in a fresh process; \
+         target: bitnet-memory <= {RATIO_TARGET:.2} and lower than {}):\n",
+        RATIO_PEERS.join(", ")
+    );
+    if rows.is_empty() {
+        out += "  (no 1-thread run of tensor-mix, bitnet-inference or churn)\n";
+        return out;
+    }
+    let _ = write!(out, "{:<16} {:>10}", "workload", "peak live");
+    for a in allocators {
+        let _ = write!(out, " {a:>13}");
+    }
+    let _ = writeln!(out, " {:>13}  verdict", "ours metrics");
+    for r in rows {
+        let _ = write!(out, "{:<16} {:>10}", r.workload, bytes(r.peak_live_bytes));
+        for a in allocators {
+            let v = r
+                .reserved_over_live
+                .get(*a)
+                .map_or("-".to_string(), |v| format!("{v:.2}"));
+            let _ = write!(out, " {v:>13}");
+        }
+        let m = r
+            .ours_metrics_reserved_over_live
+            .map_or("-".to_string(), |v| format!("{v:.2}"));
+        let _ = writeln!(out, " {m:>13}  {}", r.verdict);
+    }
+    out += "ours metrics: bitnet-memory's own peak reserved bytes (chunks held, touched or not) \
+            / peak live; limit: pre-filled size classes, shown, not compared.\n";
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +349,88 @@ mod tests {
         let back: Report = serde_json::from_value(v).unwrap();
         assert_eq!(back.results, r.results);
         assert!(back.sections.contains_key("tracking"));
+    }
+
+    fn row(workload: &str, allocator: &str, threads: usize, ratio: f64) -> Row {
+        Row {
+            workload: workload.into(),
+            allocator: allocator.into(),
+            threads,
+            pairs: 10,
+            median_ns_per_pair: 1.0,
+            min_ns_per_pair: 1.0,
+            max_ns_per_pair: 1.0,
+            peak_live_bytes: 1000,
+            peak_reserved_bytes: (ratio * 1000.0) as u64,
+            repeats: 1,
+            pairs_per_sec: 1.0,
+            events: 20,
+            median_ns_per_event: 0.5,
+            time_vs_bitnet_memory: None,
+            reserved_over_live: ratio,
+            resident_measured: true,
+            metrics_peak_reserved_bytes: (allocator == "bitnet-memory").then_some(1500),
+            metrics_peak_live_bytes: None,
+        }
+    }
+
+    #[test]
+    fn ratio_verdicts() {
+        let mut rows = vec![
+            // churn: met.
+            row("churn", "bitnet-memory", 1, 1.05),
+            row("churn", "glibc", 1, 1.2),
+            row("churn", "mimalloc", 1, 1.7),
+            row("churn", "jemalloc", 1, 1.4),
+            row("churn", "limit", 1, 1.0),
+            // tensor-mix: over the target, and glibc is lower.
+            row("tensor-mix", "bitnet-memory", 1, 1.3),
+            row("tensor-mix", "glibc", 1, 1.01),
+            row("tensor-mix", "jemalloc", 1, 1.5),
+            // bitnet-inference: under the target but a peer ties.
+            row("bitnet-inference", "bitnet-memory", 1, 1.08),
+            row("bitnet-inference", "jemalloc", 1, 1.08),
+            // Two-thread rows and other workloads are not in the section.
+            row("churn", "bitnet-memory", 2, 3.0),
+            row("small-mix", "bitnet-memory", 1, 3.0),
+        ];
+        let r = ratio_rows(&rows);
+        let names: Vec<&str> = r.iter().map(|r| r.workload.as_str()).collect();
+        assert_eq!(names, ["tensor-mix", "bitnet-inference", "churn"]);
+        assert_eq!(r[2].met, Some(true), "{}", r[2].verdict);
+        assert_eq!(r[2].verdict, "met");
+        assert_eq!(r[2].reserved_over_live["limit"], 1.0);
+        assert_eq!(r[2].ours_metrics_reserved_over_live, Some(1.5));
+        assert_eq!(r[0].met, Some(false));
+        assert!(
+            r[0].verdict.contains("ours 1.30 > 1.10"),
+            "{}",
+            r[0].verdict
+        );
+        assert!(r[0].verdict.contains("glibc 1.01"), "{}", r[0].verdict);
+        assert!(!r[0].verdict.contains("jemalloc"), "{}", r[0].verdict);
+        assert_eq!(r[1].met, Some(false), "a tie is not lower");
+        assert!(r[1].verdict.contains("jemalloc 1.08"), "{}", r[1].verdict);
+        // The limit does not count: ours above it is still met.
+        assert!(!r[2].verdict.contains("limit"));
+        let text = ratio_table(
+            &r,
+            &["bitnet-memory", "glibc", "mimalloc", "jemalloc", "limit"],
+        );
+        assert!(text.contains("churn"), "{text}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("tensor-mix") && l.contains(" - ")),
+            "{text}"
+        );
+        // Without resident figures there is no verdict.
+        for x in &mut rows {
+            x.resident_measured = false;
+        }
+        assert!(ratio_rows(&rows)
+            .iter()
+            .all(|r| r.met.is_none() && r.verdict == "n/a"));
+        assert!(ratio_rows(&[]).is_empty());
     }
 
     #[test]

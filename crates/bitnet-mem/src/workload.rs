@@ -36,18 +36,22 @@ pub enum WorkloadName {
     CrossThread,
     /// The allocations of a BitNet b1.58 2B4T decode loop, scaled by `--scale`.
     BitnetInference,
+    /// Sets of tensors reallocated at growing, then shrinking sizes (64 KiB..64 MiB), with
+    /// long-lived tensors interleaved: the pattern behind caching allocators' fragmentation.
+    Churn,
     /// A trace file (`--trace`).
     Replay,
 }
 
 impl WorkloadName {
     /// Every workload, in table order.
-    pub const ALL: [WorkloadName; 6] = [
+    pub const ALL: [WorkloadName; 7] = [
         WorkloadName::SmallMix,
         WorkloadName::TensorMix,
         WorkloadName::Large,
         WorkloadName::CrossThread,
         WorkloadName::BitnetInference,
+        WorkloadName::Churn,
         WorkloadName::Replay,
     ];
 
@@ -59,6 +63,7 @@ impl WorkloadName {
             Self::Large => "large",
             Self::CrossThread => "cross-thread",
             Self::BitnetInference => "bitnet-inference",
+            Self::Churn => "churn",
             Self::Replay => "replay",
         }
     }
@@ -352,6 +357,98 @@ pub fn bitnet_inference(seed: u64, shape: ModelShape, tokens: u64) -> Stream {
     b.finish()
 }
 
+/// Smallest request of the churn workload: 64 KiB.
+pub const CHURN_MIN: usize = 64 << 10;
+/// Largest request of the churn workload: 64 MiB.
+pub const CHURN_MAX: usize = 64 << 20;
+
+/// `x` bytes jittered by up to ±10%, rounded up to 256 B, within `CHURN_MIN..=CHURN_MAX`.
+fn churn_size(rng: &mut SmallRng, x: f64) -> usize {
+    let s = (x * rng.gen_range(0.9..1.1)) as usize;
+    s.next_multiple_of(256).clamp(CHURN_MIN, CHURN_MAX)
+}
+
+/// Sets of tensors reallocated at growing, then shrinking sizes, `cycles` times: the
+/// pattern behind the fragmentation reports of caching tensor allocators (a KV cache or a
+/// batch that grows with the sequence length, then a shorter sequence).
+///
+/// Each cycle draws a set of 2..=4 tensors, each a fixed share (1/2..1) of the cycle's
+/// size, a start size (64..512 KiB), a top size (24..64 MiB), a growth factor and a
+/// different shrink factor (1.25..1.6 each). Grow phase: step by step the size is
+/// multiplied by the growth factor up to the top, and at each step every tensor of the
+/// set is reallocated at its new size: the new block and a workspace (1/8..1/4 of it) are
+/// allocated, then the old block and the workspace freed, so a new block never takes its
+/// old block's place. Shrink phase: the same, down to the start size by the shrink
+/// factor, so that sizes do not repeat the grow phase's. At the end of the cycle the set
+/// is freed. Sizes are jittered by ±10% and rounded up to 256 B, within 64 KiB..64 MiB.
+///
+/// Interleaved: at each step, with probability 1/3, a long-lived tensor (64 KiB..1 MiB)
+/// is allocated between two reallocations of the set; it lives 8..64 steps (across
+/// phases and cycles), at most 6 at once. These sit between the churning blocks and keep
+/// the holes the churn leaves from coalescing. Everything is freed at the end.
+pub fn churn(seed: u64, cycles: u32) -> Stream {
+    const A: usize = 64;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut b = StreamBuilder::new();
+    // Long-lived tensors: (slot, step after which it is freed).
+    let mut long: Vec<(u32, u64)> = Vec::new();
+    let mut step = 0u64;
+    for _ in 0..cycles {
+        let n = rng.gen_range(2..=4usize);
+        let shares: Vec<f64> = (0..n).map(|_| rng.gen_range(0.5..=1.0)).collect();
+        let lo = log_uniform(&mut rng, 64 << 10, 512 << 10) as f64;
+        let hi = log_uniform(&mut rng, 24 << 20, CHURN_MAX) as f64;
+        let grow = rng.gen_range(1.25..1.6);
+        let shrink = rng.gen_range(1.25..1.6);
+        let mut schedule = Vec::new();
+        let mut x = lo;
+        while x < hi {
+            schedule.push(x);
+            x *= grow;
+        }
+        let mut x = hi;
+        while x > lo {
+            schedule.push(x);
+            x /= shrink;
+        }
+        schedule.push(lo);
+        let mut set: Vec<Option<u32>> = vec![None; n];
+        for &x in &schedule {
+            step += 1;
+            long.retain(|&(slot, end)| {
+                let keep = end > step;
+                if !keep {
+                    b.free(slot);
+                }
+                keep
+            });
+            let long_at = (long.len() < 6 && rng.gen_range(0..3) == 0).then(|| rng.gen_range(0..n));
+            for (i, t) in set.iter_mut().enumerate() {
+                let size = churn_size(&mut rng, x * shares[i]);
+                let new = b.alloc(size, A);
+                let ws = size as f64 * rng.gen_range(0.125..0.25);
+                let ws = b.alloc(churn_size(&mut rng, ws), A);
+                if let Some(old) = t.replace(new) {
+                    b.free(old);
+                }
+                b.free(ws);
+                if long_at == Some(i) {
+                    let size = log_uniform(&mut rng, CHURN_MIN, 1 << 20);
+                    let life = rng.gen_range(8..=64);
+                    long.push((b.alloc(size, A), step + life));
+                }
+            }
+        }
+        for t in set.into_iter().flatten() {
+            b.free(t);
+        }
+    }
+    for (slot, _) in long {
+        b.free(slot);
+    }
+    b.finish()
+}
+
 /// A trace as a stream: events in file order, on one thread; ids become slots. Blocks
 /// still live at the end of the trace stay live (the runner frees them after timing).
 pub fn from_trace(trace: &Trace) -> Stream {
@@ -395,6 +492,135 @@ mod tests {
             .iter()
             .all(|o| o.free || (256..=1 << 20).contains(&o.size)));
         assert_ne!(window(8, 1000, 16, 256, 1 << 20, 64).ops, a.ops);
+    }
+
+    /// Live requested bytes after each operation.
+    fn live_curve(s: &Stream) -> Vec<u64> {
+        let mut sizes = vec![0u64; s.slots];
+        let mut live = 0u64;
+        s.ops
+            .iter()
+            .map(|o| {
+                if o.free {
+                    live -= std::mem::take(&mut sizes[o.slot as usize]);
+                } else {
+                    sizes[o.slot as usize] = o.size as u64;
+                    live += o.size as u64;
+                }
+                live
+            })
+            .collect()
+    }
+
+    /// The turns of a curve with hysteresis: a peak is recorded once the curve falls below
+    /// half the highest value since the last trough and by at least 4 MiB, a trough once it
+    /// rises above twice the lowest since the last peak and by at least 4 MiB (so that the
+    /// reallocation of one small tensor is no turn). (op index of the peak, op index of the
+    /// following trough or of the end).
+    fn swings(live: &[u64]) -> Vec<(usize, usize)> {
+        const MIN_SWING: u64 = 4 << 20;
+        let mut out = Vec::new();
+        let (mut rising, mut ext, mut at) = (true, 0u64, 0usize);
+        let mut peak = 0;
+        for (i, &v) in live.iter().enumerate() {
+            if rising {
+                if v > ext {
+                    (ext, at) = (v, i);
+                } else if v * 2 < ext && ext - v >= MIN_SWING {
+                    peak = at;
+                    (rising, ext, at) = (false, v, i);
+                }
+            } else if v < ext {
+                (ext, at) = (v, i);
+            } else if v > 2 * ext && v - ext >= MIN_SWING {
+                out.push((peak, at));
+                (rising, ext, at) = (true, v, i);
+            }
+        }
+        if !rising {
+            out.push((peak, at));
+        }
+        out
+    }
+
+    #[test]
+    fn churn_is_deterministic_balanced_and_in_range() {
+        let a = churn(3, 4);
+        assert_eq!(a.ops, churn(3, 4).ops);
+        assert_ne!(a.ops, churn(4, 4).ops);
+        let frees = a.ops.iter().filter(|o| o.free).count() as u64;
+        assert_eq!(frees, a.allocs, "every block is freed");
+        assert_eq!(*live_curve(&a).last().unwrap(), 0);
+        assert!(a
+            .ops
+            .iter()
+            .all(|o| o.free || (CHURN_MIN..=CHURN_MAX).contains(&o.size)));
+        assert!(a.peak_live >= 24 << 20, "peak live {}", a.peak_live);
+        // Blocks of many sizes, not a few repeated ones.
+        let mut sizes: Vec<usize> = a.ops.iter().filter(|o| !o.free).map(|o| o.size).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        assert!(
+            sizes.len() as u64 > a.allocs / 2,
+            "{} distinct sizes",
+            sizes.len()
+        );
+    }
+
+    #[test]
+    fn churn_alternates_growing_and_shrinking() {
+        for seed in 0..16 {
+            for cycles in [1, 3, 5] {
+                let s = churn(seed, cycles);
+                let live = live_curve(&s);
+                let turns = swings(&live);
+                assert_eq!(
+                    turns.len(),
+                    cycles as usize,
+                    "seed {seed}: one rise and one fall per cycle: {turns:?}"
+                );
+                // Requests grow towards each peak and shrink after it: the largest request
+                // of each rise is several times its first ones, and so on the way down.
+                let mut start = 0;
+                for &(peak, trough) in &turns {
+                    let allocs = |r: std::ops::Range<usize>| {
+                        s.ops[r]
+                            .iter()
+                            .filter(|o| !o.free)
+                            .map(|o| o.size)
+                            .collect::<Vec<_>>()
+                    };
+                    let up = allocs(start..peak + 1);
+                    let down = allocs(peak + 1..trough + 1);
+                    let top = *up.iter().max().unwrap();
+                    assert!(top >= 4 * up[0], "seed {seed}: rise {:?}..{top}", up[0]);
+                    assert!(
+                        down[down.len() / 2..].iter().all(|&d| d * 4 < top),
+                        "seed {seed}: the second half of the fall is small"
+                    );
+                    start = trough;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn churn_keeps_long_lived_blocks_across_phases() {
+        let s = churn(11, 6);
+        let turns = swings(&live_curve(&s));
+        let mut born = vec![0usize; s.slots];
+        let mut spanning = 0;
+        for (i, o) in s.ops.iter().enumerate() {
+            if !o.free {
+                born[o.slot as usize] = i;
+            } else if turns
+                .iter()
+                .any(|&(peak, trough)| born[o.slot as usize] < peak && i > trough)
+            {
+                spanning += 1;
+            }
+        }
+        assert!(spanning >= 3, "{spanning} blocks outlive a whole fall");
     }
 
     #[test]

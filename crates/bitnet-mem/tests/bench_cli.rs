@@ -65,3 +65,57 @@ fn quick_bench_writes_every_row_in_the_stable_shape() {
         .all(|r| r["metrics_peak_reserved_bytes"].as_u64().unwrap() > 0));
     assert!(stdout.contains("small-mix"), "{stdout}");
 }
+
+#[test]
+fn quick_bench_prints_the_reserved_over_live_section_for_churn() {
+    let json = std::env::temp_dir().join(format!(
+        "bitnet-mem-bench-churn-{}.json",
+        std::process::id()
+    ));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-mem"))
+        .args(["bench", "--quick", "--workload", "churn", "--threads", "1"])
+        .args(["--repeats", "1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    // One churn row per allocator, the limit included (one thread).
+    let rows = v["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["workload"] == "churn"));
+    let section = v["reserved_over_live"].as_array().unwrap();
+    assert_eq!(section.len(), 1, "only the workloads that ran");
+    let s = &section[0];
+    assert_eq!(s["workload"], "churn");
+    assert_eq!(s["threads"], 1);
+    // Every allocator has its figure, equal to its row's.
+    for r in rows {
+        let name = r["allocator"].as_str().unwrap();
+        let ratio = s["reserved_over_live"][name].as_f64().unwrap();
+        assert_eq!(ratio, r["reserved_over_live"].as_f64().unwrap(), "{name}");
+        assert!(ratio > 0.0, "{name}");
+    }
+    assert!(s["ours_metrics_reserved_over_live"].as_f64().unwrap() > 0.0);
+    // The verdict follows from the figures.
+    let ours = s["reserved_over_live"]["bitnet-memory"].as_f64().unwrap();
+    let met = ours <= 1.10
+        && ["glibc", "mimalloc", "jemalloc"]
+            .iter()
+            .all(|p| ours < s["reserved_over_live"][p].as_f64().unwrap());
+    assert_eq!(s["met"].as_bool().unwrap(), met, "{s}");
+    assert!(stdout.contains("peak reserved / peak live"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("churn") && (l.ends_with("  met") || l.contains("  missed ("))),
+        "{stdout}"
+    );
+}

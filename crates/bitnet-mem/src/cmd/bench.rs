@@ -4,7 +4,7 @@ use super::CmdResult;
 use crate::contenders::Kind;
 use crate::engine::{bench_workload, steps, Method, Spec};
 use crate::progress::Progress;
-use crate::report::{notes, table, Report};
+use crate::report::{notes, ratio_rows, ratio_table, table, Report};
 use crate::workload::WorkloadName;
 use std::path::PathBuf;
 
@@ -132,10 +132,14 @@ pub fn run(args: Args) -> CmdResult {
     );
     print!("{}", table(&report.results));
     print!("{}", notes(&report.results));
+    let ratios = ratio_rows(&report.results);
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    print!("{}", ratio_table(&ratios, &names));
     let repeats = method.repeats.max(3);
     let tracking = crate::sections::tracking(args.quick, args.seed, repeats);
     let cleanup = crate::sections::cleanup(args.quick, repeats);
     print!("{}", crate::sections::print(&tracking, &cleanup));
+    report.add_section("reserved_over_live", &ratios)?;
     report.add_section("tracking", &tracking)?;
     report.add_section("cleanup", &cleanup)?;
     if let Some(path) = &args.json {
