@@ -35,8 +35,12 @@ struct Node {
     next_free: u32,
     state: State,
     /// For a free block: bytes that may be resident (freed by an owner since the last
-    /// purge), estimated to lie at its front. The rest was never touched or was purged.
+    /// purge): the range `[dirty_off, dirty_off + dirty)` of the block. Where blocks
+    /// merged it is the hull of their ranges, so it may count a clean gap between them
+    /// (purging that is harmless). The rest was never touched or was purged.
     dirty: usize,
+    /// Start of the dirty range, from the block's start.
+    dirty_off: usize,
     /// For a free block: when it was freed (the strategy's free counter), for
     /// oldest-first purging.
     freed_at: u64,
@@ -71,6 +75,33 @@ impl Default for Tlsf {
 }
 
 #[inline]
+/// The part of the range `(off, len)` that lies in `[from, to)`, as `(off, len)` from
+/// `from`; `(0, 0)` when none does.
+fn clip(off: usize, len: usize, from: usize, to: usize) -> (usize, usize) {
+    let (lo, hi) = (off.max(from), (off + len).min(to));
+    if len > 0 && hi > lo {
+        (lo - from, hi - lo)
+    } else {
+        (0, 0)
+    }
+}
+
+/// The smallest range `(off, len)` covering both (an empty range covers nothing).
+fn hull(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
+    match (a.1 > 0, b.1 > 0) {
+        (false, false) => (0, 0),
+        (true, false) => a,
+        (false, true) => b,
+        (true, true) => {
+            let lo = a.0.min(b.0);
+            (lo, (a.0 + a.1).max(b.0 + b.1) - lo)
+        }
+    }
+}
+
+/// Free blocks [`Tlsf::find_resident`] looks at, at most, per request.
+const RESIDENT_SCAN: usize = 32;
+
 fn log2(x: usize) -> u32 {
     usize::BITS - 1 - x.leading_zeros()
 }
@@ -238,9 +269,13 @@ impl Tlsf {
             prev_free: NIL,
             next_free: NIL,
             state: State::Used,
-            dirty: n.dirty.saturating_sub(size),
+            dirty: 0,
+            dirty_off: 0,
             freed_at: n.freed_at,
         });
+        let (off, len) = clip(n.dirty_off, n.dirty, size, n.size);
+        self.nodes[tail as usize].dirty = len;
+        self.nodes[tail as usize].dirty_off = off;
         if n.next_phys != NIL {
             self.nodes[n.next_phys as usize].prev_phys = tail;
         }
@@ -263,20 +298,88 @@ impl Tlsf {
             prev_free: NIL,
             next_free: NIL,
             state: State::Used,
-            dirty: n.dirty - n.dirty.min(pad),
+            dirty: 0,
+            dirty_off: 0,
             freed_at: n.freed_at,
         });
+        let (off, len) = clip(n.dirty_off, n.dirty, pad, n.size);
+        self.nodes[rest as usize].dirty = len;
+        self.nodes[rest as usize].dirty_off = off;
+        let (head_off, head_len) = clip(n.dirty_off, n.dirty, 0, pad);
         if n.next_phys != NIL {
             self.nodes[n.next_phys as usize].prev_phys = rest;
         }
         let head = &mut self.nodes[idx as usize];
         head.size = pad;
-        head.dirty = n.dirty.min(pad);
+        head.dirty = head_len;
+        head.dirty_off = head_off;
         head.next_phys = rest;
         // The head's physical predecessor is used (free neighbours never touch), so the
         // head goes straight into a free list.
         self.insert_free(idx);
         rest
+    }
+
+    /// The next non-empty bin after `(fl, sl)`.
+    fn next_bin(&self, fl: usize, sl: usize) -> Option<(usize, usize)> {
+        let sl_map = if sl + 1 < SL_COUNT {
+            self.sl_bitmap[fl] & (u32::MAX << (sl + 1))
+        } else {
+            0
+        };
+        if sl_map != 0 {
+            return Some((fl, sl_map.trailing_zeros() as usize));
+        }
+        let fl_map = if fl + 1 < FL_COUNT {
+            self.fl_bitmap & (u64::MAX << (fl + 1))
+        } else {
+            0
+        };
+        if fl_map == 0 {
+            return None;
+        }
+        let fl = fl_map.trailing_zeros() as usize;
+        Some((fl, self.sl_bitmap[fl].trailing_zeros() as usize))
+    }
+
+    /// A free block whose resident range holds `size` bytes at `align`: the first found
+    /// from the request's own bin upwards, looking at no more than [`RESIDENT_SCAN`]
+    /// blocks (so a search stays O(1)). Serving from resident memory keeps the resident
+    /// set from growing while resident free memory waits elsewhere; best fit proper
+    /// decides when no such block is near.
+    fn find_resident(&self, size: usize, align: usize) -> Option<u32> {
+        if self.dirty_bytes < size {
+            return None;
+        }
+        let (fl, sl) = mapping_insert(size);
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let mut bin = if self.heads[fl][sl] != NIL {
+            Some((fl, sl))
+        } else {
+            self.next_bin(fl, sl)
+        };
+        let mut budget = RESIDENT_SCAN;
+        while let Some((fl, sl)) = bin {
+            let mut i = self.heads[fl][sl];
+            while i != NIL {
+                if budget == 0 {
+                    return None;
+                }
+                budget -= 1;
+                let n = &self.nodes[i as usize];
+                if n.dirty >= size {
+                    let start = self.addr(i) + n.dirty_off;
+                    if start.next_multiple_of(align) + size <= start + n.dirty {
+                        return Some(i);
+                    }
+                }
+                i = n.next_free;
+            }
+            bin = self.next_bin(fl, sl);
+        }
+        None
     }
 
     fn addr(&self, idx: u32) -> usize {
@@ -304,6 +407,7 @@ impl BlockStrategy for Tlsf {
             state: State::Used,
             // Fresh device memory is not resident until touched.
             dirty: 0,
+            dirty_off: 0,
             freed_at: 0,
         });
         let slot = chunk as usize;
@@ -335,8 +439,8 @@ impl BlockStrategy for Tlsf {
         // an earlier request of the same size sits there, resident, and fits exactly. The
         // O(1) search proper skips that bin (it may hold smaller blocks).
         let (fl, sl) = mapping_insert(size);
-        let mut idx = NIL;
-        if fl < FL_COUNT {
+        let mut idx = self.find_resident(size, align).unwrap_or(NIL);
+        if idx == NIL && fl < FL_COUNT {
             let mut i = self.heads[fl][sl];
             for _ in 0..8 {
                 if i == NIL {
@@ -359,7 +463,15 @@ impl BlockStrategy for Tlsf {
         };
         self.remove_free(idx);
         let addr = self.addr(idx);
-        let pad = addr.next_multiple_of(align) - addr;
+        let n = self.nodes[idx as usize];
+        // Carve the block where the free block's resident range starts when it fits there:
+        // the pages are there already, so the resident set does not grow.
+        let resident_pad = (addr + n.dirty_off).next_multiple_of(align) - addr;
+        let pad = if n.dirty > 0 && n.dirty_off > 0 && resident_pad + size <= n.size {
+            resident_pad
+        } else {
+            addr.next_multiple_of(align) - addr
+        };
         let idx = if pad > 0 {
             self.split_head(idx, pad)
         } else {
@@ -386,15 +498,16 @@ impl BlockStrategy for Tlsf {
         // The owner touched it: all of it may be resident now.
         let node = &mut self.nodes[idx as usize];
         node.dirty = node.size;
+        node.dirty_off = 0;
         node.freed_at = self.now;
         let prev = self.nodes[idx as usize].prev_phys;
         if prev != NIL && self.nodes[prev as usize].state == State::Free {
             self.remove_free(prev);
             let n = self.nodes[idx as usize];
             let p = &mut self.nodes[prev as usize];
+            (p.dirty_off, p.dirty) = hull((p.dirty_off, p.dirty), (p.size, n.size));
             p.size += n.size;
             p.next_phys = n.next_phys;
-            p.dirty += n.dirty;
             p.freed_at = n.freed_at;
             if n.next_phys != NIL {
                 self.nodes[n.next_phys as usize].prev_phys = prev;
@@ -407,9 +520,10 @@ impl BlockStrategy for Tlsf {
             self.remove_free(next);
             let nx = self.nodes[next as usize];
             let n = &mut self.nodes[idx as usize];
+            let next_range = (n.size + nx.dirty_off, nx.dirty);
+            (n.dirty_off, n.dirty) = hull((n.dirty_off, n.dirty), next_range);
             n.size += nx.size;
             n.next_phys = nx.next_phys;
-            n.dirty += nx.dirty;
             if nx.next_phys != NIL {
                 self.nodes[nx.next_phys as usize].prev_phys = idx;
             }
@@ -447,6 +561,7 @@ impl BlockStrategy for Tlsf {
                 if n.state == State::Free && n.dirty > 0 && n.freed_at < before {
                     decommit(n.chunk, n.offset, n.size);
                     self.nodes[i as usize].dirty = 0;
+                    self.nodes[i as usize].dirty_off = 0;
                     self.dirty_bytes -= n.dirty;
                     purged += n.dirty;
                 }
@@ -503,6 +618,7 @@ impl BlockStrategy for Tlsf {
             let n = self.nodes[i as usize];
             decommit(n.chunk, n.offset, n.size);
             self.nodes[i as usize].dirty = 0;
+            self.nodes[i as usize].dirty_off = 0;
             self.dirty_bytes -= n.dirty;
             purged += n.dirty;
         }
@@ -575,7 +691,10 @@ impl BlockStrategy for Tlsf {
                 if is_free {
                     free_total += n.size;
                     free_count += 1;
-                    assert!(n.dirty <= n.size, "more dirty bytes than bytes");
+                    assert!(
+                        n.dirty_off + n.dirty <= n.size,
+                        "dirty range outside the block"
+                    );
                     dirty_total += n.dirty;
                 }
                 prev_free = is_free;

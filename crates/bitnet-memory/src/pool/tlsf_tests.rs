@@ -126,3 +126,57 @@ fn a_freed_block_of_the_same_size_is_reused_first() {
     let again = t.allocate(size, 16).unwrap();
     assert_eq!(again.addr, a.addr, "the resident block, not fresh memory");
 }
+
+/// Resident-first placement: a request goes to free memory whose pages are resident,
+/// even when a smaller block of clean (untouched or purged) memory would fit better.
+#[test]
+fn requests_go_to_resident_free_memory_before_clean_memory() {
+    const K: usize = 1024;
+    let mut t = Tlsf::new();
+    t.add_chunk(0, 1 << 20, 1 << 20);
+    let a = t.allocate(512 * K, 16).unwrap();
+    let _b = t.allocate(128 * K, 16).unwrap(); // the rest, 384 KiB, stays untouched
+    t.free(a.token);
+    assert_eq!(t.dirty_free_bytes(), 512 * K);
+    // Best fit alone would take the clean 384 KiB tail.
+    let c = t.allocate(300 * K, 16).unwrap();
+    assert_eq!(c.addr, a.addr, "served from the resident block");
+    assert_eq!(t.dirty_free_bytes(), 212 * K, "no new pages");
+    t.check_invariants();
+}
+
+/// Merged blocks keep where their resident bytes are: a freed block after a clean
+/// neighbour is resident at its back, and a request is carved there.
+#[test]
+fn resident_ranges_survive_merges_and_requests_are_carved_from_them() {
+    const K: usize = 1024;
+    let mut t = Tlsf::new();
+    t.add_chunk(0, 1 << 20, 1 << 20);
+    let x = t.allocate(256 * K, 16).unwrap();
+    let b = t.allocate(256 * K, 16).unwrap();
+    let _c = t.allocate(512 * K, 16).unwrap();
+    t.free(x.token);
+    t.purge(0, &mut |_, _, _| {}); // x's pages handed back: clean
+    t.free(b.token); // merges with clean x: resident at 256 KiB..512 KiB of the block
+    assert_eq!(t.dirty_free_bytes(), 256 * K);
+    t.check_invariants();
+    let d = t.allocate(200 * K, 4096).unwrap();
+    assert_eq!(d.addr, b.addr, "carved where the resident pages are");
+    assert_eq!(t.dirty_free_bytes(), 56 * K);
+    t.check_invariants();
+    // The clean head is still there for a later request.
+    let e = t.allocate(256 * K, 16).unwrap();
+    assert_eq!(e.addr, x.addr);
+    t.check_invariants();
+}
+
+#[test]
+fn clip_and_hull_of_ranges() {
+    assert_eq!(clip(100, 50, 0, 120), (100, 20));
+    assert_eq!(clip(100, 50, 120, 400), (0, 30));
+    assert_eq!(clip(100, 50, 150, 400), (0, 0));
+    assert_eq!(clip(0, 0, 0, 400), (0, 0));
+    assert_eq!(hull((0, 0), (10, 5)), (10, 5));
+    assert_eq!(hull((10, 5), (0, 0)), (10, 5));
+    assert_eq!(hull((10, 5), (30, 10)), (10, 30));
+}
