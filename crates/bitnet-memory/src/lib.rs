@@ -34,6 +34,7 @@ pub mod global;
 pub mod leak;
 mod manager;
 pub mod metrics;
+pub mod movable;
 pub mod planner;
 pub mod pool;
 pub mod trace;
@@ -50,6 +51,7 @@ pub use leak::{
 };
 pub use manager::{ManagerBuilder, MemoryManager, RawBlock};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
+pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};
 pub use pool::{FragmentationReport, TrimReport};
 
 /// The README's example runs as a doctest.
