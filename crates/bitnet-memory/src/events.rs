@@ -75,6 +75,9 @@ pub enum CleanupStrategy {
     Emergency,
     /// The background worker released memory idle past its decay time.
     Decay,
+    /// Movable blocks were moved to fill holes and the chunks emptied were released
+    /// ([`MemoryManager::compact`](crate::MemoryManager::compact)).
+    Compaction,
 }
 
 /// Something that happened in the manager.

@@ -187,6 +187,17 @@ impl History {
             .collect()
     }
 
+    /// A block moved (compaction): its id follows it.
+    pub fn moved(&self, device: DeviceId, from: usize, to: usize) {
+        if !self.is_on() {
+            return;
+        }
+        let mut r = self.ring.lock();
+        if let Some(k) = r.known.remove(&(device.0, from)) {
+            r.known.insert((device.0, to), k);
+        }
+    }
+
     /// The entries, oldest first, and how many fell out of the ring.
     pub fn entries(&self) -> (Vec<HistoryEntry>, u64) {
         let r = self.ring.lock();
@@ -251,7 +262,8 @@ mod tests {
         h.alloc(ev(64, 8, Some(7)), Location::caller());
         h.alloc(ev(128, 8, None), Location::caller());
         assert_eq!(h.owners().get(&(0, 64)).map(|o| o.0), Some(7));
-        h.free(ev(128, 8, None));
+        h.moved(DeviceId::CPU, 128, 256);
+        h.free(ev(256, 8, None));
         h.free(ev(64, 8, Some(7)));
         // Live before the history began, untracked: a fresh id.
         h.free(ev(512, 8, None));

@@ -35,6 +35,7 @@ mod history;
 pub mod leak;
 mod manager;
 pub mod metrics;
+pub mod movable;
 pub mod planner;
 pub mod pool;
 pub mod snapshot;
@@ -52,6 +53,7 @@ pub use leak::{
 };
 pub use manager::{ManagerBuilder, MemoryManager, RawBlock, MAX_HISTORY};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
+pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};
 pub use pool::{FragmentationReport, TrimReport};
 pub use snapshot::Snapshot;
 

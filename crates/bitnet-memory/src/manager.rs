@@ -57,7 +57,9 @@ pub(crate) struct Inner {
     started: Instant,
     /// Blocks handed out through the raw API: address -> (token, size, device, slot).
     raw: Mutex<HashMap<usize, (u64, usize, DeviceId, u32)>>,
-    cleanup_stats: Mutex<CleanupStats>,
+    /// Movable blocks, for compaction.
+    pub(crate) movable: crate::movable::Registry,
+    pub(crate) cleanup_stats: Mutex<CleanupStats>,
     pressure: Vec<AtomicU8>,
     oom_observers: RwLock<Vec<OomObserver>>,
     worker: Mutex<Option<Worker>>,
@@ -123,7 +125,7 @@ impl Inner {
     }
 
     /// What the history records of an allocation or free just done.
-    fn block_event(
+    pub(crate) fn block_event(
         &self,
         device: DeviceId,
         addr: usize,
@@ -170,6 +172,11 @@ impl Inner {
         self.bus.emit(EventKind::CleanupTriggered, || {
             MemoryEvent::CleanupTriggered { strategy }
         });
+        if strategy == CleanupStrategy::Emergency && !self.movable.is_empty() {
+            // A run of its own (event, statistics, the chunks it emptied); the trim below
+            // then releases what else is free.
+            self.compact();
+        }
         let t = Instant::now();
         let mut r = TrimReport::default();
         for d in &self.devices {
@@ -205,7 +212,7 @@ impl Inner {
         Some(report)
     }
 
-    fn record_cleanup(&self, report: &CleanupReport) {
+    pub(crate) fn record_cleanup(&self, report: &CleanupReport) {
         self.cleanup_stats.lock().record(report);
         self.history_mark(
             HistoryKind::Trim,
@@ -372,6 +379,7 @@ impl ManagerBuilder {
             bus: EventBus::default(),
             started: Instant::now(),
             raw: Mutex::new(HashMap::new()),
+            movable: crate::movable::Registry::default(),
             cleanup_stats: Mutex::new(CleanupStats::default()),
             pressure: (0..ndev).map(|_| AtomicU8::new(0)).collect(),
             oom_observers: RwLock::new(Vec::new()),
@@ -391,7 +399,7 @@ impl ManagerBuilder {
     }
 }
 
-fn check_layout(size: usize, align: usize) -> Result<()> {
+pub(crate) fn check_layout(size: usize, align: usize) -> Result<()> {
     let bad = |reason| {
         Err(MemoryError::InvalidLayout {
             size,

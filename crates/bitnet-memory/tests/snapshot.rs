@@ -279,3 +279,45 @@ fn threads_share_one_history_and_the_snapshot_stays_consistent() {
     assert_eq!(snap.history.len(), 3000);
     assert_eq!(snap.history.last().unwrap().live_bytes, 0);
 }
+
+#[test]
+fn moved_blocks_keep_their_ids_in_the_snapshot() {
+    let c = config()
+        .strategy(Strategy::BestFit)
+        .min_chunk(1 << 20)
+        .max_chunk(1 << 20);
+    let mm = MemoryManager::new(c).unwrap();
+    mm.record_history(1000).unwrap();
+    let mut v: Vec<_> = (0..8)
+        .map(|_| mm.allocate_movable(layout(200_000)).unwrap())
+        .collect();
+    // Holes in the first chunk for the second chunk's three blocks.
+    for i in [3, 1, 0] {
+        v.remove(i);
+    }
+    let before: Vec<usize> = v.iter().map(|m| m.current_addr()).collect();
+    let report = mm.compact();
+    assert!(report.blocks_moved > 0, "{report}");
+    let snap = mm.snapshot();
+    snap.check().unwrap();
+    let ids: std::collections::HashMap<u64, u64> = blocks(pool(&snap, "large"))
+        .filter(|(_, b)| b.live)
+        .map(|(at, b)| (at, b.allocation_id.expect("allocated under history")))
+        .collect();
+    let allocs: Vec<u64> = snap
+        .history
+        .iter()
+        .filter(|e| e.kind == HistoryKind::Alloc)
+        .map(|e| e.id.unwrap())
+        .collect();
+    assert_eq!(allocs.len(), 8);
+    let mut moved = 0;
+    for (m, was) in v.iter().zip(&before) {
+        let id = ids[&(m.current_addr() as u64)];
+        assert!(allocs.contains(&id));
+        moved += usize::from(m.current_addr() != *was);
+    }
+    assert_eq!(moved, report.blocks_moved);
+    let distinct: std::collections::HashSet<u64> = ids.values().copied().collect();
+    assert_eq!(distinct.len(), v.len());
+}

@@ -113,6 +113,10 @@ impl BlockStrategy for Buddy {
         "buddy"
     }
 
+    fn chunk_fence(&mut self) -> Option<&mut dyn super::large::compact::ChunkFence> {
+        Some(self)
+    }
+
     fn add_chunk(&mut self, chunk: u32, base: usize, size: usize) {
         assert!(
             size.is_power_of_two() && size >= MIN_BLOCK,
@@ -243,6 +247,9 @@ impl BlockStrategy for Buddy {
         assert_eq!(total, self.free_bytes, "free byte count drifted");
     }
 }
+
+#[path = "buddy_fence.rs"]
+mod fence;
 
 #[cfg(test)]
 #[path = "buddy_tests.rs"]

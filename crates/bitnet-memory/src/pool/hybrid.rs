@@ -326,6 +326,24 @@ impl DevicePool {
         if size <= self.max_class_limit {
             self.band_requests.fetch_add(1, Relaxed);
         }
+        self.allocate_large(cache, size, align)
+    }
+
+    /// A block of the large pool whatever the size (movable blocks always come from it).
+    pub(crate) fn allocate_large_once(
+        &self,
+        size: usize,
+        align: usize,
+    ) -> Result<(usize, u64), GrowError> {
+        self.allocate_large(self.cache(), size, align)
+    }
+
+    fn allocate_large(
+        &self,
+        cache: Option<&ThreadCache>,
+        size: usize,
+        align: usize,
+    ) -> Result<(usize, u64), GrowError> {
         let mut large = self.large.lock();
         let b = large.allocate_user(size, align, &*self.backend, self.budget)?;
         self.note_alloc(cache, size);
@@ -334,6 +352,19 @@ impl DevicePool {
         // keep it within the limit here too, not only when blocks are freed.
         self.purge(&mut large);
         Ok((b.addr, b.token))
+    }
+
+    /// Compacts the movable `blocks` of this pool (see [`super::large::compact`]), under
+    /// the large-pool lock, copies included.
+    pub(crate) fn compact(
+        &self,
+        blocks: &[&super::large::compact::MoveCell],
+        copy: &mut dyn FnMut(usize, usize, usize),
+    ) -> super::large::compact::CompactStats {
+        let mut large = self.large.lock();
+        let stats = large.compact(blocks, &*self.backend, copy);
+        self.purge(&mut large);
+        stats
     }
 
     /// Serves one block of `class` from the central list, refilling the thread cache with a

@@ -8,6 +8,9 @@ use crate::device::{Chunk, DeviceBackend, DeviceError};
 use hashbrown::{DefaultHashBuilder, HashMap};
 use std::alloc::System;
 
+#[path = "compact.rs"]
+pub(crate) mod compact;
+
 /// Why the pool could not grow.
 #[derive(Debug)]
 pub enum GrowError {

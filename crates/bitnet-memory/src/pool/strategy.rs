@@ -73,4 +73,9 @@ pub trait BlockStrategy: Send {
     fn free_block_spans(&self, out: &mut SysVec<(usize, usize)>);
     /// Panics if an internal invariant does not hold. Used by tests after every mutation.
     fn check_invariants(&self);
+    /// What compaction needs of the strategy; `None` (the default): its chunks are never
+    /// compacted.
+    fn chunk_fence(&mut self) -> Option<&mut dyn super::large::compact::ChunkFence> {
+        None
+    }
 }

@@ -393,6 +393,10 @@ impl BlockStrategy for Tlsf {
         "best-fit (TLSF)"
     }
 
+    fn chunk_fence(&mut self) -> Option<&mut dyn super::large::compact::ChunkFence> {
+        Some(self)
+    }
+
     fn add_chunk(&mut self, chunk: u32, base: usize, size: usize) {
         let size = size / GRANULE * GRANULE;
         assert!(size >= GRANULE, "chunk too small");
@@ -728,6 +732,9 @@ impl BlockStrategy for Tlsf {
         assert_eq!(free_total, self.free_bytes, "free byte count drifted");
     }
 }
+
+#[path = "tlsf_fence.rs"]
+mod fence;
 
 #[cfg(test)]
 #[path = "tlsf_tests.rs"]
