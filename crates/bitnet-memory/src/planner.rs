@@ -269,7 +269,10 @@ pub struct PoolReplay {
 
 /// Runs `blocks` through a real [`MemoryManager`] made from `config`, on this thread, in
 /// time order (frees before allocations at equal times), and reads its peaks.
-pub fn replay(blocks: &[Interval], config: MemoryConfig) -> Result<PoolReplay, MemoryError> {
+pub fn replay(blocks: &[Interval], mut config: MemoryConfig) -> Result<PoolReplay, MemoryError> {
+    // A dry run is deterministic: no worker decaying, checking pressure or moving the
+    // strategy's threshold at times of its own.
+    config.cleanup.background = false;
     let mm = MemoryManager::new(config)?;
     let mut events: Vec<(u64, u8, usize)> = Vec::with_capacity(2 * blocks.len());
     for (i, b) in blocks.iter().enumerate().filter(|(_, b)| b.lives()) {

@@ -139,6 +139,10 @@ impl LargePool {
         backend: &dyn DeviceBackend,
         budget: usize,
     ) -> Result<Block, GrowError> {
+        // Resident-first placement cuts into big free blocks; near the budget they are
+        // what a big request needs, so best fit alone decides there.
+        let room = self.reserved.saturating_add(self.growth()) <= budget;
+        self.strategy.set_prefer_resident(room);
         let b = match self.strategy.allocate(size, align) {
             Some(b) => b,
             None => {

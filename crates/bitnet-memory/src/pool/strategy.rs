@@ -43,6 +43,9 @@ pub trait BlockStrategy: Send {
     /// Sets the clock (milliseconds) that stamps blocks as they are freed. Strategies that
     /// do not age blocks ignore it.
     fn set_now(&mut self, _now_ms: u64) {}
+    /// Whether to place requests in resident free memory before best fit (strategies
+    /// that track residency); the pool turns it off when it has no room to grow.
+    fn set_prefer_resident(&mut self, _on: bool) {}
     /// Hands back the pages of dirty free blocks freed before `before` (ms); returns the
     /// bytes purged. The default purges nothing.
     fn purge_freed_before(

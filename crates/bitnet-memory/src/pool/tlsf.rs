@@ -66,6 +66,8 @@ pub struct Tlsf {
     dirty_bytes: usize,
     /// The clock (ms) stamped on blocks as they are freed.
     now: u64,
+    /// Whether requests look for resident free memory first.
+    prefer_resident: bool,
 }
 
 impl Default for Tlsf {
@@ -154,6 +156,7 @@ impl Tlsf {
             chunks: SysVec::new_in(System),
             free_bytes: 0,
             dirty_bytes: 0,
+            prefer_resident: true,
             now: 0,
         }
     }
@@ -344,11 +347,12 @@ impl Tlsf {
 
     /// A free block whose resident range holds `size` bytes at `align`: the first found
     /// from the request's own bin upwards, looking at no more than [`RESIDENT_SCAN`]
-    /// blocks (so a search stays O(1)). Serving from resident memory keeps the resident
+    /// blocks (so a search stays O(1)). Off while the pool has no room to grow: then
+    /// best fit alone places blocks, which keeps big free blocks whole. Serving from resident memory keeps the resident
     /// set from growing while resident free memory waits elsewhere; best fit proper
     /// decides when no such block is near.
     fn find_resident(&self, size: usize, align: usize) -> Option<u32> {
-        if self.dirty_bytes < size {
+        if !self.prefer_resident || self.dirty_bytes < size {
             return None;
         }
         let (fl, sl) = mapping_insert(size);
@@ -443,7 +447,8 @@ impl BlockStrategy for Tlsf {
         // an earlier request of the same size sits there, resident, and fits exactly. The
         // O(1) search proper skips that bin (it may hold smaller blocks).
         let (fl, sl) = mapping_insert(size);
-        let mut idx = self.find_resident(size, align).unwrap_or(NIL);
+        let resident = self.find_resident(size, align);
+        let mut idx = resident.unwrap_or(NIL);
         if idx == NIL && fl < FL_COUNT {
             let mut i = self.heads[fl][sl];
             for _ in 0..8 {
@@ -468,11 +473,17 @@ impl BlockStrategy for Tlsf {
         self.remove_free(idx);
         let addr = self.addr(idx);
         let n = self.nodes[idx as usize];
-        // Carve the block where the free block's resident range starts when it fits there:
-        // the pages are there already, so the resident set does not grow.
-        let resident_pad = (addr + n.dirty_off).next_multiple_of(align) - addr;
-        let pad = if n.dirty > 0 && n.dirty_off > 0 && resident_pad + size <= n.size {
-            resident_pad
+        // A block picked for its resident pages is carved inside them, so the resident
+        // set does not grow: flush with the free block's end when the resident range
+        // reaches it (one clean head is left, no sliver), else where the range starts.
+        // Any other block is carved at the front, as best fit does.
+        let pad = if resident.is_some() && n.dirty_off > 0 {
+            let end_pad = ((addr + n.size - size) & !(align - 1)) - addr;
+            if n.dirty_off + n.dirty == n.size && end_pad >= n.dirty_off {
+                end_pad
+            } else {
+                (addr + n.dirty_off).next_multiple_of(align) - addr
+            }
         } else {
             addr.next_multiple_of(align) - addr
         };
@@ -549,6 +560,10 @@ impl BlockStrategy for Tlsf {
 
     fn set_now(&mut self, now_ms: u64) {
         self.now = now_ms;
+    }
+
+    fn set_prefer_resident(&mut self, on: bool) {
+        self.prefer_resident = on;
     }
 
     fn purge_freed_before(

@@ -146,26 +146,30 @@ fn requests_go_to_resident_free_memory_before_clean_memory() {
 }
 
 /// Merged blocks keep where their resident bytes are: a freed block after a clean
-/// neighbour is resident at its back, and a request is carved there.
+/// neighbour is resident at its back, and a request is carved there, flush with the end.
 #[test]
 fn resident_ranges_survive_merges_and_requests_are_carved_from_them() {
     const K: usize = 1024;
     let mut t = Tlsf::new();
     t.add_chunk(0, 1 << 20, 1 << 20);
-    let x = t.allocate(256 * K, 16).unwrap();
+    let x = t.allocate(128 * K, 16).unwrap();
     let b = t.allocate(256 * K, 16).unwrap();
-    let _c = t.allocate(512 * K, 16).unwrap();
+    let _c = t.allocate(512 * K, 16).unwrap(); // 128 KiB stay untouched at the end
     t.free(x.token);
     t.purge(0, &mut |_, _, _| {}); // x's pages handed back: clean
-    t.free(b.token); // merges with clean x: resident at 256 KiB..512 KiB of the block
+    t.free(b.token); // merges with clean x: resident at 128 KiB..384 KiB of the block
     assert_eq!(t.dirty_free_bytes(), 256 * K);
     t.check_invariants();
     let d = t.allocate(200 * K, 4096).unwrap();
-    assert_eq!(d.addr, b.addr, "carved where the resident pages are");
+    assert_eq!(
+        d.addr,
+        x.addr + 184 * K,
+        "carved in the resident pages, at the end"
+    );
     assert_eq!(t.dirty_free_bytes(), 56 * K);
     t.check_invariants();
-    // The clean head is still there for a later request.
-    let e = t.allocate(256 * K, 16).unwrap();
+    // One piece is left in front, whole, for a later request.
+    let e = t.allocate(184 * K, 16).unwrap();
     assert_eq!(e.addr, x.addr);
     t.check_invariants();
 }
