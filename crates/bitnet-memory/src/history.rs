@@ -36,6 +36,28 @@ struct Entry {
     detail: Option<String>,
 }
 
+impl Entry {
+    fn block(
+        e: &BlockEvent,
+        kind: HistoryKind,
+        id: u64,
+        site: Option<&'static Location<'static>>,
+    ) -> Self {
+        Entry {
+            t_ns: e.t_ns,
+            kind,
+            id: Some(id),
+            size: e.size as u64,
+            live: e.live as u64,
+            reserved: e.reserved as u64,
+            device: e.device.0,
+            pool: Some(e.pool),
+            site,
+            detail: None,
+        }
+    }
+}
+
 /// What a live block allocated while history was on is known by.
 #[derive(Debug, Clone, Copy)]
 struct Known {
@@ -115,18 +137,7 @@ impl History {
         let mut r = self.ring.lock();
         let id = e.tracked_id.map_or_else(|| r.fresh_id(), u64::from);
         r.known.insert((e.device.0, e.addr), Known { id, site });
-        r.push(Entry {
-            t_ns: e.t_ns,
-            kind: HistoryKind::Alloc,
-            id: Some(id),
-            size: e.size as u64,
-            live: e.live as u64,
-            reserved: e.reserved as u64,
-            device: e.device.0,
-            pool: Some(e.pool),
-            site: Some(site),
-            detail: None,
-        });
+        r.push(Entry::block(&e, HistoryKind::Alloc, id, Some(site)));
     }
 
     pub fn free(&self, e: BlockEvent) {
@@ -137,18 +148,7 @@ impl History {
             Some(k) => k.id,
             None => e.tracked_id.map_or_else(|| r.fresh_id(), u64::from),
         };
-        r.push(Entry {
-            t_ns: e.t_ns,
-            kind: HistoryKind::Free,
-            id: Some(id),
-            size: e.size as u64,
-            live: e.live as u64,
-            reserved: e.reserved as u64,
-            device: e.device.0,
-            pool: Some(e.pool),
-            site: None,
-            detail: None,
-        });
+        r.push(Entry::block(&e, HistoryKind::Free, id, None));
     }
 
     /// A trim, a pressure change or a failed request (`kind` trim or pressure).

@@ -112,6 +112,41 @@ impl Inner {
         }
     }
 
+    /// Tells the leak scopes, subscribers and the history of an allocation just made
+    /// (`slot`: its tracking slot, 0 if untracked).
+    pub(crate) fn announce_alloc(
+        &self,
+        device: DeviceId,
+        addr: usize,
+        token: u64,
+        size: usize,
+        slot: u32,
+        site: &'static Location<'static>,
+    ) {
+        if slot != 0 {
+            self.note_tracked_alloc(slot, device, token);
+        }
+        let id = || {
+            if slot != 0 {
+                self.tracker.read(slot).map_or(0, |m| m.id)
+            } else {
+                0
+            }
+        };
+        self.bus.emit(EventKind::AllocationCreated, || {
+            MemoryEvent::AllocationCreated {
+                id: id(),
+                addr,
+                size,
+                device,
+            }
+        });
+        if self.history.is_on() {
+            let e = self.block_event(device, addr, token, size, id());
+            self.history.alloc(e, site);
+        }
+    }
+
     /// Nanoseconds since the manager was made: the clock of snapshots and the history.
     pub(crate) fn now_ns(&self) -> u64 {
         self.started.elapsed().as_nanos() as u64
@@ -125,7 +160,7 @@ impl Inner {
     }
 
     /// What the history records of an allocation or free just done.
-    pub(crate) fn block_event(
+    fn block_event(
         &self,
         device: DeviceId,
         addr: usize,
@@ -612,30 +647,7 @@ impl MemoryManager {
                 slot
             }
         };
-        if slot != 0 {
-            inner.note_tracked_alloc(slot, pool.id, token);
-        }
-        inner.bus.emit(EventKind::AllocationCreated, || {
-            MemoryEvent::AllocationCreated {
-                id: if slot != 0 {
-                    inner.tracker.read(slot).map_or(0, |m| m.id)
-                } else {
-                    0
-                },
-                addr,
-                size,
-                device: pool.id,
-            }
-        });
-        if inner.history.is_on() {
-            let id = if slot != 0 {
-                inner.tracker.read(slot).map_or(0, |m| m.id)
-            } else {
-                0
-            };
-            let e = inner.block_event(pool.id, addr, token, size, id);
-            inner.history.alloc(e, site);
-        }
+        inner.announce_alloc(pool.id, addr, token, size, slot, site);
         Ok(Allocation::new(addr, size, token, slot, pool.id, inner))
     }
 

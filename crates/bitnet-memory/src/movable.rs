@@ -518,30 +518,7 @@ impl MemoryManager {
                     .record(addr, size, device.0, weight, Location::caller())
             }
         };
-        if slot != 0 {
-            inner.note_tracked_alloc(slot, device, token);
-        }
-        if inner.history.is_on() {
-            let id = if slot != 0 {
-                inner.tracker.read(slot).map_or(0, |m| m.id)
-            } else {
-                0
-            };
-            let e = inner.block_event(device, addr, token, size, id);
-            inner.history.alloc(e, Location::caller());
-        }
-        inner.bus.emit(EventKind::AllocationCreated, || {
-            MemoryEvent::AllocationCreated {
-                id: if slot != 0 {
-                    inner.tracker.read(slot).map_or(0, |m| m.id)
-                } else {
-                    0
-                },
-                addr,
-                size,
-                device,
-            }
-        });
+        inner.announce_alloc(device, addr, token, size, slot, Location::caller());
         let cell = Arc::new(MoveCell::new(addr, token, size, align));
         let key = inner.movable.insert(device, Arc::clone(&cell), slot);
         Ok(handle(Some(cell), key, slot))
