@@ -29,10 +29,22 @@ fn main() {
         events.push((f[0] == "a", id, size, align.max(1)));
     }
     drop(text);
-    let config = match std::env::args().nth(2).as_deref() {
+    // `low-footprint`, or `retain=F,min_retain=BYTES,cache=BYTES` over the default.
+    let mut config = match std::env::args().nth(2).as_deref() {
         Some("low-footprint") => MemoryConfig::low_footprint(),
         _ => MemoryConfig::default(),
     };
+    if let Some(spec) = std::env::args().nth(2).filter(|a| a.contains('=')) {
+        for kv in spec.split(',') {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            match k {
+                "retain" => config.retain_fraction = v.parse().expect("a fraction"),
+                "min_retain" => config.min_retain = v.parse().expect("bytes"),
+                "cache" => config.thread_cache_bytes = v.parse().expect("bytes"),
+                other => panic!("unknown setting {other}"),
+            }
+        }
+    }
     let mm = MemoryManager::new(config).unwrap();
     let hwm0 = vm_hwm_kib();
     let t = Instant::now();

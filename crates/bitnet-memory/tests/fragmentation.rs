@@ -253,3 +253,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn thread_cache_bytes_bounds_what_a_thread_keeps_per_class() {
+    let cached_after = |bytes: usize| {
+        let mut c = MemoryConfig {
+            thread_cache_bytes: bytes,
+            ..MemoryConfig::default()
+        };
+        c.cleanup.background = false;
+        let mm = MemoryManager::new(c).unwrap();
+        let v: Vec<Allocation<'_>> = (0..200)
+            .map(|_| mm.allocate(Layout::from_size_align(1024, 8).unwrap()))
+            .collect();
+        drop(v);
+        let m = cpu(&mm);
+        m.small
+            .classes
+            .iter()
+            .find(|c| c.block_size == 1024)
+            .unwrap()
+            .cached_blocks
+    };
+    assert_eq!(cached_after(4096), 4);
+    assert_eq!(cached_after(0), 1, "at least one block");
+    assert_eq!(cached_after(256 << 10), 128, "at most 128 blocks");
+}

@@ -118,7 +118,7 @@ impl DevicePool {
         };
         let caps = (0..nclasses).map(|c| {
             if config.thread_cache {
-                size_class::cache_capacity(c)
+                size_class::cache_capacity(c, config.thread_cache_bytes)
             } else {
                 0
             }

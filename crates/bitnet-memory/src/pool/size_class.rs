@@ -89,10 +89,10 @@ pub fn is_single(idx: usize) -> bool {
     class_size(idx) >= SINGLE_BLOCK_CLASS
 }
 
-/// How many blocks of class `idx` a thread may cache: about 256 KiB worth, between 1 and
+/// How many blocks of class `idx` a thread may cache: about `bytes` worth, between 1 and
 /// 128 blocks.
-pub fn cache_capacity(idx: usize) -> usize {
-    (256 * 1024 / class_size(idx)).clamp(1, 128)
+pub fn cache_capacity(idx: usize, bytes: usize) -> usize {
+    (bytes / class_size(idx)).clamp(1, 128)
 }
 
 #[cfg(test)]
@@ -171,7 +171,8 @@ mod tests {
             let s = slab_size(idx);
             assert_eq!(s % class_size(idx), 0);
             assert!(s >= class_size(idx));
-            assert!(cache_capacity(idx) >= 1);
+            assert!(cache_capacity(idx, 256 << 10) >= 1);
+            assert!(cache_capacity(idx, 0) == 1);
             assert_eq!(
                 is_single(idx),
                 s == class_size(idx) && class_size(idx) >= SINGLE_BLOCK_CLASS
