@@ -90,6 +90,10 @@ pub fn run(a: Args) -> CmdResult {
         if a.history == 0 {
             return Err("--history must be at least 1 for --html or --snapshot".into());
         }
+        // Fail before the run, not after it, when an output cannot be written.
+        for path in a.html.iter().chain(&a.snapshot) {
+            check_writable(path)?;
+        }
         opts.history = Some(a.history);
     }
     let report = run_demo(&opts)?;
@@ -118,6 +122,27 @@ pub fn run(a: Args) -> CmdResult {
     Ok(())
 }
 
+/// Whether `path` names a file that can be created: its folder exists and is not the path
+/// itself.
+fn check_writable(path: &Path) -> CmdResult {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "cannot write {}: no folder {}",
+            path.display(),
+            dir.display()
+        )
+        .into());
+    }
+    if path.is_dir() {
+        return Err(format!("cannot write {}: it is a folder", path.display()).into());
+    }
+    Ok(())
+}
+
 fn write(path: &Path, text: &str) -> CmdResult {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("wrote {}", path.display());
@@ -127,6 +152,19 @@ fn write(path: &Path, text: &str) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::parse_bytes;
+
+    #[test]
+    fn outputs_that_cannot_be_written_are_refused_before_the_run() {
+        use super::check_writable;
+        use std::path::Path;
+        assert!(check_writable(Path::new("report.html")).is_ok());
+        let dir = std::env::temp_dir();
+        assert!(check_writable(&dir.join("r.html")).is_ok());
+        let e = check_writable(&dir.join("no-such-folder-8c1f/r.html")).unwrap_err();
+        assert!(e.to_string().contains("no folder"), "{e}");
+        let e = check_writable(&dir).unwrap_err();
+        assert!(e.to_string().contains("is a folder"), "{e}");
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {
