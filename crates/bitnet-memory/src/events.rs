@@ -302,10 +302,7 @@ impl EventBus {
         if gone {
             let mut subs = self.subscribers.write();
             subs.retain(|s| !s.gone.load(Relaxed));
-            let interest = subs
-                .iter()
-                .fold(self.pinned.load(Relaxed), |a, s| a | s.filter.0);
-            self.interest.store(interest, Relaxed);
+            self.recompute_interest(&subs);
         }
     }
 
@@ -319,6 +316,12 @@ impl EventBus {
         } else {
             self.pinned.fetch_and(!kinds.0, Relaxed);
         }
+        self.recompute_interest(&subs);
+    }
+
+    /// Interest is what the subscribers want plus what is pinned. Called with the
+    /// subscriber list locked for writing, so no subscribe races with it.
+    fn recompute_interest(&self, subs: &[Subscriber]) {
         let interest = subs
             .iter()
             .fold(self.pinned.load(Relaxed), |a, s| a | s.filter.0);

@@ -11,11 +11,9 @@ use crate::history::{BlockEvent, History};
 use crate::metrics::MetricsSnapshot;
 use crate::pool::adaptive::ThresholdChange;
 use crate::pool::hybrid::{DevicePool, SMALL};
-use crate::snapshot::{DeviceSnapshot, HistoryKind, MetricsSummary, Snapshot, SNAPSHOT_VERSION};
-
-/// Most entries [`MemoryManager::record_history`] keeps: 2^26.
-pub const MAX_HISTORY: usize = 1 << 26;
+use crate::pool::large::GrowError;
 use crate::pool::TrimReport;
+use crate::snapshot::{DeviceSnapshot, HistoryKind, MetricsSummary, Snapshot, SNAPSHOT_VERSION};
 use crate::tracking::{Decision, Tracker};
 use parking_lot::{Mutex, RwLock};
 use std::alloc::Layout;
@@ -25,6 +23,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Most entries [`MemoryManager::record_history`] keeps: 2^26.
+pub const MAX_HISTORY: usize = 1 << 26;
 
 /// The memory manager: device pools, their configuration and counters.
 ///
@@ -109,41 +110,6 @@ impl Inner {
         if self.history.is_on() {
             let e = self.block_event(DeviceId(device), addr, token, size, id);
             self.history.free(e);
-        }
-    }
-
-    /// Tells the leak scopes, subscribers and the history of an allocation just made
-    /// (`slot`: its tracking slot, 0 if untracked).
-    pub(crate) fn announce_alloc(
-        &self,
-        device: DeviceId,
-        addr: usize,
-        token: u64,
-        size: usize,
-        slot: u32,
-        site: &'static Location<'static>,
-    ) {
-        if slot != 0 {
-            self.note_tracked_alloc(slot, device, token);
-        }
-        let id = || {
-            if slot != 0 {
-                self.tracker.read(slot).map_or(0, |m| m.id)
-            } else {
-                0
-            }
-        };
-        self.bus.emit(EventKind::AllocationCreated, || {
-            MemoryEvent::AllocationCreated {
-                id: id(),
-                addr,
-                size,
-                device,
-            }
-        });
-        if self.history.is_on() {
-            let e = self.block_event(device, addr, token, size, id());
-            self.history.alloc(e, site);
         }
     }
 
@@ -562,50 +528,63 @@ impl MemoryManager {
         check_layout(size, align)?;
         let timed = matches!(decision, Decision::Track { time: true, .. });
         let t0 = timed.then(Instant::now);
-        let (addr, token) = match pool.allocate_cached(size, align) {
+        let served = match pool.allocate_cached(size, align) {
             Some(r) => r,
-            None => match pool.allocate_once(size, align) {
-                Ok(r) => r,
-                Err(_) => {
-                    inner.cleanup(CleanupStrategy::TrimAndRetry);
-                    match pool.allocate_once(size, align) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let err = pool.grow_error(e, size);
-                            if let Some(r) = self.ask_oom_observers(pool, size, align, &err) {
-                                return self.finish_allocation(pool, r, size, decision, site, t0);
-                            }
-                            inner.cleanup_stats.lock().successes -= 1;
-                            inner.history_mark(HistoryKind::Pressure, pool.id, size, || {
-                                format!("allocation failed: {err}")
-                            });
-                            inner.bus.emit(EventKind::AllocationFailed, || {
-                                MemoryEvent::AllocationFailed {
-                                    size,
-                                    device: pool.id,
-                                    error: err.to_string(),
-                                }
-                            });
-                            return Err(err);
-                        }
-                    }
-                }
-            },
+            None => self.serve(pool, size, align, || pool.allocate_once(size, align))?,
         };
-        self.finish_allocation(pool, (addr, token), size, decision, site, t0)
+        self.finish_allocation(pool, served, size, decision, site, t0)
     }
 
-    /// Runs the out-of-memory observers, then retries once.
+    /// Serves a request with `alloc`; when it fails, trims and retries once, then asks the
+    /// out-of-memory observers and retries once more. A request that still fails is
+    /// counted, marked in the history and sent as an event; the error says why.
+    pub(crate) fn serve(
+        &self,
+        pool: &DevicePool,
+        size: usize,
+        align: usize,
+        alloc: impl Fn() -> std::result::Result<(usize, u64), GrowError>,
+    ) -> Result<(usize, u64)> {
+        let inner = &*self.inner;
+        if let Ok(r) = alloc() {
+            return Ok(r);
+        }
+        inner.cleanup(CleanupStrategy::TrimAndRetry);
+        let err = match alloc() {
+            Ok(r) => return Ok(r),
+            Err(e) => pool.grow_error(e, size),
+        };
+        if self.ask_oom_observers(pool, size, align, &err) {
+            if let Ok(r) = alloc() {
+                return Ok(r);
+            }
+        }
+        // The trim-and-retry run did not succeed.
+        inner.cleanup_stats.lock().successes -= 1;
+        inner.history_mark(HistoryKind::Pressure, pool.id, size, || {
+            format!("allocation failed: {err}")
+        });
+        inner.bus.emit(EventKind::AllocationFailed, || {
+            MemoryEvent::AllocationFailed {
+                size,
+                device: pool.id,
+                error: err.to_string(),
+            }
+        });
+        Err(err)
+    }
+
+    /// Runs the out-of-memory observers; `false` when there are none (nothing to retry).
     fn ask_oom_observers(
         &self,
         pool: &DevicePool,
         size: usize,
         align: usize,
         err: &MemoryError,
-    ) -> Option<(usize, u64)> {
+    ) -> bool {
         let observers = self.inner.oom_observers.read();
         if observers.is_empty() {
-            return None;
+            return false;
         }
         let info = OomInfo {
             device: pool.id,
@@ -617,8 +596,7 @@ impl MemoryManager {
         for o in observers.iter() {
             o(self, &info);
         }
-        drop(observers);
-        pool.allocate_once(size, align).ok()
+        true
     }
 
     /// Tracking, timing and events of a served request.
@@ -631,12 +609,35 @@ impl MemoryManager {
         site: &'static Location<'static>,
         t0: Option<Instant>,
     ) -> Result<Allocation<'m>> {
+        let slot = self.record_allocation(pool.id, (addr, token), size, decision, site, t0);
+        Ok(Allocation::new(
+            addr,
+            size,
+            token,
+            slot,
+            pool.id,
+            &self.inner,
+        ))
+    }
+
+    /// The tracking record (timed when `t0` is given), then the announcement to leak
+    /// scopes, subscribers and the history, of a block just served; returns its tracking
+    /// slot (0: untracked).
+    pub(crate) fn record_allocation(
+        &self,
+        device: DeviceId,
+        (addr, token): (usize, u64),
+        size: usize,
+        decision: Decision,
+        site: &'static Location<'static>,
+        t0: Option<Instant>,
+    ) -> u32 {
         let inner = &*self.inner;
         let slot = match decision {
             Decision::Skip => 0,
             Decision::Track { weight, .. } => {
                 let t1 = t0.map(|_| Instant::now());
-                let slot = inner.tracker.record(addr, size, pool.id.0, weight, site);
+                let slot = inner.tracker.record(addr, size, device.0, weight, site);
                 if let (Some(t0), Some(t1)) = (t0, t1) {
                     let alloc_ns = (t1 - t0).as_nanos() as u64;
                     let track_ns = t1.elapsed().as_nanos() as u64;
@@ -647,8 +648,29 @@ impl MemoryManager {
                 slot
             }
         };
-        inner.announce_alloc(pool.id, addr, token, size, slot, site);
-        Ok(Allocation::new(addr, size, token, slot, pool.id, inner))
+        if slot != 0 {
+            inner.note_tracked_alloc(slot, device, token);
+        }
+        let id = || {
+            if slot != 0 {
+                inner.tracker.read(slot).map_or(0, |m| m.id)
+            } else {
+                0
+            }
+        };
+        inner.bus.emit(EventKind::AllocationCreated, || {
+            MemoryEvent::AllocationCreated {
+                id: id(),
+                addr,
+                size,
+                device,
+            }
+        });
+        if inner.history.is_on() {
+            let e = inner.block_event(device, addr, token, size, id());
+            inner.history.alloc(e, site);
+        }
+        slot
     }
 
     fn check_tracking_overhead(&self) {

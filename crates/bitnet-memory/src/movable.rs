@@ -31,7 +31,6 @@ use crate::events::{CleanupStrategy, EventKind, MemoryEvent};
 use crate::manager::{check_layout, Inner};
 use crate::pool::large::compact::{CompactStats, MoveCell};
 use crate::pool::strategy::SysVec;
-use crate::tracking::Decision;
 use crate::{CleanupReport, MemoryManager};
 use hashbrown::{DefaultHashBuilder, HashMap};
 use parking_lot::Mutex;
@@ -178,9 +177,11 @@ impl<'m> MovableAllocation<'m> {
         }
         let (ptr, cell) = self.pin_raw();
         Some(PinnedMut {
-            ptr,
-            len: self.len,
-            cell,
+            pin: Pinned {
+                ptr,
+                len: self.len,
+                cell,
+            },
             _bytes: PhantomData,
         })
     }
@@ -299,25 +300,23 @@ impl fmt::Debug for Pinned<'_> {
 }
 
 /// Exclusive access to a pinned movable block: the block does not move while this lives.
+/// A [`Pinned`] guard (which unpins on drop) that also holds the handle's `&mut`.
 pub struct PinnedMut<'a> {
-    ptr: NonNull<u8>,
-    len: usize,
-    cell: Option<&'a MoveCell>,
+    pin: Pinned<'a>,
     _bytes: PhantomData<&'a mut [u8]>,
 }
 
 impl PinnedMut<'_> {
     /// Address of the first byte, valid while the guard lives.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.pin.ptr.as_ptr()
     }
 }
 
 impl Deref for PinnedMut<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: as in `Pinned::deref`; this guard holds the handle's `&mut` borrow.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        &self.pin
     }
 }
 
@@ -326,23 +325,15 @@ impl DerefMut for PinnedMut<'_> {
         // SAFETY: as in `Pinned::deref`, and exclusive: the guard borrows the handle
         // mutably, so no other guard of this block exists, and compaction does not touch
         // a pinned block.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for PinnedMut<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.cell {
-            c.unpin();
-        }
+        unsafe { std::slice::from_raw_parts_mut(self.pin.ptr.as_ptr(), self.pin.len) }
     }
 }
 
 impl fmt::Debug for PinnedMut<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PinnedMut")
-            .field("ptr", &self.ptr)
-            .field("len", &self.len)
+            .field("ptr", &self.pin.ptr)
+            .field("len", &self.pin.len)
             .finish()
     }
 }
@@ -454,7 +445,8 @@ impl MemoryManager {
     /// zero-sized allocation, an alignment over 1 GiB is an
     /// [`InvalidLayout`](crate::MemoryError::InvalidLayout), a budget or a device that cannot
     /// give more after trimming is a [`BudgetExceeded`](crate::MemoryError::BudgetExceeded) or
-    /// [`OutOfMemory`](crate::MemoryError::OutOfMemory). Out-of-memory observers are not asked.
+    /// [`OutOfMemory`](crate::MemoryError::OutOfMemory). Out-of-memory observers are asked
+    /// as for [`try_allocate`](MemoryManager::try_allocate).
     #[track_caller]
     pub fn allocate_movable(&self, layout: Layout) -> Result<MovableAllocation<'_>> {
         self.allocate_movable_on(DeviceId::CPU, layout)
@@ -486,39 +478,12 @@ impl MemoryManager {
         }
         check_layout(size, align)?;
         let decision = inner.tracker.decide(size);
-        let (addr, token) = match pool.allocate_large_once(size, align) {
-            Ok(r) => r,
-            Err(_) => {
-                inner.cleanup(CleanupStrategy::TrimAndRetry);
-                match pool.allocate_large_once(size, align) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let err = pool.grow_error(e, size);
-                        // The trim-and-retry run did not succeed.
-                        inner.cleanup_stats.lock().successes -= 1;
-                        inner.bus.emit(EventKind::AllocationFailed, || {
-                            MemoryEvent::AllocationFailed {
-                                size,
-                                device,
-                                error: err.to_string(),
-                            }
-                        });
-                        return Err(err);
-                    }
-                }
-            }
-        };
+        let (addr, token) =
+            self.serve(pool, size, align, || pool.allocate_large_once(size, align))?;
         // Tracked like any allocation (decide, record, forget on free), so leak reports
         // and scopes see movable blocks too.
-        let slot = match decision {
-            Decision::Skip => 0,
-            Decision::Track { weight, .. } => {
-                inner
-                    .tracker
-                    .record(addr, size, device.0, weight, Location::caller())
-            }
-        };
-        inner.announce_alloc(device, addr, token, size, slot, Location::caller());
+        let site = Location::caller();
+        let slot = self.record_allocation(device, (addr, token), size, decision, site, None);
         let cell = Arc::new(MoveCell::new(addr, token, size, align));
         let key = inner.movable.insert(device, Arc::clone(&cell), slot);
         Ok(handle(Some(cell), key, slot))

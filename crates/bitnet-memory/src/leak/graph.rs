@@ -12,7 +12,7 @@
 //! release it, so it is a confirmed cycle leak. Edges the program records wrongly (an
 //! owner that does not own) are outside what this can judge.
 
-use super::{site_name, DetectContext, LeakDetector, LeakFinding};
+use super::{DetectContext, LeakDetector, LeakFinding};
 use crate::allocation::Allocation;
 use crate::device::DeviceId;
 use crate::manager::Inner;
@@ -186,7 +186,7 @@ impl LeakDetector for RelationshipDetector {
                     .then(|| inner.tracker.read(node.slot))
                     .flatten()
                     .filter(|m| m.id == node.id)
-                    .and_then(|m| site_name(inner, m.site))
+                    .and_then(|m| inner.tracker.site_name(m.site))
             });
             let f = LeakFinding {
                 detector: "relationship",

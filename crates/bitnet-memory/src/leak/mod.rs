@@ -206,7 +206,7 @@ impl DetectContext<'_> {
 
     /// `file:line:column` of a site index.
     pub fn site_name(&self, site: u16) -> Option<String> {
-        site_name(self.inner, site)
+        self.inner.tracker.site_name(site)
     }
 
     /// Exact live bytes (requested) over all devices.
@@ -217,10 +217,6 @@ impl DetectContext<'_> {
             .map(|d| d.metrics().live_bytes)
             .sum()
     }
-}
-
-pub(crate) fn site_name(inner: &Inner, site: u16) -> Option<String> {
-    inner.tracker.site_name(site)
 }
 
 /// A leak detector: looks at the manager's state (and its own) and adds findings; it may

@@ -2,7 +2,7 @@
 //! untracked rest as exact per-class counts.
 
 use super::counts::Counts;
-use super::{site_name, BlockKey, LeakFinding};
+use super::{BlockKey, LeakFinding};
 use crate::device::DeviceId;
 use crate::manager::Inner;
 use crate::tracking::metadata::{flags, CompactAllocationMetadata};
@@ -89,7 +89,10 @@ pub(crate) fn build(
             })
             .or_default() += 1;
         let g = by_site.entry(m.site).or_insert_with(|| SiteGroup {
-            site: site_name(inner, m.site).unwrap_or_else(|| "(unknown site)".to_string()),
+            site: inner
+                .tracker
+                .site_name(m.site)
+                .unwrap_or_else(|| "(unknown site)".to_string()),
             count: 0,
             bytes: 0,
             persistent: 0,

@@ -21,7 +21,7 @@
 //!   netted out. Untracked suspects carry no site.
 
 use super::counts::Counts;
-use super::{site_name, BlockKey, DetectContext, LeakConfig, LeakDetector, LeakFinding};
+use super::{BlockKey, DetectContext, LeakConfig, LeakDetector, LeakFinding};
 use crate::device::DeviceId;
 use crate::manager::Inner;
 use crate::tracking::metadata::flags;
@@ -364,7 +364,10 @@ fn describe(inner: &Inner, p: &Pending) -> (u32, String) {
             format!(
                 "{size} B allocated in scope '{}' at {} outlived it",
                 p.scope,
-                site_name(inner, *site).unwrap_or_else(|| "(unknown site)".into())
+                inner
+                    .tracker
+                    .site_name(*site)
+                    .unwrap_or_else(|| "(unknown site)".into())
             ),
         ),
         Suspect::Untracked { key, count, .. } => (
@@ -385,7 +388,7 @@ fn finding(inner: &Inner, p: &Pending, confirmed: bool) -> LeakFinding {
     match &p.suspect {
         Suspect::Tracked { id, size, site, .. } => LeakFinding {
             detector: "scope",
-            site: site_name(inner, *site),
+            site: inner.tracker.site_name(*site),
             ids: vec![*id],
             count: 1,
             bytes: *size,
