@@ -253,3 +253,32 @@ fn cleanup_racing_with_allocation_never_frees_owned_blocks() {
     assert_eq!(m.live_bytes(), 0);
     assert!(m.cleanup.runs > 0);
 }
+
+/// Movable allocations take the same path: out-of-memory observers are asked and the
+/// retry uses what they freed.
+#[test]
+fn movable_allocations_ask_the_out_of_memory_observers_too() {
+    let backend = FailingBackend::new();
+    let mm = MemoryManager::with_backend(manual(), backend.clone()).unwrap();
+    let held: Arc<Mutex<Vec<RawBlock>>> = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..2 {
+        let b = mm.allocate_raw(DeviceId::CPU, l(3 << 20)).unwrap();
+        held.lock().unwrap().push(b);
+    }
+    backend.set_capacity(backend.outstanding_bytes());
+    let calls = Arc::new(Mutex::new(0));
+    {
+        let (held, calls) = (held.clone(), calls.clone());
+        mm.on_out_of_memory(move |mm, _| {
+            *calls.lock().unwrap() += 1;
+            for b in held.lock().unwrap().drain(..) {
+                mm.free_raw(b).unwrap();
+            }
+        });
+    }
+    let a = mm
+        .allocate_movable(l(3 << 20))
+        .expect("the observer freed room and the retry used it");
+    assert_eq!(a.len(), 3 << 20);
+    assert_eq!(*calls.lock().unwrap(), 1);
+}
