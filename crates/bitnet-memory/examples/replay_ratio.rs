@@ -51,7 +51,23 @@ fn main() {
     let mut live: HashMap<u64, Allocation<'_>> = HashMap::new();
     let (mut cur, mut peak) = (0usize, 0usize);
     let mut at_peak = None;
-    for &(alloc, id, size, align) in &events {
+    let every = std::env::var("REPLAY_TIMELINE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map(|n| events.len() / n.max(1));
+    for (i, &(alloc, id, size, align)) in events.iter().enumerate() {
+        if let Some(_) = every.filter(|&e| e > 0 && i % e == 0) {
+            let d = &mm.metrics().devices[0];
+            eprintln!(
+                "{i:>7} live {:6.1} reserved {:6.1} purged {:7.1} large-free {:6.1} cached {:5.1} slabs {:5.1}",
+                cur as f64 / 1048576.0,
+                d.reserved_bytes as f64 / 1048576.0,
+                d.purged_bytes as f64 / 1048576.0,
+                d.large.free_bytes as f64 / 1048576.0,
+                d.small.cached_bytes as f64 / 1048576.0,
+                d.small.slab_bytes as f64 / 1048576.0,
+            );
+        }
         if alloc {
             let mut a = mm.allocate(Layout::from_size_align(size, align).unwrap());
             let p = a.as_mut_ptr();

@@ -46,9 +46,10 @@ pub struct MemoryConfig {
     /// Whether each thread keeps a cache of small blocks. Default: `true`. Turning it off
     /// makes every small request take the class lock (useful to measure the cache).
     pub thread_cache: bool,
-    /// Bytes of each size class a thread's cache may hold (at least one block, at most
-    /// 128). Default: 256 KiB; [`low_footprint`](Self::low_footprint) uses 32 KiB. Cached
-    /// blocks stay resident: a thread's cache can hold about 70 times this.
+    /// Bytes of each size class a thread's cache may hold (at most 128 blocks; classes of
+    /// blocks bigger than this are not cached). Default: 256 KiB;
+    /// [`low_footprint`](Self::low_footprint) uses 32 KiB. Cached blocks stay resident: a
+    /// thread's cache can hold about 33 times this.
     pub thread_cache_bytes: usize,
     /// Free memory the pool keeps resident, as a fraction of the peak of live bytes: past
     /// `peak_live * (1 + retain_fraction)` (and `min_retain`) committed bytes, pages of

@@ -294,6 +294,7 @@ impl LargePool {
                 };
                 debug_assert_ne!(dst.chunk, cand.chunk, "allocated in a fenced chunk");
                 received[dst.chunk as usize] = true;
+                self.mark_resident(&dst);
                 let from = cell.addr();
                 copy(from, dst.addr, cell.len);
                 let (token, size) = self.user.remove(&from).expect("live user block");
@@ -307,8 +308,6 @@ impl LargePool {
             if all_moved {
                 emptied.push(cand.chunk);
             }
-            // Holes filled now may have been clean (untouched or purged): count them.
-            self.peak_committed = self.peak_committed.max(self.committed());
         }
         if fenced.is_empty() && old_tokens.is_empty() {
             return stats;
@@ -327,6 +326,7 @@ impl LargePool {
                 let chunk = self.chunks[id as usize].take().expect("live chunk");
                 self.free_ids.push(id);
                 self.reserved -= chunk.size;
+                self.resident.remove_chunk(id);
                 stats.chunks_released += 1;
                 stats.bytes_released += chunk.size;
                 backend.release_chunk(chunk);

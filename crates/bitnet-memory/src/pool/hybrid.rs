@@ -143,7 +143,11 @@ impl DevicePool {
             central: (0..nclasses)
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
                 .collect(),
-            large: Mutex::new(LargePool::new(strategy, config.min_chunk, config.max_chunk)),
+            large: Mutex::new({
+                let mut large = LargePool::new(strategy, config.min_chunk, config.max_chunk);
+                large.purge_batch = config.min_retain / 2;
+                large
+            }),
             caches: ThreadLocal::new(),
             budget: budget.unwrap_or(usize::MAX),
             retain_fraction: config.retain_fraction,
@@ -344,7 +348,7 @@ impl DevicePool {
         size: usize,
         align: usize,
     ) -> Result<(usize, u64), GrowError> {
-        let mut large = self.large.lock();
+        let mut large = self.large_for_alloc();
         let b = large.allocate_user(size, align, &*self.backend, self.budget)?;
         self.note_alloc(cache, size);
         self.publish_now(cache);
@@ -361,7 +365,7 @@ impl DevicePool {
         blocks: &[&super::large::compact::MoveCell],
         copy: &mut dyn FnMut(usize, usize, usize),
     ) -> super::large::compact::CompactStats {
-        let mut large = self.large.lock();
+        let mut large = self.large_for_alloc();
         let stats = large.compact(blocks, &*self.backend, copy);
         self.purge(&mut large);
         stats
@@ -373,7 +377,7 @@ impl DevicePool {
         let mut central = self.central[class].lock();
         if size_class::is_single(class) {
             // One-block slabs: straight from the large pool, one at a time.
-            let mut large = self.large.lock();
+            let mut large = self.large_for_alloc();
             let block = large.allocate_single(
                 size_class::class_size(class),
                 &*self.backend,
@@ -386,8 +390,7 @@ impl DevicePool {
         if central.free_blocks() == 0 {
             let slab = size_class::slab_size(class);
             let block = self
-                .large
-                .lock()
+                .large_for_alloc()
                 .allocate_slab(slab, &*self.backend, self.budget)?;
             central.add_slab(block, slab);
         }
@@ -482,6 +485,15 @@ impl DevicePool {
         let live = (self.published_live.load(Relaxed).max(0) as usize).max(peak);
         let scaled = (live as f64 * (1.0 + self.retain_fraction)) as usize;
         scaled.max(live.saturating_add(self.min_retain))
+    }
+
+    /// The large pool, locked, with the resident limit of this moment set: a block taken
+    /// from it does not raise the committed bytes past the limit while free blocks hold
+    /// resident pages.
+    fn large_for_alloc(&self) -> parking_lot::MutexGuard<'_, LargePool> {
+        let mut large = self.large.lock();
+        large.resident_limit = self.resident_limit();
+        large
     }
 
     /// Hands back pages of free large-pool blocks past the resident limit, down to half

@@ -3,6 +3,7 @@
 //! ones, and the strategies are O(1) (TLSF) or close to it (buddy).
 #![deny(unsafe_code)]
 
+use super::resident::ResidentPages;
 use super::strategy::{Block, BlockStrategy, SysVec};
 use crate::device::{Chunk, DeviceBackend, DeviceError};
 use hashbrown::{DefaultHashBuilder, HashMap};
@@ -56,6 +57,14 @@ pub struct LargePool {
     pub peak_committed: usize,
     /// Bytes whose pages were handed back by purges so far.
     pub purged_total: usize,
+    /// Which pages of the chunks may be resident.
+    resident: ResidentPages,
+    /// Committed bytes a request may not take the pool past while free blocks hold
+    /// resident pages: before a block takes fresh pages past it, pages of free blocks are
+    /// handed back (oldest frees first). `usize::MAX`: no limit.
+    pub resident_limit: usize,
+    /// Extra bytes such a purge hands back, so that purges come in batches.
+    pub purge_batch: usize,
     /// User blocks served directly (not slabs) by address: token and block size.
     user: HashMap<usize, (u64, usize), DefaultHashBuilder, System>,
     /// One-block slabs of the big size classes by address: token and block size.
@@ -79,6 +88,9 @@ impl LargePool {
             reserved: 0,
             peak_committed: 0,
             purged_total: 0,
+            resident: ResidentPages::new(),
+            resident_limit: usize::MAX,
+            purge_batch: 0,
             user: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
             singles: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
             user_bytes: 0,
@@ -127,6 +139,7 @@ impl LargePool {
         };
         self.chunks[id as usize] = Some(chunk);
         self.reserved += chunk.size;
+        self.resident.add_chunk(id, chunk.size);
         self.strategy.add_chunk(id, chunk.base, chunk.size);
         Ok(())
     }
@@ -152,29 +165,54 @@ impl LargePool {
                     .expect("a fresh chunk serves the request it was sized for")
             }
         };
-        self.peak_committed = self.peak_committed.max(self.committed());
+        // The block is out of the free lists: a purge now cannot take its pages.
+        let offset = self.offset_of(&b);
+        let fresh = self.resident.untouched(b.chunk, offset, b.size);
+        let committed = self.committed();
+        if fresh > 0 && committed + fresh > self.resident_limit {
+            let excess = committed + fresh - self.resident_limit + self.purge_batch;
+            self.purge_excess(excess, backend);
+        }
+        self.mark_resident(&b);
         Ok(b)
     }
 
-    /// Bytes of chunk memory that may be resident: mapped chunks minus free ranges that
-    /// were never touched or whose pages were handed back.
+    fn offset_of(&self, b: &Block) -> usize {
+        let c = self.chunks[b.chunk as usize].as_ref().expect("live chunk");
+        b.addr - c.base
+    }
+
+    /// Counts the pages of a block just handed out as resident (its owner may touch all
+    /// of them).
+    pub(crate) fn mark_resident(&mut self, b: &Block) {
+        let offset = self.offset_of(b);
+        self.resident.touch(b.chunk, offset, b.size);
+        self.peak_committed = self.peak_committed.max(self.committed());
+    }
+
+    /// Bytes of chunk memory that may be resident: the pages blocks were handed out over,
+    /// less those handed back since.
     pub fn committed(&self) -> usize {
-        self.reserved - (self.strategy.free_bytes() - self.strategy.dirty_free_bytes())
+        self.resident.bytes()
     }
 
     /// Hands back pages of free blocks until at most `limit` bytes are committed (or no
     /// dirty free block is left); returns the bytes handed back.
     pub fn purge_to(&mut self, limit: usize, backend: &dyn DeviceBackend) -> usize {
-        let committed = self.committed();
-        if committed <= limit {
+        let excess = self.committed().saturating_sub(limit);
+        self.purge_excess(excess, backend)
+    }
+
+    /// Hands back at least `excess` bytes of free blocks' resident pages, oldest frees
+    /// first, if there are that many; returns the bytes handed back.
+    fn purge_excess(&mut self, excess: usize, backend: &dyn DeviceBackend) -> usize {
+        if excess == 0 {
             return 0;
         }
-        let dirty = self.strategy.dirty_free_bytes();
-        let target = dirty.saturating_sub(committed - limit);
-        let chunks = &self.chunks;
-        let purged = self.strategy.purge(target, &mut |chunk, offset, len| {
+        let (chunks, resident) = (&self.chunks, &mut self.resident);
+        let purged = self.strategy.purge(excess, &mut |chunk, offset, len| {
             let c = chunks[chunk as usize].as_ref().expect("live chunk");
-            backend.decommit(c, offset, len);
+            resident.purge(chunk, offset, len, &mut |o, l| backend.decommit(c, o, l) > 0)
         });
         self.purged_total += purged;
         purged
@@ -267,6 +305,7 @@ impl LargePool {
             let chunk = self.chunks[id as usize].take().expect("live chunk");
             self.free_ids.push(id);
             self.reserved -= chunk.size;
+            self.resident.remove_chunk(id);
             r.chunks += 1;
             r.bytes += chunk.size;
             backend.release_chunk(chunk);
@@ -301,12 +340,12 @@ impl LargePool {
 
     /// Hands back the pages of free blocks freed before `before` (ms).
     pub fn purge_idle(&mut self, before: u64, backend: &dyn DeviceBackend) -> usize {
-        let chunks = &self.chunks;
+        let (chunks, resident) = (&self.chunks, &mut self.resident);
         let purged = self
             .strategy
             .purge_freed_before(before, &mut |chunk, offset, len| {
                 let c = chunks[chunk as usize].as_ref().expect("live chunk");
-                backend.decommit(c, offset, len);
+                resident.purge(chunk, offset, len, &mut |o, l| backend.decommit(c, o, l) > 0)
             });
         self.purged_total += purged;
         purged
@@ -357,6 +396,8 @@ impl LargePool {
     /// Checks the strategy and the byte accounting.
     pub fn check_invariants(&self) {
         self.strategy.check_invariants();
+        self.resident.check();
+        assert!(self.committed() <= self.reserved, "more resident than mapped");
         let chunk_bytes: usize = self.chunks.iter().flatten().map(|c| c.size).sum();
         assert_eq!(chunk_bytes, self.reserved, "reserved bytes drifted");
         let user: usize = self.user.values().map(|v| v.1).sum();

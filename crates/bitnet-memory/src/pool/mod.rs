@@ -8,6 +8,7 @@ pub(crate) mod central;
 pub mod fragmentation;
 pub(crate) mod hybrid;
 pub(crate) mod large;
+pub(crate) mod resident;
 pub mod size_class;
 pub(crate) mod snapshot;
 pub(crate) mod strategy;

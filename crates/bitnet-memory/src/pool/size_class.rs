@@ -89,10 +89,11 @@ pub fn is_single(idx: usize) -> bool {
     class_size(idx) >= SINGLE_BLOCK_CLASS
 }
 
-/// How many blocks of class `idx` a thread may cache: about `bytes` worth, between 1 and
-/// 128 blocks.
+/// How many blocks of class `idx` a thread may cache: at most `bytes` worth and at most
+/// 128 blocks. Blocks bigger than `bytes` are not cached: one cached block of each big
+/// class would keep megabytes resident that no request of that class may come back for.
 pub fn cache_capacity(idx: usize, bytes: usize) -> usize {
-    (bytes / class_size(idx)).clamp(1, 128)
+    (bytes / class_size(idx)).min(128)
 }
 
 #[cfg(test)]
@@ -171,8 +172,10 @@ mod tests {
             let s = slab_size(idx);
             assert_eq!(s % class_size(idx), 0);
             assert!(s >= class_size(idx));
-            assert!(cache_capacity(idx, 256 << 10) >= 1);
-            assert!(cache_capacity(idx, 0) == 1);
+            assert_eq!(cache_capacity(idx, 0), 0);
+            let cap = cache_capacity(idx, 256 << 10);
+            assert!(cap * class_size(idx) <= 256 << 10 && cap <= 128);
+            assert_eq!(cap == 0, class_size(idx) > 256 << 10);
             assert_eq!(
                 is_single(idx),
                 s == class_size(idx) && class_size(idx) >= SINGLE_BLOCK_CLASS

@@ -46,12 +46,13 @@ pub trait BlockStrategy: Send {
     /// Whether to place requests in resident free memory before best fit (strategies
     /// that track residency); the pool turns it off when it has no room to grow.
     fn set_prefer_resident(&mut self, _on: bool) {}
-    /// Hands back the pages of dirty free blocks freed before `before` (ms); returns the
-    /// bytes purged. The default purges nothing.
+    /// Hands back the pages of dirty free blocks freed before `before` (ms) through
+    /// `decommit(chunk, offset, len)`, which returns the bytes that went back; returns
+    /// their sum. The default purges nothing.
     fn purge_freed_before(
         &mut self,
         _before: u64,
-        _decommit: &mut dyn FnMut(u32, usize, usize),
+        _decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
     ) -> usize {
         0
     }
@@ -62,10 +63,15 @@ pub trait BlockStrategy: Send {
     fn dirty_free_bytes(&self) -> usize {
         self.free_bytes()
     }
-    /// Hands the pages of dirty free blocks back through `decommit(chunk, offset, len)`
-    /// until at most `target` dirty bytes remain; returns the bytes purged. The default
-    /// purges nothing.
-    fn purge(&mut self, _target: usize, _decommit: &mut dyn FnMut(u32, usize, usize)) -> usize {
+    /// Hands back the pages of dirty free blocks, oldest frees first, through
+    /// `decommit(chunk, offset, len)` (which returns the bytes that went back) until
+    /// `excess` bytes went back or no dirty free block is left; returns the bytes that
+    /// went back. The default purges nothing.
+    fn purge(
+        &mut self,
+        _excess: usize,
+        _decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
+    ) -> usize {
         0
     }
     /// Size of the largest free block.

@@ -569,7 +569,7 @@ impl BlockStrategy for Tlsf {
     fn purge_freed_before(
         &mut self,
         before: u64,
-        decommit: &mut dyn FnMut(u32, usize, usize),
+        decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
     ) -> usize {
         let mut purged = 0;
         for c in 0..self.chunks.len() {
@@ -578,11 +578,10 @@ impl BlockStrategy for Tlsf {
             while i != NIL {
                 let n = self.nodes[i as usize];
                 if n.state == State::Free && n.dirty > 0 && n.freed_at < before {
-                    decommit(n.chunk, n.offset, n.size);
+                    purged += decommit(n.chunk, n.offset, n.size);
                     self.nodes[i as usize].dirty = 0;
                     self.nodes[i as usize].dirty_off = 0;
                     self.dirty_bytes -= n.dirty;
-                    purged += n.dirty;
                 }
                 i = n.next_phys;
             }
@@ -612,8 +611,12 @@ impl BlockStrategy for Tlsf {
         self.dirty_bytes
     }
 
-    fn purge(&mut self, target: usize, decommit: &mut dyn FnMut(u32, usize, usize)) -> usize {
-        if self.dirty_bytes <= target {
+    fn purge(
+        &mut self,
+        excess: usize,
+        decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
+    ) -> usize {
+        if excess == 0 || self.dirty_bytes == 0 {
             return 0;
         }
         // Oldest frees first: the blocks least likely to be asked for again soon.
@@ -631,15 +634,15 @@ impl BlockStrategy for Tlsf {
         dirty.sort_unstable();
         let mut purged = 0;
         for (_, i) in dirty {
-            if self.dirty_bytes <= target {
+            if purged >= excess {
                 break;
             }
             let n = self.nodes[i as usize];
-            decommit(n.chunk, n.offset, n.size);
+            // The whole block: the pool's page map skips what is not resident.
+            purged += decommit(n.chunk, n.offset, n.size);
             self.nodes[i as usize].dirty = 0;
             self.nodes[i as usize].dirty_off = 0;
             self.dirty_bytes -= n.dirty;
-            purged += n.dirty;
         }
         purged
     }
