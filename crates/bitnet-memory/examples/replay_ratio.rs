@@ -56,7 +56,7 @@ fn main() {
         .and_then(|v| v.parse::<usize>().ok())
         .map(|n| events.len() / n.max(1));
     for (i, &(alloc, id, size, align)) in events.iter().enumerate() {
-        if let Some(_) = every.filter(|&e| e > 0 && i % e == 0) {
+        if every.is_some_and(|e| e > 0 && i % e == 0) {
             let d = &mm.metrics().devices[0];
             eprintln!(
                 "{i:>7} live {:6.1} reserved {:6.1} purged {:7.1} large-free {:6.1} cached {:5.1} slabs {:5.1}",

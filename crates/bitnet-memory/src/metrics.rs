@@ -88,8 +88,9 @@ pub struct DeviceMetrics {
     /// Highest `live_bytes` seen (exact with one thread; with several, each thread's
     /// unpublished change of under 1 MiB may be counted at its own maximum).
     pub peak_live_bytes: usize,
-    /// Bytes of device memory the pool holds committed: mapped chunks minus free ranges
-    /// never touched or whose pages were handed back. What the resident set sees.
+    /// Bytes of device memory the pool holds committed: the pages under blocks it handed
+    /// out (and slab blocks it carved), less those handed back since. What the resident
+    /// set sees when owners touch what they asked for.
     pub reserved_bytes: usize,
     /// Highest `reserved_bytes` seen.
     pub peak_reserved_bytes: usize,

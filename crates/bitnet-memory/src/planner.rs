@@ -324,22 +324,31 @@ pub struct BudgetPlan {
     pub heuristic: String,
     /// The pool on the same trace.
     pub pool: PoolReplay,
-    /// A budget for the pool: its peak reserved bytes on the replay. A second replay with
-    /// this budget set has succeeded (`budget_verified`).
+    /// A budget for the pool: its peak reserved bytes on the replay, raised by sixteenths
+    /// until a replay with this budget set succeeds (`budget_verified`; the budget counts
+    /// mapped chunks, which also hold untouched room, so it may need more than the
+    /// resident peak).
     pub recommended_budget: usize,
     /// Whether the replay with `recommended_budget` as the budget succeeded.
     pub budget_verified: bool,
 }
 
-/// Plans `blocks`, replays them through a pool made from `config`, and recommends the
-/// pool's peak reserved bytes as the budget after checking that a replay under that budget
-/// succeeds. The recommendation holds for this trace on one thread; threads keep cached
-/// blocks of their own, so give a threaded run some headroom.
+/// Plans `blocks`, replays them through a pool made from `config`, and recommends a
+/// budget: the pool's peak reserved bytes, raised by a sixteenth at a time (up to eight
+/// times) until a replay under it succeeds. The recommendation holds for this trace on one
+/// thread; threads keep cached blocks of their own, so give a threaded run some headroom.
 pub fn plan_budget(blocks: &[Interval], config: MemoryConfig) -> Result<BudgetPlan, MemoryError> {
     let p = plan(blocks);
     let pool = replay(blocks, config.clone())?;
-    let recommended_budget = pool.peak_reserved_bytes.max(1);
-    let budget_verified = replay(blocks, config.budget(recommended_budget)).is_ok();
+    let mut recommended_budget = pool.peak_reserved_bytes.max(1);
+    let mut budget_verified = false;
+    for _ in 0..=8 {
+        if replay(blocks, config.clone().budget(recommended_budget)).is_ok() {
+            budget_verified = true;
+            break;
+        }
+        recommended_budget += recommended_budget.div_ceil(16);
+    }
     Ok(BudgetPlan {
         blocks: blocks.len(),
         peak_live_bytes: p.peak_live_bytes,

@@ -8,9 +8,12 @@ use bitnet_memory::pool::adaptive::COOLDOWN;
 use bitnet_memory::{MemoryConfig, MemoryManager, Strategy};
 use std::alloc::Layout;
 
+/// Thread caches big enough to keep blocks of the big classes (the default keeps none
+/// bigger than 64 KiB, so these idle blocks cannot arise with it).
 fn config(strategy: Strategy) -> MemoryConfig {
     let mut c = MemoryConfig::default().strategy(strategy);
     c.cleanup.background = false;
+    c.thread_cache_bytes = 1 << 20;
     c
 }
 

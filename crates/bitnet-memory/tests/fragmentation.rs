@@ -276,6 +276,10 @@ fn thread_cache_bytes_bounds_what_a_thread_keeps_per_class() {
             .cached_blocks
     };
     assert_eq!(cached_after(4096), 4);
-    assert_eq!(cached_after(1023), 0, "blocks bigger than the budget are not cached");
+    assert_eq!(
+        cached_after(1023),
+        0,
+        "blocks bigger than the budget are not cached"
+    );
     assert_eq!(cached_after(256 << 10), 128, "at most 128 blocks");
 }

@@ -316,7 +316,11 @@ fn the_pool_replay_counts_the_same_peak_and_its_budget_holds() {
     assert!(bp.arena_bytes >= bp.peak_live_bytes);
     assert!(bp.pool.peak_reserved_bytes >= bp.pool.peak_live_bytes);
     assert!(bp.budget_verified, "{bp}");
-    assert_eq!(bp.recommended_budget, bp.pool.peak_reserved_bytes);
+    assert!(bp.recommended_budget >= bp.pool.peak_reserved_bytes);
+    assert!(
+        bp.recommended_budget <= bp.pool.peak_reserved_bytes * 2,
+        "{bp}"
+    );
     // A budget well under the peak of live bytes cannot hold.
     let tight = MemoryConfig::default().budget(bp.peak_live_bytes / 2);
     assert!(planner::replay(&blocks, tight).is_err());

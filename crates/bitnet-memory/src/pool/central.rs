@@ -24,6 +24,9 @@ pub struct Central {
     /// Not yet carved part of the newest slab: `[bump, bump_end)`.
     bump: usize,
     bump_end: usize,
+    /// End of the pages of the newest slab counted resident so far (a slab's pages are
+    /// counted as blocks are carved from them, not when the slab is taken).
+    counted: usize,
     slabs: SysVec<Slab>,
     /// Blocks handed to threads and not returned (live or in thread caches).
     pub handed_out: usize,
@@ -37,6 +40,7 @@ impl Central {
             free: SysVec::new_in(System),
             bump: 0,
             bump_end: 0,
+            counted: 0,
             slabs: SysVec::new_in(System),
             handed_out: 0,
         }
@@ -74,6 +78,24 @@ impl Central {
         self.slabs.push(Slab { block, size });
         self.bump = block.addr;
         self.bump_end = block.addr + size;
+        self.counted = block.addr;
+    }
+
+    /// The newest slab's block and the range `[from, to)` of it carved since the last
+    /// call, widened to whole pages (`page` bytes): pages the pool must now count as
+    /// resident. `None` when no new page was carved into.
+    pub fn newly_carved(&mut self, page: usize) -> Option<(Block, usize, usize)> {
+        if self.bump <= self.counted {
+            return None;
+        }
+        let slab = self.slabs.last().expect("carved from a slab");
+        let end = self
+            .bump
+            .next_multiple_of(page)
+            .min(slab.block.addr + slab.block.size);
+        let from = self.counted;
+        self.counted = end;
+        Some((slab.block, from, end))
     }
 
     /// Blocks free here (listed or not yet carved).

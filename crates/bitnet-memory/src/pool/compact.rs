@@ -294,7 +294,7 @@ impl LargePool {
                 };
                 debug_assert_ne!(dst.chunk, cand.chunk, "allocated in a fenced chunk");
                 received[dst.chunk as usize] = true;
-                self.mark_resident(&dst);
+                self.mark_resident(&dst, cell.len);
                 let from = cell.addr();
                 copy(from, dst.addr, cell.len);
                 let (token, size) = self.user.remove(&from).expect("live user block");

@@ -323,7 +323,7 @@ impl DevicePool {
     ) -> Result<(usize, u64), GrowError> {
         let cache = self.cache();
         if let Some(class) = self.class_for(size, align) {
-            let addr = self.refill(cache, class)?;
+            let addr = self.refill(cache, class, size)?;
             self.note_alloc(cache, size);
             return Ok((addr, SMALL | class as u64));
         }
@@ -373,16 +373,25 @@ impl DevicePool {
 
     /// Serves one block of `class` from the central list, refilling the thread cache with a
     /// batch while the lock is held.
-    fn refill(&self, cache: Option<&ThreadCache>, class: usize) -> Result<usize, GrowError> {
+    fn refill(
+        &self,
+        cache: Option<&ThreadCache>,
+        class: usize,
+        size: usize,
+    ) -> Result<usize, GrowError> {
         let mut central = self.central[class].lock();
         if size_class::is_single(class) {
             // One-block slabs: straight from the large pool, one at a time.
             let mut large = self.large_for_alloc();
-            let block = large.allocate_single(
-                size_class::class_size(class),
-                &*self.backend,
-                self.budget,
-            )?;
+            // A block no cache can hold serves this request only: only `size` bytes of it
+            // are ever touched.
+            let class_size = size_class::class_size(class);
+            let touch = if self.layout.cap(class) == 0 {
+                size
+            } else {
+                class_size
+            };
+            let block = large.allocate_single((class_size, touch), &*self.backend, self.budget)?;
             self.purge(&mut large);
             central.handed_out += 1;
             return Ok(block.addr);
@@ -414,6 +423,10 @@ impl DevicePool {
             _ => {
                 central.take(1, |a| first = Some(a));
             }
+        }
+        if let Some((slab, from, to)) = central.newly_carved(super::resident::PAGE) {
+            self.large_for_alloc()
+                .take_pages(&slab, from, to - from, &*self.backend);
         }
         Ok(first.expect("a class with free blocks gives one"))
     }
@@ -644,8 +657,7 @@ impl DevicePool {
 
     /// Free bytes of the large pool whose pages may be resident.
     pub fn dirty_free_bytes(&self) -> usize {
-        let large = self.large.lock();
-        large.committed() - large.user_bytes - large.slab_bytes
+        self.large.lock().resident_free_bytes()
     }
 
     /// The error to report for a request of `size` bytes that failed with `e`.

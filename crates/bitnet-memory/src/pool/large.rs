@@ -144,11 +144,11 @@ impl LargePool {
         Ok(())
     }
 
-    /// Allocates a block, growing by one chunk if no free block fits.
+    /// Allocates a block, growing by one chunk if no free block fits. Its owner may touch
+    /// its first `touch` bytes.
     pub fn allocate(
         &mut self,
-        size: usize,
-        align: usize,
+        (size, align, touch): (usize, usize, usize),
         backend: &dyn DeviceBackend,
         budget: usize,
     ) -> Result<Block, GrowError> {
@@ -166,15 +166,23 @@ impl LargePool {
             }
         };
         // The block is out of the free lists: a purge now cannot take its pages.
-        let offset = self.offset_of(&b);
-        let fresh = self.resident.untouched(b.chunk, offset, b.size);
+        self.take_pages(&b, b.addr, touch.min(b.size), backend);
+        Ok(b)
+    }
+
+    /// Counts the pages under `[addr, addr + len)` of block `b` (in use) as resident,
+    /// first handing back pages of free blocks if the fresh ones would take the
+    /// committed bytes past the resident limit.
+    pub fn take_pages(&mut self, b: &Block, addr: usize, len: usize, backend: &dyn DeviceBackend) {
+        let offset = addr - (b.addr - self.offset_of(b));
+        let fresh = self.resident.untouched(b.chunk, offset, len);
         let committed = self.committed();
         if fresh > 0 && committed + fresh > self.resident_limit {
             let excess = committed + fresh - self.resident_limit + self.purge_batch;
             self.purge_excess(excess, backend);
         }
-        self.mark_resident(&b);
-        Ok(b)
+        self.resident.touch(b.chunk, offset, len);
+        self.peak_committed = self.peak_committed.max(self.committed());
     }
 
     fn offset_of(&self, b: &Block) -> usize {
@@ -182,11 +190,11 @@ impl LargePool {
         b.addr - c.base
     }
 
-    /// Counts the pages of a block just handed out as resident (its owner may touch all
-    /// of them).
-    pub(crate) fn mark_resident(&mut self, b: &Block) {
+    /// Counts the pages under the first `touch` bytes of a block just handed out as
+    /// resident (its owner may touch all of them).
+    pub(crate) fn mark_resident(&mut self, b: &Block, touch: usize) {
         let offset = self.offset_of(b);
-        self.resident.touch(b.chunk, offset, b.size);
+        self.resident.touch(b.chunk, offset, touch);
         self.peak_committed = self.peak_committed.max(self.committed());
     }
 
@@ -203,29 +211,83 @@ impl LargePool {
         self.purge_excess(excess, backend)
     }
 
-    /// Hands back at least `excess` bytes of free blocks' resident pages, oldest frees
-    /// first, if there are that many; returns the bytes handed back.
+    /// Hands back at least `excess` bytes of free blocks' resident pages, if there are
+    /// that many; returns the bytes handed back. The strategy offers its dirty free blocks,
+    /// oldest frees first; if that is not enough (or the strategy does not age its blocks),
+    /// every free block is swept in address order.
     fn purge_excess(&mut self, excess: usize, backend: &dyn DeviceBackend) -> usize {
         if excess == 0 {
             return 0;
         }
         let (chunks, resident) = (&self.chunks, &mut self.resident);
-        let purged = self.strategy.purge(excess, &mut |chunk, offset, len| {
-            let c = chunks[chunk as usize].as_ref().expect("live chunk");
-            resident.purge(chunk, offset, len, &mut |o, l| backend.decommit(c, o, l) > 0)
-        });
+        let mut purged = self
+            .strategy
+            .purge(excess, &mut |chunk, offset, len, want| {
+                let c = chunks[chunk as usize].as_ref().expect("live chunk");
+                let got = resident.purge(chunk, (offset, len), want, &mut |o, l| {
+                    backend.decommit(c, o, l) > 0
+                });
+                (got, resident.resident_in(chunk, offset, len) > 0)
+            });
+        if purged < excess {
+            let mut spans = SysVec::new_in(System);
+            self.strategy.free_block_spans(&mut spans);
+            for (addr, len) in spans {
+                if purged >= excess {
+                    break;
+                }
+                let (id, c) = self.chunk_at(addr);
+                let want = excess - purged;
+                purged += self
+                    .resident
+                    .purge(id, (addr - c.base, len), want, &mut |o, l| {
+                        backend.decommit(&c, o, l) > 0
+                    });
+            }
+        }
         self.purged_total += purged;
         purged
     }
 
-    /// Allocates a block that serves as a whole one-block slab of a size class.
+    /// Bytes of resident pages wholly inside free blocks (not a hot path: it walks them).
+    pub fn resident_free_bytes(&self) -> usize {
+        let mut spans = SysVec::new_in(System);
+        self.strategy.free_block_spans(&mut spans);
+        spans
+            .iter()
+            .map(|&(addr, len)| {
+                let (id, c) = self.chunk_at(addr);
+                self.resident.resident_in(id, addr - c.base, len)
+            })
+            .sum()
+    }
+
+    /// The chunk holding `addr`, and its id.
+    fn chunk_at(&self, addr: usize) -> (u32, Chunk) {
+        self.chunks
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| {
+                c.filter(|c| (c.base..c.base + c.size).contains(&addr))
+                    .map(|c| (i as u32, c))
+            })
+            .expect("a free block lies in a chunk")
+    }
+
+    /// Allocates a block that serves as a whole one-block slab of a size class, of which
+    /// the first `touch` bytes may be touched (all of it where a thread cache may hand it
+    /// out again).
     pub fn allocate_single(
         &mut self,
-        size: usize,
+        (size, touch): (usize, usize),
         backend: &dyn DeviceBackend,
         budget: usize,
     ) -> Result<Block, GrowError> {
-        let b = self.allocate(size, super::size_class::SLAB_ALIGN, backend, budget)?;
+        let b = self.allocate(
+            (size, super::size_class::SLAB_ALIGN, touch),
+            backend,
+            budget,
+        )?;
         self.singles.insert(b.addr, (b.token, b.size));
         self.slab_bytes += b.size;
         Ok(b)
@@ -247,7 +309,8 @@ impl LargePool {
         backend: &dyn DeviceBackend,
         budget: usize,
     ) -> Result<Block, GrowError> {
-        let b = self.allocate(size, align, backend, budget)?;
+        // The owner's slice is `size` bytes long: the rest of the block stays untouched.
+        let b = self.allocate((size, align, size), backend, budget)?;
         self.user.insert(b.addr, (b.token, b.size));
         self.user_bytes += b.size;
         Ok(b)
@@ -271,14 +334,15 @@ impl LargePool {
         self.strategy.free(token);
     }
 
-    /// Lends a slab to the small pool.
+    /// Lends a slab to the small pool. None of its pages counts as resident yet: the
+    /// small pool reports them with [`take_pages`](Self::take_pages) as it carves blocks.
     pub fn allocate_slab(
         &mut self,
         size: usize,
         backend: &dyn DeviceBackend,
         budget: usize,
     ) -> Result<Block, GrowError> {
-        let b = self.allocate(size, super::size_class::SLAB_ALIGN, backend, budget)?;
+        let b = self.allocate((size, super::size_class::SLAB_ALIGN, 0), backend, budget)?;
         self.slab_bytes += b.size;
         Ok(b)
     }
@@ -343,9 +407,11 @@ impl LargePool {
         let (chunks, resident) = (&self.chunks, &mut self.resident);
         let purged = self
             .strategy
-            .purge_freed_before(before, &mut |chunk, offset, len| {
+            .purge_freed_before(before, &mut |chunk, offset, len, want| {
                 let c = chunks[chunk as usize].as_ref().expect("live chunk");
-                resident.purge(chunk, offset, len, &mut |o, l| backend.decommit(c, o, l) > 0)
+                resident.purge(chunk, (offset, len), want, &mut |o, l| {
+                    backend.decommit(c, o, l) > 0
+                })
             });
         self.purged_total += purged;
         purged
@@ -397,7 +463,10 @@ impl LargePool {
     pub fn check_invariants(&self) {
         self.strategy.check_invariants();
         self.resident.check();
-        assert!(self.committed() <= self.reserved, "more resident than mapped");
+        assert!(
+            self.committed() <= self.reserved,
+            "more resident than mapped"
+        );
         let chunk_bytes: usize = self.chunks.iter().flatten().map(|c| c.size).sum();
         assert_eq!(chunk_bytes, self.reserved, "reserved bytes drifted");
         let user: usize = self.user.values().map(|v| v.1).sum();

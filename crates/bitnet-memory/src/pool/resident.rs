@@ -5,6 +5,7 @@
 //! merged, split and partly purged leave resident pages in any pattern; counting them
 //! page by page keeps the pool's committed figure equal to what the process holds (when
 //! owners touch what they ask for), so purges hand back what is over the limit, no more.
+
 #![deny(unsafe_code)]
 
 use super::strategy::SysVec;
@@ -81,22 +82,29 @@ impl ResidentPages {
         }
     }
 
-    /// Bytes of pages under `(offset, len)` of chunk `id` not marked resident yet.
+    /// Bytes of resident pages wholly inside `(offset, len)` of chunk `id`.
+    pub fn resident_in(&self, id: u32, offset: usize, len: usize) -> usize {
+        let map = &self.maps[id as usize];
+        let (first, end) = (offset.div_ceil(PAGE), (offset + len) / PAGE);
+        let mut n = 0;
+        Self::for_words(first, end, |w, m| n += (m & map[w]).count_ones() as usize);
+        n * PAGE
+    }
+
+    /// Bytes of pages a touch of `(offset, len)` of chunk `id` would make resident.
     pub fn untouched(&self, id: u32, offset: usize, len: usize) -> usize {
         let map = &self.maps[id as usize];
         let (first, end) = pages_over(offset, len);
         let mut n = 0;
-        Self::for_words(first, end, |w, m| {
-            n += (m & !map[w]).count_ones() as usize;
-        });
+        Self::for_words(first, end, |w, m| n += (m & !map[w]).count_ones() as usize);
         n * PAGE
     }
 
-    /// Marks the pages under `(offset, len)` of chunk `id` resident; returns the bytes
-    /// that were not.
+    /// Marks the pages a touch of `(offset, len)` of chunk `id` makes resident; returns
+    /// the bytes that were not.
     pub fn touch(&mut self, id: u32, offset: usize, len: usize) -> usize {
-        let map = &mut self.maps[id as usize];
         let (first, end) = pages_over(offset, len);
+        let map = &mut self.maps[id as usize];
         let mut n = 0;
         Self::for_words(first, end, |w, m| {
             n += (m & !map[w]).count_ones() as usize;
@@ -106,39 +114,42 @@ impl ResidentPages {
         n * PAGE
     }
 
-    /// Hands back the resident pages wholly inside `(offset, len)` of chunk `id`, run by
-    /// run, through `decommit(offset, len)`, which returns whether the pages went back;
-    /// returns the bytes that did.
+    /// Hands back resident pages wholly inside `(offset, len)` of chunk `id`, from the
+    /// range's end backwards (allocation carves free blocks from the front), run by run
+    /// through `decommit(offset, len)`, which returns whether the pages went back; stops
+    /// once `want` bytes went back. Returns the bytes that did.
     pub fn purge(
         &mut self,
         id: u32,
-        offset: usize,
-        len: usize,
+        (offset, len): (usize, usize),
+        want: usize,
         decommit: &mut dyn FnMut(usize, usize) -> bool,
     ) -> usize {
         let first = offset.div_ceil(PAGE);
         let end = (offset + len) / PAGE;
+        let want = want.div_ceil(PAGE);
         let map = &mut self.maps[id as usize];
         let is_set = |map: &SysVec<u64>, p: usize| map[p / 64] >> (p % 64) & 1 == 1;
         let mut purged = 0;
-        let mut p = first;
-        while p < end {
-            if !is_set(map, p) {
+        // `p` is one past the page looked at next.
+        let mut p = end;
+        while p > first && purged < want {
+            if !is_set(map, p - 1) {
                 // Skip clear words whole.
-                if p.is_multiple_of(64) && map[p / 64] == 0 {
-                    p += 64;
+                if p.is_multiple_of(64) && p - first >= 64 && map[p / 64 - 1] == 0 {
+                    p -= 64;
                 } else {
-                    p += 1;
+                    p -= 1;
                 }
                 continue;
             }
-            let start = p;
-            while p < end && is_set(map, p) {
-                p += 1;
+            let stop = p;
+            while p > first && is_set(map, p - 1) && stop - p < want - purged {
+                p -= 1;
             }
-            if decommit(start * PAGE, (p - start) * PAGE) {
-                Self::for_words(start, p, |w, m| map[w] &= !m);
-                purged += p - start;
+            if decommit(p * PAGE, (stop - p) * PAGE) {
+                Self::for_words(p, stop, |w, m| map[w] &= !m);
+                purged += stop - p;
             }
         }
         self.pages -= purged;
@@ -177,22 +188,37 @@ mod tests {
     }
 
     #[test]
-    fn purge_hands_back_whole_inner_pages_run_by_run() {
+    fn purge_hands_back_whole_inner_pages_run_by_run_from_the_end() {
         let mut r = ResidentPages::new();
         r.add_chunk(3, 1 << 20);
         r.touch(3, 0, 10 * PAGE);
         r.touch(3, 20 * PAGE, 200 * PAGE);
         let mut runs = Vec::new();
         // The range starts inside page 1 and ends inside page 149: pages 2..149 go.
-        let got = r.purge(3, PAGE + 8, 148 * PAGE, &mut |o, l| {
+        let got = r.purge(3, (PAGE + 8, 148 * PAGE), usize::MAX, &mut |o, l| {
             runs.push((o / PAGE, l / PAGE));
             true
         });
-        assert_eq!(runs, vec![(2, 8), (20, 129)]);
+        assert_eq!(runs, vec![(20, 129), (2, 8)]);
         assert_eq!(got, 137 * PAGE);
         assert_eq!(r.bytes(), (210 - 137) * PAGE);
-        assert_eq!(r.untouched(3, 0, 2 * PAGE), 0);
+        assert_eq!(r.resident_in(3, 0, 2 * PAGE), 2 * PAGE);
         assert_eq!(r.untouched(3, 2 * PAGE, PAGE), PAGE);
+        r.check();
+    }
+
+    #[test]
+    fn a_purge_stops_once_it_has_what_it_wants() {
+        let mut r = ResidentPages::new();
+        r.add_chunk(0, 1 << 20);
+        r.touch(0, 0, 200 * PAGE);
+        let mut runs = Vec::new();
+        let got = r.purge(0, (0, 1 << 20), 3 * PAGE - 1, &mut |o, l| {
+            runs.push((o / PAGE, l / PAGE));
+            true
+        });
+        assert_eq!((got, runs), (3 * PAGE, vec![(197, 3)]));
+        assert_eq!(r.bytes(), 197 * PAGE);
         r.check();
     }
 
@@ -201,7 +227,7 @@ mod tests {
         let mut r = ResidentPages::new();
         r.add_chunk(0, 1 << 20);
         r.touch(0, 0, 16 * PAGE);
-        assert_eq!(r.purge(0, 0, 16 * PAGE, &mut |_, _| false), 0);
+        assert_eq!(r.purge(0, (0, 16 * PAGE), usize::MAX, &mut |_, _| false), 0);
         assert_eq!(r.bytes(), 16 * PAGE);
         r.remove_chunk(0);
         assert_eq!(r.bytes(), 0);

@@ -47,30 +47,26 @@ pub trait BlockStrategy: Send {
     /// that track residency); the pool turns it off when it has no room to grow.
     fn set_prefer_resident(&mut self, _on: bool) {}
     /// Hands back the pages of dirty free blocks freed before `before` (ms) through
-    /// `decommit(chunk, offset, len)`, which returns the bytes that went back; returns
-    /// their sum. The default purges nothing.
+    /// `decommit(chunk, offset, len, usize::MAX)`, which returns the bytes that went back;
+    /// returns their sum. The default purges nothing.
     fn purge_freed_before(
         &mut self,
         _before: u64,
-        _decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
+        _decommit: &mut dyn FnMut(u32, usize, usize, usize) -> usize,
     ) -> usize {
         0
     }
     /// Free bytes inside the strategy's chunks.
     fn free_bytes(&self) -> usize;
-    /// Free bytes whose pages may be resident (freed by an owner and not purged since).
-    /// Strategies that do not track it report all free bytes.
-    fn dirty_free_bytes(&self) -> usize {
-        self.free_bytes()
-    }
     /// Hands back the pages of dirty free blocks, oldest frees first, through
-    /// `decommit(chunk, offset, len)` (which returns the bytes that went back) until
-    /// `excess` bytes went back or no dirty free block is left; returns the bytes that
-    /// went back. The default purges nothing.
+    /// `decommit(chunk, offset, len, want)` (which hands back about `want` bytes of the
+    /// block or all it has, and returns the bytes that went back and whether resident
+    /// pages are left in the block) until `excess` bytes went back or no dirty free block
+    /// is left; returns the bytes that went back. The default purges nothing.
     fn purge(
         &mut self,
         _excess: usize,
-        _decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
+        _decommit: &mut dyn FnMut(u32, usize, usize, usize) -> (usize, bool),
     ) -> usize {
         0
     }

@@ -386,6 +386,13 @@ impl Tlsf {
         None
     }
 
+    /// Free bytes that may be resident: the sum of the free blocks' dirty ranges (which
+    /// guide placement and purging; the pool's page map has the exact count).
+    #[cfg(test)]
+    pub fn dirty_free_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
     fn addr(&self, idx: u32) -> usize {
         let n = &self.nodes[idx as usize];
         self.chunks[n.chunk as usize].expect("live chunk").base + n.offset
@@ -569,7 +576,7 @@ impl BlockStrategy for Tlsf {
     fn purge_freed_before(
         &mut self,
         before: u64,
-        decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
+        decommit: &mut dyn FnMut(u32, usize, usize, usize) -> usize,
     ) -> usize {
         let mut purged = 0;
         for c in 0..self.chunks.len() {
@@ -578,7 +585,7 @@ impl BlockStrategy for Tlsf {
             while i != NIL {
                 let n = self.nodes[i as usize];
                 if n.state == State::Free && n.dirty > 0 && n.freed_at < before {
-                    purged += decommit(n.chunk, n.offset, n.size);
+                    purged += decommit(n.chunk, n.offset, n.size, usize::MAX);
                     self.nodes[i as usize].dirty = 0;
                     self.nodes[i as usize].dirty_off = 0;
                     self.dirty_bytes -= n.dirty;
@@ -607,14 +614,10 @@ impl BlockStrategy for Tlsf {
         self.free_bytes
     }
 
-    fn dirty_free_bytes(&self) -> usize {
-        self.dirty_bytes
-    }
-
     fn purge(
         &mut self,
         excess: usize,
-        decommit: &mut dyn FnMut(u32, usize, usize) -> usize,
+        decommit: &mut dyn FnMut(u32, usize, usize, usize) -> (usize, bool),
     ) -> usize {
         if excess == 0 || self.dirty_bytes == 0 {
             return 0;
@@ -638,11 +641,15 @@ impl BlockStrategy for Tlsf {
                 break;
             }
             let n = self.nodes[i as usize];
-            // The whole block: the pool's page map skips what is not resident.
-            purged += decommit(n.chunk, n.offset, n.size);
-            self.nodes[i as usize].dirty = 0;
-            self.nodes[i as usize].dirty_off = 0;
-            self.dirty_bytes -= n.dirty;
+            // The whole block is offered: the pool's page map skips what is not resident.
+            let want = excess - purged;
+            let (got, left) = decommit(n.chunk, n.offset, n.size, want);
+            purged += got;
+            if !left {
+                self.nodes[i as usize].dirty = 0;
+                self.nodes[i as usize].dirty_off = 0;
+                self.dirty_bytes -= n.dirty;
+            }
         }
         purged
     }

@@ -100,9 +100,9 @@ fn dirty_bytes_follow_frees_merges_and_purges_oldest_first() {
     assert_eq!(t.dirty_free_bytes(), 4096 + 4096);
     t.check_invariants();
     let mut seen = Vec::new();
-    let purged = t.purge(4096, &mut |chunk, offset, len| {
+    let purged = t.purge(4096, &mut |chunk, offset, len, _| {
         seen.push((chunk, offset, len));
-        len
+        (len, false)
     });
     assert_eq!(purged, 4096);
     assert_eq!(seen, vec![(0, 0, 4096)], "the oldest free block goes first");
@@ -113,7 +113,10 @@ fn dirty_bytes_follow_frees_merges_and_purges_oldest_first() {
     t.check_invariants();
     // One free block now (a, b, c and the tail merged), handed over whole: the pool's
     // page map knows which of its pages are resident.
-    assert_eq!(t.purge(1, &mut |_, _, len| len), 1 << 20);
+    assert_eq!(
+        t.purge(usize::MAX, &mut |_, _, len, _| (len, false)),
+        1 << 20
+    );
     assert_eq!(t.dirty_free_bytes(), 0);
     t.check_invariants();
 }
@@ -159,7 +162,7 @@ fn resident_ranges_survive_merges_and_requests_are_carved_from_them() {
     let b = t.allocate(256 * K, 16).unwrap();
     let _c = t.allocate(512 * K, 16).unwrap(); // 128 KiB stay untouched at the end
     t.free(x.token);
-    t.purge(usize::MAX, &mut |_, _, len| len); // x's pages handed back: clean
+    t.purge(usize::MAX, &mut |_, _, len, _| (len, false)); // x's pages handed back: clean
     t.free(b.token); // merges with clean x: resident at 128 KiB..384 KiB of the block
     assert_eq!(t.dirty_free_bytes(), 256 * K);
     t.check_invariants();
