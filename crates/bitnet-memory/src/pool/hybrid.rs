@@ -143,11 +143,7 @@ impl DevicePool {
             central: (0..nclasses)
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
                 .collect(),
-            large: Mutex::new({
-                let mut large = LargePool::new(strategy, config.min_chunk, config.max_chunk);
-                large.purge_batch = config.min_retain / 2;
-                large
-            }),
+            large: Mutex::new(LargePool::new(strategy, config.min_chunk, config.max_chunk)),
             caches: ThreadLocal::new(),
             budget: budget.unwrap_or(usize::MAX),
             retain_fraction: config.retain_fraction,
@@ -348,7 +344,7 @@ impl DevicePool {
         size: usize,
         align: usize,
     ) -> Result<(usize, u64), GrowError> {
-        let mut large = self.large_for_alloc();
+        let mut large = self.large_for_alloc(size);
         let b = large.allocate_user(size, align, &*self.backend, self.budget)?;
         self.note_alloc(cache, size);
         self.publish_now(cache);
@@ -365,7 +361,7 @@ impl DevicePool {
         blocks: &[&super::large::compact::MoveCell],
         copy: &mut dyn FnMut(usize, usize, usize),
     ) -> super::large::compact::CompactStats {
-        let mut large = self.large_for_alloc();
+        let mut large = self.large_for_alloc(0);
         let stats = large.compact(blocks, &*self.backend, copy);
         self.purge(&mut large);
         stats
@@ -382,7 +378,7 @@ impl DevicePool {
         let mut central = self.central[class].lock();
         if size_class::is_single(class) {
             // One-block slabs: straight from the large pool, one at a time.
-            let mut large = self.large_for_alloc();
+            let mut large = self.large_for_alloc(size);
             // A block no cache can hold serves this request only: only `size` bytes of it
             // are ever touched.
             let class_size = size_class::class_size(class);
@@ -399,7 +395,7 @@ impl DevicePool {
         if central.free_blocks() == 0 {
             let slab = size_class::slab_size(class);
             let block = self
-                .large_for_alloc()
+                .large_for_alloc(0)
                 .allocate_slab(slab, &*self.backend, self.budget)?;
             central.add_slab(block, slab);
         }
@@ -425,7 +421,7 @@ impl DevicePool {
             }
         }
         if let Some((slab, from, to)) = central.newly_carved(super::resident::PAGE) {
-            self.large_for_alloc()
+            self.large_for_alloc(size)
                 .take_pages(&slab, from, to - from, &*self.backend);
         }
         Ok(first.expect("a class with free blocks gives one"))
@@ -494,27 +490,34 @@ impl DevicePool {
     /// The resident limit: committed memory the pool keeps at most, from the peak of live
     /// bytes so far (so the resident high-water mark stays close to the live peak).
     fn resident_limit(&self) -> usize {
+        self.resident_limit_with(0)
+    }
+
+    /// The resident limit once `extra` more bytes are live (the request being served).
+    fn resident_limit_with(&self, extra: usize) -> usize {
         let peak = self.peak_live.load(Relaxed).max(0) as usize;
-        let live = (self.published_live.load(Relaxed).max(0) as usize).max(peak);
+        let now = self.published_live.load(Relaxed).max(0) as usize;
+        let live = now.saturating_add(extra).max(peak);
         let scaled = (live as f64 * (1.0 + self.retain_fraction)) as usize;
         scaled.max(live.saturating_add(self.min_retain))
     }
 
-    /// The large pool, locked, with the resident limit of this moment set: a block taken
-    /// from it does not raise the committed bytes past the limit while free blocks hold
-    /// resident pages.
-    fn large_for_alloc(&self) -> parking_lot::MutexGuard<'_, LargePool> {
+    /// The large pool, locked, with the resident limit set for a request of `size` bytes:
+    /// the block taken for it does not raise the committed bytes past the limit while free
+    /// blocks hold resident pages. (A request that raises the live peak raises the limit
+    /// with it.)
+    fn large_for_alloc(&self, size: usize) -> parking_lot::MutexGuard<'_, LargePool> {
         let mut large = self.large.lock();
-        large.resident_limit = self.resident_limit();
+        large.resident_limit = self.resident_limit_with(size);
         large
     }
 
-    /// Hands back pages of free large-pool blocks past the resident limit, down to half
-    /// of `min_retain` below it so that purges come in batches, not at every free.
+    /// Hands back pages of free large-pool blocks past the resident limit (committed bytes
+    /// pass it only where the live peak it was set for was not published yet).
     fn purge(&self, large: &mut LargePool) {
         let limit = self.resident_limit();
         if large.committed() > limit {
-            large.purge_to(limit.saturating_sub(self.min_retain / 2), &*self.backend);
+            large.purge_to(limit, &*self.backend);
         }
     }
 

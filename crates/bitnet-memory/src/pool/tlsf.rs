@@ -41,9 +41,11 @@ struct Node {
     dirty: usize,
     /// Start of the dirty range, from the block's start.
     dirty_off: usize,
-    /// For a free block: when it was freed (the strategy's free counter), for
-    /// oldest-first purging.
+    /// For a free block: when it was freed (ms on the pool's clock), for decay.
     freed_at: u64,
+    /// For a free block: which free made it (a counter), for oldest-first purging (the
+    /// ms clock is too coarse to order frees, and would make the order depend on timing).
+    freed_seq: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +70,8 @@ pub struct Tlsf {
     now: u64,
     /// Whether requests look for resident free memory first.
     prefer_resident: bool,
+    /// Frees so far (stamps `freed_seq`).
+    frees: u64,
 }
 
 impl Default for Tlsf {
@@ -158,6 +162,7 @@ impl Tlsf {
             dirty_bytes: 0,
             prefer_resident: true,
             now: 0,
+            frees: 0,
         }
     }
 
@@ -275,6 +280,7 @@ impl Tlsf {
             dirty: 0,
             dirty_off: 0,
             freed_at: n.freed_at,
+            freed_seq: n.freed_seq,
         });
         let (off, len) = clip(n.dirty_off, n.dirty, size, n.size);
         self.nodes[tail as usize].dirty = len;
@@ -304,6 +310,7 @@ impl Tlsf {
             dirty: 0,
             dirty_off: 0,
             freed_at: n.freed_at,
+            freed_seq: n.freed_seq,
         });
         let (off, len) = clip(n.dirty_off, n.dirty, pad, n.size);
         self.nodes[rest as usize].dirty = len;
@@ -424,6 +431,7 @@ impl BlockStrategy for Tlsf {
             dirty: 0,
             dirty_off: 0,
             freed_at: 0,
+            freed_seq: 0,
         });
         let slot = chunk as usize;
         if self.chunks.len() <= slot {
@@ -522,6 +530,8 @@ impl BlockStrategy for Tlsf {
         node.dirty = node.size;
         node.dirty_off = 0;
         node.freed_at = self.now;
+        self.frees += 1;
+        node.freed_seq = self.frees;
         let prev = self.nodes[idx as usize].prev_phys;
         if prev != NIL && self.nodes[prev as usize].state == State::Free {
             self.remove_free(prev);
@@ -531,6 +541,7 @@ impl BlockStrategy for Tlsf {
             p.size += n.size;
             p.next_phys = n.next_phys;
             p.freed_at = n.freed_at;
+            p.freed_seq = n.freed_seq;
             if n.next_phys != NIL {
                 self.nodes[n.next_phys as usize].prev_phys = prev;
             }
@@ -629,7 +640,7 @@ impl BlockStrategy for Tlsf {
             while i != NIL {
                 let n = &self.nodes[i as usize];
                 if n.state == State::Free && n.dirty > 0 {
-                    dirty.push((n.freed_at, i));
+                    dirty.push((n.freed_seq, i));
                 }
                 i = n.next_phys;
             }
