@@ -29,9 +29,10 @@ fn main() {
         events.push((f[0] == "a", id, size, align.max(1)));
     }
     drop(text);
-    // `low-footprint`, or `retain=F,min_retain=BYTES,cache=BYTES` over the default.
+    // `low-footprint`, `fast`, or `retain=F,min_retain=BYTES,cache=BYTES` over the default.
     let mut config = match std::env::args().nth(2).as_deref() {
         Some("low-footprint") => MemoryConfig::low_footprint(),
+        Some("fast") => MemoryConfig::fast(),
         _ => MemoryConfig::default(),
     };
     if let Some(spec) = std::env::args().nth(2).filter(|a| a.contains('=')) {

@@ -47,18 +47,22 @@ pub struct MemoryConfig {
     /// makes every small request take the class lock (useful to measure the cache).
     pub thread_cache: bool,
     /// Bytes of each size class a thread's cache may hold (at most 128 blocks; classes of
-    /// blocks bigger than this are not cached). Default: 256 KiB;
-    /// [`low_footprint`](Self::low_footprint) uses 32 KiB. Cached blocks stay resident: a
-    /// thread's cache can hold about 33 times this.
+    /// blocks bigger than this are not cached). Default: 64 KiB;
+    /// [`low_footprint`](Self::low_footprint) uses 32 KiB, [`fast`](Self::fast) 256 KiB.
+    /// Cached blocks stay resident: a thread's cache can hold about 33 times this.
     pub thread_cache_bytes: usize,
-    /// Free memory the pool keeps resident, as a fraction of the peak of live bytes: past
-    /// `peak_live * (1 + retain_fraction)` (and `min_retain`) committed bytes, pages of
-    /// free blocks are handed back to the device, oldest first. Default: `0.5`, which
-    /// favours speed (handed-back pages fault again when reused);
-    /// [`low_footprint`](Self::low_footprint) uses `0.05`.
+    /// The resident limit, as a fraction of the peak of live bytes: committed memory may
+    /// pass `peak_live * (1 + retain_fraction)` (or `peak_live + min_retain`, whichever is
+    /// more) only where no free block holds resident pages any more. Before a request takes
+    /// fresh pages past the limit, pages of free blocks are handed back to the device,
+    /// oldest frees first, just what is over. Handed-back pages fault again when reused,
+    /// so a low limit costs time where live sizes keep changing. Default: `0.08`;
+    /// [`low_footprint`](Self::low_footprint) uses `0.05`, [`fast`](Self::fast) `0.5`.
+    /// See `docs/resident.md`.
     pub retain_fraction: f64,
-    /// Free memory in bytes the pool may always keep resident, whatever the live peak.
-    /// Default: 16 MiB.
+    /// Free memory in bytes the pool may always keep resident, whatever the live peak (so
+    /// that small pools do not purge at every step). Default: 1 MiB; [`fast`](Self::fast)
+    /// uses 16 MiB.
     pub min_retain: usize,
     /// Tracking: sampling rate, large threshold, backtraces, overhead limit.
     pub tracking: TrackingConfig,
@@ -88,9 +92,9 @@ impl Default for MemoryConfig {
 }
 
 impl MemoryConfig {
-    /// A configuration that keeps the resident set close to the peak of live bytes
-    /// (within about 10% on real traces) at the price of page faults when handed-back
-    /// memory is reused: `retain_fraction` 0.05, `min_retain` 1 MiB, 4 MiB chunks.
+    /// A configuration that keeps the resident set closer to the peak of live bytes than
+    /// the default, at the price of more page faults when handed-back memory is reused:
+    /// `retain_fraction` 0.05, 32 KiB thread caches, 4 MiB chunks.
     pub fn low_footprint() -> Self {
         Self {
             retain_fraction: 0.05,
@@ -98,6 +102,18 @@ impl MemoryConfig {
             thread_cache_bytes: 32 << 10,
             min_chunk: 4 << 20,
             max_chunk: 256 << 20,
+            ..Self::default()
+        }
+    }
+
+    /// A configuration that favours speed over footprint: free memory stays resident up
+    /// to 50% over the live peak (`retain_fraction` 0.5, `min_retain` 16 MiB) and thread
+    /// caches hold 256 KiB per class, so reused memory seldom faults again.
+    pub fn fast() -> Self {
+        Self {
+            retain_fraction: 0.5,
+            min_retain: 16 << 20,
+            thread_cache_bytes: 256 << 10,
             ..Self::default()
         }
     }
@@ -207,5 +223,27 @@ impl MemoryConfig {
             return bad("budget: must be more than 0 B (use None for no limit)");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryConfig;
+
+    #[test]
+    fn presets_are_valid_and_ordered_by_what_they_keep_resident() {
+        let (low, def, fast) = (
+            MemoryConfig::low_footprint(),
+            MemoryConfig::default(),
+            MemoryConfig::fast(),
+        );
+        for c in [&low, &def, &fast] {
+            c.validate().unwrap();
+        }
+        assert!(low.retain_fraction < def.retain_fraction);
+        assert!(def.retain_fraction < fast.retain_fraction);
+        assert!(low.thread_cache_bytes < def.thread_cache_bytes);
+        assert!(def.thread_cache_bytes < fast.thread_cache_bytes);
+        assert!(def.min_retain < fast.min_retain);
     }
 }

@@ -489,3 +489,7 @@ impl LargePool {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "large_tests.rs"]
+mod tests;

@@ -1,0 +1,184 @@
+//! The resident limit of the large pool: pages counted as owners may touch them, and free
+//! blocks' pages handed back before a request takes fresh ones past the limit. Over a
+//! backend of made-up addresses (the pool never touches memory) whose decommit always
+//! succeeds, so every purge is counted and Miri can run it.
+
+use super::LargePool;
+use crate::device::{Chunk, DeviceBackend, DeviceError};
+use crate::pool::buddy::Buddy;
+use crate::pool::resident::PAGE;
+use crate::pool::strategy::BlockStrategy;
+use crate::pool::tlsf::Tlsf;
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Chunks at made-up addresses; a decommit "hands back" whatever it is given and counts
+/// it.
+#[derive(Default)]
+struct Pretend {
+    next: AtomicUsize,
+    decommitted: AtomicUsize,
+}
+
+impl DeviceBackend for Pretend {
+    fn name(&self) -> &str {
+        "pretend"
+    }
+    fn host_visible(&self) -> bool {
+        true
+    }
+    fn allocate_chunk(&self, size: usize, align: usize) -> Result<Chunk, DeviceError> {
+        let span = (size + align).next_multiple_of(1 << 30);
+        let base = (1 << 40) + self.next.fetch_add(span, Relaxed);
+        Ok(Chunk {
+            base: base.next_multiple_of(align),
+            size,
+            tag: 0,
+        })
+    }
+    fn release_chunk(&self, _chunk: Chunk) {}
+    fn decommit(&self, _chunk: &Chunk, offset: usize, len: usize) -> usize {
+        assert!(offset.is_multiple_of(PAGE) && len.is_multiple_of(PAGE) && len > 0);
+        self.decommitted.fetch_add(len, Relaxed);
+        len
+    }
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+    fn available(&self) -> Option<usize> {
+        None
+    }
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
+    let backend = Pretend::default();
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let a = pool
+        .allocate_user(8 * MIB, 64, &backend, usize::MAX)
+        .unwrap();
+    let _b = pool
+        .allocate_user(8 * MIB, 64, &backend, usize::MAX)
+        .unwrap();
+    assert_eq!(pool.committed(), 16 * MIB, "what the owners may touch");
+    pool.free_user_token(a.addr, a.token);
+    assert_eq!(
+        pool.committed(),
+        16 * MIB,
+        "a free hands nothing back by itself"
+    );
+    assert_eq!(pool.resident_free_bytes(), 8 * MIB);
+    // 12 MiB do not fit in a's hole: they take fresh pages, and only 21 MiB may be
+    // committed. So 7 MiB of a's pages go first, from the hole's end; 1 MiB stays.
+    pool.resident_limit = 21 * MIB;
+    let c = pool
+        .allocate_user(12 * MIB, 64, &backend, usize::MAX)
+        .unwrap();
+    assert_ne!(c.addr, a.addr);
+    assert_eq!(pool.committed(), 21 * MIB);
+    assert_eq!(pool.peak_committed, 21 * MIB, "never past the limit");
+    assert_eq!(backend.decommitted.load(Relaxed), 7 * MIB);
+    assert_eq!(pool.purged_total, 7 * MIB);
+    assert_eq!(pool.resident_free_bytes(), MIB);
+    // A request served from the resident part of the hole takes no fresh page.
+    pool.resident_limit = 0;
+    let d = pool.allocate_user(MIB, 64, &backend, usize::MAX).unwrap();
+    assert_eq!(d.addr, a.addr);
+    assert_eq!(pool.committed(), 21 * MIB);
+    assert_eq!(backend.decommitted.load(Relaxed), 7 * MIB);
+    pool.check_invariants();
+}
+
+#[test]
+fn only_the_bytes_an_owner_may_touch_count() {
+    let backend = Pretend::default();
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    pool.allocate_user(MIB + 1, 64, &backend, usize::MAX)
+        .unwrap();
+    assert_eq!(pool.committed(), MIB + PAGE, "the request, to whole pages");
+    let slab = pool.allocate_slab(64 << 10, &backend, usize::MAX).unwrap();
+    assert_eq!(
+        pool.committed(),
+        MIB + PAGE,
+        "a slab counts as it is carved"
+    );
+    pool.take_pages(&slab, slab.addr, 100, &backend);
+    assert_eq!(pool.committed(), MIB + 2 * PAGE);
+    let single = pool
+        .allocate_single((320 << 10, 300 << 10), &backend, usize::MAX)
+        .unwrap();
+    assert_eq!(single.size, 320 << 10);
+    assert_eq!(pool.committed(), MIB + 2 * PAGE + (300 << 10));
+    pool.check_invariants();
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Alloc(usize),
+    Free(usize),
+    Limit(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1usize..3 * MIB).prop_map(Op::Alloc),
+        3 => any::<usize>().prop_map(Op::Free),
+        1 => (0usize..24 * MIB).prop_map(Op::Limit),
+    ]
+}
+
+type MakeStrategy = fn() -> Box<dyn BlockStrategy>;
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    })]
+
+    /// After every request: the committed bytes are within the limit, or no free block
+    /// holds a resident page any more. Purges never hand back pages of blocks in use.
+    #[test]
+    #[cfg_attr(miri, ignore = "safe code; proptest reads the file system, which Miri isolates")]
+    fn the_limit_holds_while_free_blocks_hold_resident_pages(
+        ops in proptest::collection::vec(op(), 1..80),
+        buddy in any::<bool>(),
+    ) {
+        let make: MakeStrategy = if buddy {
+            || Box::new(Buddy::new())
+        } else {
+            || Box::new(Tlsf::new())
+        };
+        let backend = Pretend::default();
+        let mut pool = LargePool::new(make(), 4 * MIB, 16 * MIB);
+        let mut live: Vec<(usize, u64, usize)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Alloc(size) => {
+                    let before = pool.committed();
+                    let b = pool.allocate_user(size, 64, &backend, usize::MAX).unwrap();
+                    let after = pool.committed();
+                    prop_assert!(
+                        after <= pool.resident_limit.max(before)
+                            || pool.resident_free_bytes() == 0,
+                        "committed {after} over the limit {} with {} resident free",
+                        pool.resident_limit,
+                        pool.resident_free_bytes()
+                    );
+                    live.push((b.addr, b.token, size));
+                }
+                Op::Free(i) if !live.is_empty() => {
+                    let (addr, token, _) = live.swap_remove(i % live.len());
+                    pool.free_user_token(addr, token);
+                }
+                Op::Free(_) => {}
+                Op::Limit(l) => pool.resident_limit = l,
+            }
+            pool.check_invariants();
+            // What is in use stays counted.
+            let used: usize = live.iter().map(|&(_, _, s)| s).sum();
+            prop_assert!(pool.committed() >= used);
+        }
+    }
+}
