@@ -42,7 +42,8 @@ pub struct Row {
     pub reserved_over_live: f64,
     /// Whether `peak_reserved_bytes` was measured (`--no-resident` turns it off).
     pub resident_measured: bool,
-    /// bitnet-memory only: peak reserved bytes by its own metrics (chunks held, touched or not).
+    /// bitnet-memory only: peak reserved bytes by its own metrics (pages under the blocks it
+    /// handed out, less those handed back).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_peak_reserved_bytes: Option<u64>,
     /// bitnet-memory only: peak live bytes by its own metrics.
@@ -190,7 +191,7 @@ pub struct RatioRow {
     /// Per allocator that was measured: peak reserved (growth of VmHWM in a fresh
     /// process) / peak live; the `reserved_over_live` of its row.
     pub reserved_over_live: BTreeMap<String, f64>,
-    /// bitnet-memory's own metrics: peak reserved bytes (chunks held) / peak live.
+    /// bitnet-memory's own metrics: peak reserved bytes (pages handed out) / peak live.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ours_metrics_reserved_over_live: Option<f64>,
     /// The target ours must not exceed.
@@ -292,8 +293,9 @@ pub fn ratio_table(rows: &[RatioRow], allocators: &[&str]) -> String {
             .map_or("-".to_string(), |v| format!("{v:.2}"));
         let _ = writeln!(out, " {m:>13}  {}", r.verdict);
     }
-    out += "ours metrics: bitnet-memory's own peak reserved bytes (chunks held, touched or not) \
-            / peak live; limit: pre-filled size classes, shown, not compared.\n";
+    out += "ours metrics: bitnet-memory's own peak reserved bytes (pages under the blocks it \
+            handed out, less those handed back) / peak live; limit: pre-filled size classes, \
+            shown, not compared.\n";
     out
 }
 
