@@ -30,6 +30,33 @@ pub struct Spec {
     pub quick: bool,
     /// Trace file of the `replay` workload.
     pub trace: Option<PathBuf>,
+    /// Configuration of bitnet-memory's manager.
+    #[serde(default)]
+    pub preset: Preset,
+}
+
+/// Which `MemoryConfig` bitnet-memory runs with (`--config`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// `MemoryConfig::default()`: resident within 8% of the live peak.
+    #[default]
+    Default,
+    /// `MemoryConfig::fast()`: speed over footprint (50%, bigger thread caches).
+    Fast,
+    /// `MemoryConfig::low_footprint()`: 5%, small caches and chunks.
+    LowFootprint,
+}
+
+impl Preset {
+    /// The configuration.
+    pub fn config(self) -> MemoryConfig {
+        match self {
+            Preset::Default => MemoryConfig::default(),
+            Preset::Fast => MemoryConfig::fast(),
+            Preset::LowFootprint => MemoryConfig::low_footprint(),
+        }
+    }
 }
 
 /// The operations of a spec, ready to run.
@@ -224,7 +251,7 @@ pub fn bench_workload(
 ) -> Result<Vec<Row>, String> {
     let work = Work::build(spec)?;
     let kinds = kinds_for(&work, wanted);
-    let mm = MemoryManager::new(MemoryConfig::default()).map_err(|e| e.to_string())?;
+    let mm = MemoryManager::new(spec.preset.config()).map_err(|e| e.to_string())?;
     let mut limit = if kinds.contains(&Kind::Limit) {
         let Work::Streams(s) = &work else {
             unreachable!("limit applies to streams")

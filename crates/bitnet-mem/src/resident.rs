@@ -70,7 +70,7 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
     let hwm = || status_bytes("VmHWM").ok_or("cannot read VmHWM");
     let after = match kind {
         Kind::BitnetMemory => {
-            let mm = MemoryManager::new(MemoryConfig::default()).map_err(|e| e.to_string())?;
+            let mm = MemoryManager::new(spec.preset.config()).map_err(|e| e.to_string())?;
             run_once(kind, &work, &mm, None);
             let m = mm.metrics();
             r.metrics_peak_reserved_bytes = Some(m.peak_reserved_bytes() as u64);

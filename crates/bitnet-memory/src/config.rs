@@ -60,9 +60,11 @@ pub struct MemoryConfig {
     /// [`low_footprint`](Self::low_footprint) uses `0.05`, [`fast`](Self::fast) `0.5`.
     /// See `docs/resident.md`.
     pub retain_fraction: f64,
-    /// Free memory in bytes the pool may always keep resident, whatever the live peak (so
-    /// that small pools do not purge at every step). Default: 1 MiB; [`fast`](Self::fast)
-    /// uses 16 MiB.
+    /// Free memory in bytes the pool may always keep resident: the limit is never under
+    /// `peak_live + min_retain`, and where blocks in use (with the small pool's cached and
+    /// partly used slabs) alone pass the limit, free blocks still keep this much of their
+    /// pages (handing all back at every request would only make the next ones fault).
+    /// Default: 1 MiB; [`fast`](Self::fast) uses 16 MiB.
     pub min_retain: usize,
     /// Tracking: sampling rate, large threshold, backtraces, overhead limit.
     pub tracking: TrackingConfig,

@@ -2,7 +2,7 @@
 
 use super::CmdResult;
 use crate::contenders::Kind;
-use crate::engine::{bench_workload, steps, Method, Spec};
+use crate::engine::{bench_workload, steps, Method, Preset, Spec};
 use crate::progress::Progress;
 use crate::report::{notes, ratio_rows, ratio_table, table, Report};
 use crate::workload::WorkloadName;
@@ -11,6 +11,9 @@ use std::path::PathBuf;
 /// Options of `bitnet-mem bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    /// bitnet-memory's configuration.
+    #[arg(long, value_enum, default_value_t = Preset::Default)]
+    pub config: Preset,
     /// Smoke run for CI: short streams, 1 warm-up, 2 repeats; a few seconds in all.
     #[arg(long)]
     pub quick: bool,
@@ -102,6 +105,7 @@ pub fn run(args: Args) -> CmdResult {
             scale: args.scale,
             quick: args.quick,
             trace: args.trace.clone(),
+            preset: args.config,
         })
         .collect();
     let total: u64 = specs
@@ -123,12 +127,13 @@ pub fn run(args: Args) -> CmdResult {
     }
     progress.finish();
     println!(
-        "bitnet-mem bench{}: {} repeats after {} warm-up, seed {}, scale {}",
+        "bitnet-mem bench{}: {} repeats after {} warm-up, seed {}, scale {}, bitnet-memory config {:?}",
         if args.quick { " --quick" } else { "" },
         method.repeats,
         method.warmup,
         args.seed,
-        args.scale
+        args.scale,
+        args.config
     );
     print!("{}", table(&report.results));
     print!("{}", notes(&report.results));

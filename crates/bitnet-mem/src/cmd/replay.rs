@@ -2,7 +2,7 @@
 
 use super::CmdResult;
 use crate::contenders::Kind;
-use crate::engine::{bench_workload, steps, Method, Spec};
+use crate::engine::{bench_workload, steps, Method, Preset, Spec};
 use crate::progress::Progress;
 use crate::report::{bytes, notes, ns, Report};
 use crate::workload::WorkloadName;
@@ -33,6 +33,9 @@ pub struct Args {
     /// Skip the resident-memory child processes.
     #[arg(long)]
     pub no_resident: bool,
+    /// bitnet-memory's configuration.
+    #[arg(long, value_enum, default_value_t = Preset::Default)]
+    pub config: Preset,
 }
 
 /// Replays the trace.
@@ -59,6 +62,7 @@ pub fn run(args: Args) -> CmdResult {
         scale: 1,
         quick: false,
         trace: Some(args.file.clone()),
+        preset: args.config,
     };
     let n = kinds
         .iter()

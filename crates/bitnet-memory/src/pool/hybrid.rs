@@ -143,7 +143,11 @@ impl DevicePool {
             central: (0..nclasses)
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
                 .collect(),
-            large: Mutex::new(LargePool::new(strategy, config.min_chunk, config.max_chunk)),
+            large: Mutex::new({
+                let mut large = LargePool::new(strategy, config.min_chunk, config.max_chunk);
+                large.keep_free = config.min_retain;
+                large
+            }),
             caches: ThreadLocal::new(),
             budget: budget.unwrap_or(usize::MAX),
             retain_fraction: config.retain_fraction,
@@ -348,9 +352,6 @@ impl DevicePool {
         let b = large.allocate_user(size, align, &*self.backend, self.budget)?;
         self.note_alloc(cache, size);
         self.publish_now(cache);
-        // Taking fresh pages while holes elsewhere stay resident raises the resident set:
-        // keep it within the limit here too, not only when blocks are freed.
-        self.purge(&mut large);
         Ok((b.addr, b.token))
     }
 
@@ -363,7 +364,12 @@ impl DevicePool {
     ) -> super::large::compact::CompactStats {
         let mut large = self.large_for_alloc(0);
         let stats = large.compact(blocks, &*self.backend, copy);
-        self.purge(&mut large);
+        // Moves may have filled clean holes (they do not ask the limit): hand back what
+        // is over it now.
+        let limit = self.resident_limit();
+        if large.committed() > limit {
+            large.purge_to(limit, &*self.backend);
+        }
         stats
     }
 
@@ -388,7 +394,6 @@ impl DevicePool {
                 class_size
             };
             let block = large.allocate_single((class_size, touch), &*self.backend, self.budget)?;
-            self.purge(&mut large);
             central.handed_out += 1;
             return Ok(block.addr);
         }
@@ -460,7 +465,6 @@ impl DevicePool {
             for &a in blocks {
                 large.free_single(a);
             }
-            self.purge(&mut large);
         } else {
             for &a in blocks {
                 central.put(a);
@@ -512,15 +516,6 @@ impl DevicePool {
         large
     }
 
-    /// Hands back pages of free large-pool blocks past the resident limit (committed bytes
-    /// pass it only where the live peak it was set for was not published yet).
-    fn purge(&self, large: &mut LargePool) {
-        let limit = self.resident_limit();
-        if large.committed() > limit {
-            large.purge_to(limit, &*self.backend);
-        }
-    }
-
     /// The cache is full, has no room for the class, or another thread asked for a flush.
     #[cold]
     fn free_small_cached_slow(&self, c: &ThreadCache, addr: usize, class: usize) {
@@ -563,7 +558,6 @@ impl DevicePool {
         large.free_user_token(addr, token);
         self.note_free(cache, size);
         self.publish_now(cache);
-        self.purge(&mut large);
     }
 
     /// Frees by address a block whose token the caller does not know (adapters that get
@@ -582,7 +576,6 @@ impl DevicePool {
                 }
                 self.note_free(cache, size);
                 self.publish_now(cache);
-                self.purge(&mut large);
                 true
             }
         }

@@ -63,6 +63,10 @@ pub struct LargePool {
     /// resident pages: before a block takes fresh pages past it, pages of free blocks are
     /// handed back (oldest frees first). `usize::MAX`: no limit.
     pub resident_limit: usize,
+    /// Resident bytes of free blocks the pool may always keep, on top of what it cannot
+    /// hand back (blocks in use, slab pages carved): where those alone pass the limit,
+    /// handing back every free page at each request would only make the next ones fault.
+    pub keep_free: usize,
     /// User blocks served directly (not slabs) by address: token and block size.
     user: HashMap<usize, (u64, usize), DefaultHashBuilder, System>,
     /// One-block slabs of the big size classes by address: token and block size.
@@ -88,6 +92,7 @@ impl LargePool {
             purged_total: 0,
             resident: ResidentPages::new(),
             resident_limit: usize::MAX,
+            keep_free: 0,
             user: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
             singles: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
             user_bytes: 0,
@@ -175,11 +180,17 @@ impl LargePool {
         let fresh = self.resident.untouched(b.chunk, offset, len);
         let committed = self.committed();
         if fresh > 0 && committed + fresh > self.resident_limit {
+            // What cannot be handed back (the fresh pages included), plus `keep_free`, may
+            // pass the limit (a walk of the free blocks, on a path that is about to fault
+            // pages in anyway).
+            let held = committed - self.resident_free_bytes() + fresh;
+            let limit = self.resident_limit.max(held + self.keep_free);
             // Just what is over: handing back more in a batch was measured to cost more
             // refaults than the purge calls it saves (numpy-serving: 85 MiB purged
             // against 98 with 512 KiB batches, 161 with 2 MiB).
-            let excess = committed + fresh - self.resident_limit;
-            self.purge_excess(excess, backend);
+            if committed + fresh > limit {
+                self.purge_excess(committed + fresh - limit, backend);
+            }
         }
         self.resident.touch(b.chunk, offset, len);
         self.peak_committed = self.peak_committed.max(self.committed());

@@ -92,6 +92,32 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
 }
 
 #[test]
+fn where_blocks_in_use_alone_pass_the_limit_keep_free_bytes_of_free_pages_stay() {
+    let backend = Pretend::default();
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    pool.keep_free = 2 * MIB;
+    let held = pool
+        .allocate_user(10 * MIB, 64, &backend, usize::MAX)
+        .unwrap();
+    let a = pool
+        .allocate_user(4 * MIB, 64, &backend, usize::MAX)
+        .unwrap();
+    let _b = pool.allocate_user(MIB, 64, &backend, usize::MAX).unwrap();
+    pool.free_user_token(a.addr, a.token);
+    // The limit is under what is in use: handing back all of a's pages would only make
+    // them fault again at the next request. 5 MiB do not fit in a's hole; 2 MiB of its
+    // pages stay.
+    pool.resident_limit = 8 * MIB;
+    pool.allocate_user(5 * MIB, 64, &backend, usize::MAX)
+        .unwrap();
+    assert_eq!(pool.resident_free_bytes(), 2 * MIB);
+    assert_eq!(pool.committed(), 10 * MIB + MIB + 5 * MIB + 2 * MIB);
+    assert_eq!(backend.decommitted.load(Relaxed), 2 * MIB);
+    pool.free_user_token(held.addr, held.token);
+    pool.check_invariants();
+}
+
+#[test]
 fn only_the_bytes_an_owner_may_touch_count() {
     let backend = Pretend::default();
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
@@ -137,13 +163,15 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// After every request: the committed bytes are within the limit, or no free block
-    /// holds a resident page any more. Purges never hand back pages of blocks in use.
+    /// After every request: the committed bytes are within the limit, or free blocks
+    /// hold no more than `keep_free` resident bytes. Purges never hand back pages of
+    /// blocks in use.
     #[test]
     #[cfg_attr(miri, ignore = "safe code; proptest reads the file system, which Miri isolates")]
     fn the_limit_holds_while_free_blocks_hold_resident_pages(
         ops in proptest::collection::vec(op(), 1..80),
         buddy in any::<bool>(),
+        keep_free in prop_oneof![Just(0usize), 0..2 * MIB],
     ) {
         let make: MakeStrategy = if buddy {
             || Box::new(Buddy::new())
@@ -152,6 +180,7 @@ proptest! {
         };
         let backend = Pretend::default();
         let mut pool = LargePool::new(make(), 4 * MIB, 16 * MIB);
+        pool.keep_free = keep_free;
         let mut live: Vec<(usize, u64, usize)> = Vec::new();
         for op in ops {
             match op {
@@ -161,7 +190,7 @@ proptest! {
                     let after = pool.committed();
                     prop_assert!(
                         after <= pool.resident_limit.max(before)
-                            || pool.resident_free_bytes() == 0,
+                            || pool.resident_free_bytes() <= pool.keep_free,
                         "committed {after} over the limit {} with {} resident free",
                         pool.resident_limit,
                         pool.resident_free_bytes()
