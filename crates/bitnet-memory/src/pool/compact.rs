@@ -323,10 +323,7 @@ impl LargePool {
         for &id in emptied.iter() {
             let fence = self.strategy.chunk_fence().expect("checked above");
             if fence.take_empty_chunk(id) {
-                let chunk = self.chunks[id as usize].take().expect("live chunk");
-                self.free_ids.push(id);
-                self.reserved -= chunk.size;
-                self.resident.remove_chunk(id);
+                let chunk = self.forget_chunk(id);
                 stats.chunks_released += 1;
                 stats.bytes_released += chunk.size;
                 backend.release_chunk(chunk);

@@ -50,6 +50,8 @@ pub struct LargeLayout {
 pub struct LargePool {
     strategy: Box<dyn BlockStrategy>,
     chunks: SysVec<Option<Chunk>>,
+    /// `(base, id)` of the live chunks, by base: which chunk holds an address.
+    by_base: SysVec<(usize, u32)>,
     free_ids: SysVec<u32>,
     /// Bytes in chunks held from the device.
     pub reserved: usize,
@@ -86,6 +88,7 @@ impl LargePool {
         Self {
             strategy,
             chunks: SysVec::new_in(System),
+            by_base: SysVec::new_in(System),
             free_ids: SysVec::new_in(System),
             reserved: 0,
             peak_committed: 0,
@@ -140,6 +143,8 @@ impl LargePool {
             }
         };
         self.chunks[id as usize] = Some(chunk);
+        let at = self.by_base.partition_point(|&(b, _)| b < chunk.base);
+        self.by_base.insert(at, (chunk.base, id));
         self.reserved += chunk.size;
         self.resident.add_chunk(id, chunk.size);
         self.strategy.add_chunk(id, chunk.base, chunk.size);
@@ -275,14 +280,21 @@ impl LargePool {
 
     /// The chunk holding `addr`, and its id.
     fn chunk_at(&self, addr: usize) -> (u32, Chunk) {
-        self.chunks
-            .iter()
-            .enumerate()
-            .find_map(|(i, c)| {
-                c.filter(|c| (c.base..c.base + c.size).contains(&addr))
-                    .map(|c| (i as u32, c))
-            })
-            .expect("a free block lies in a chunk")
+        let i = self.by_base.partition_point(|&(b, _)| b <= addr);
+        let id = self.by_base[i.checked_sub(1).expect("an address in a chunk")].1;
+        let c = self.chunks[id as usize].expect("live chunk");
+        assert!(addr < c.base + c.size, "an address in a chunk");
+        (id, c)
+    }
+
+    /// Takes chunk `id` out of the tables (its memory goes back to the device after).
+    fn forget_chunk(&mut self, id: u32) -> Chunk {
+        let chunk = self.chunks[id as usize].take().expect("live chunk");
+        self.by_base.retain(|&(_, i)| i != id);
+        self.free_ids.push(id);
+        self.reserved -= chunk.size;
+        self.resident.remove_chunk(id);
+        chunk
     }
 
     /// Allocates a block that serves as a whole one-block slab of a size class, of which
@@ -377,10 +389,7 @@ impl LargePool {
         self.strategy.remove_empty_chunks(&mut ids, idle_before);
         let mut r = Released::default();
         for id in ids {
-            let chunk = self.chunks[id as usize].take().expect("live chunk");
-            self.free_ids.push(id);
-            self.reserved -= chunk.size;
-            self.resident.remove_chunk(id);
+            let chunk = self.forget_chunk(id);
             r.chunks += 1;
             r.bytes += chunk.size;
             backend.release_chunk(chunk);
@@ -396,6 +405,7 @@ impl LargePool {
             }
         }
         self.reserved = 0;
+        self.by_base.clear();
     }
 
     /// Free bytes in chunks (not counting free blocks of slabs).
@@ -479,6 +489,12 @@ impl LargePool {
             "more resident than mapped"
         );
         let chunk_bytes: usize = self.chunks.iter().flatten().map(|c| c.size).sum();
+        assert_eq!(
+            self.by_base.len(),
+            self.chunk_count(),
+            "chunk index drifted"
+        );
+        assert!(self.by_base.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(chunk_bytes, self.reserved, "reserved bytes drifted");
         let user: usize = self.user.values().map(|v| v.1).sum();
         assert_eq!(user, self.user_bytes, "user bytes drifted");
