@@ -181,7 +181,7 @@ impl LargePool {
     /// first handing back pages of free blocks if the fresh ones would take the
     /// committed bytes past the resident limit.
     pub fn take_pages(&mut self, b: &Block, addr: usize, len: usize, backend: &dyn DeviceBackend) {
-        let offset = addr - (b.addr - self.offset_of(b));
+        let offset = addr - self.chunks[b.chunk as usize].expect("live chunk").base;
         let fresh = self.resident.untouched(b.chunk, offset, len);
         let committed = self.committed();
         if fresh > 0 && committed + fresh > self.resident_limit {
