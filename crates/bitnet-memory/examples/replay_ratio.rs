@@ -3,6 +3,8 @@
 //! and the resident high-water mark growth (VmHWM).
 //!
 //! `cargo run --release -p bitnet-memory --example replay_ratio -- ../shared/traces/numpy-serving.csv`
+//! (`REPLAY_TIMELINE=N` in the environment also prints N samples of live, reserved and
+//! purged bytes along the run, on stderr).
 use bitnet_memory::{Allocation, MemoryConfig, MemoryManager};
 use std::alloc::Layout;
 use std::collections::HashMap;

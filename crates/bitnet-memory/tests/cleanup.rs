@@ -64,8 +64,8 @@ fn pressure_crosses_each_threshold_and_critical_runs_emergency_cleanup() {
     assert_eq!(mm.metrics().cleanup.pressure_events, 4);
 }
 
-#[test]
-fn an_out_of_memory_observer_frees_memory_and_the_retry_succeeds() {
+/// A manager whose device is full: two 3 MiB raw blocks, held for an observer to free.
+fn full_device_holding_two_blocks() -> (MemoryManager, Arc<Mutex<Vec<RawBlock>>>) {
     let backend = FailingBackend::new();
     let mm = MemoryManager::with_backend(manual(), backend.clone()).unwrap();
     let held: Arc<Mutex<Vec<RawBlock>>> = Arc::new(Mutex::new(Vec::new()));
@@ -74,6 +74,12 @@ fn an_out_of_memory_observer_frees_memory_and_the_retry_succeeds() {
         held.lock().unwrap().push(b);
     }
     backend.set_capacity(backend.outstanding_bytes());
+    (mm, held)
+}
+
+#[test]
+fn an_out_of_memory_observer_frees_memory_and_the_retry_succeeds() {
+    let (mm, held) = full_device_holding_two_blocks();
     let calls = Arc::new(Mutex::new(Vec::new()));
     {
         let held = held.clone();
@@ -258,14 +264,7 @@ fn cleanup_racing_with_allocation_never_frees_owned_blocks() {
 /// retry uses what they freed.
 #[test]
 fn movable_allocations_ask_the_out_of_memory_observers_too() {
-    let backend = FailingBackend::new();
-    let mm = MemoryManager::with_backend(manual(), backend.clone()).unwrap();
-    let held: Arc<Mutex<Vec<RawBlock>>> = Arc::new(Mutex::new(Vec::new()));
-    for _ in 0..2 {
-        let b = mm.allocate_raw(DeviceId::CPU, l(3 << 20)).unwrap();
-        held.lock().unwrap().push(b);
-    }
-    backend.set_capacity(backend.outstanding_bytes());
+    let (mm, held) = full_device_holding_two_blocks();
     let calls = Arc::new(Mutex::new(0));
     {
         let (held, calls) = (held.clone(), calls.clone());

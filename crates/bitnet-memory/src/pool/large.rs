@@ -197,20 +197,18 @@ impl LargePool {
                 self.purge_excess(committed + fresh - limit, backend);
             }
         }
-        self.resident.touch(b.chunk, offset, len);
-        self.peak_committed = self.peak_committed.max(self.committed());
-    }
-
-    fn offset_of(&self, b: &Block) -> usize {
-        let c = self.chunks[b.chunk as usize].as_ref().expect("live chunk");
-        b.addr - c.base
+        self.count_pages(b.chunk, offset, len);
     }
 
     /// Counts the pages under the first `touch` bytes of a block just handed out as
-    /// resident (its owner may touch all of them).
+    /// resident (its owner may touch all of them), with no limit (compaction's moves).
     pub(crate) fn mark_resident(&mut self, b: &Block, touch: usize) {
-        let offset = self.offset_of(b);
-        self.resident.touch(b.chunk, offset, touch);
+        let base = self.chunks[b.chunk as usize].expect("live chunk").base;
+        self.count_pages(b.chunk, b.addr - base, touch);
+    }
+
+    fn count_pages(&mut self, chunk: u32, offset: usize, len: usize) {
+        self.resident.touch(chunk, offset, len);
         self.peak_committed = self.peak_committed.max(self.committed());
     }
 
@@ -246,19 +244,14 @@ impl LargePool {
                 (got, resident.resident_in(chunk, offset, len) > 0)
             });
         if purged < excess {
-            let mut spans = SysVec::new_in(System);
-            self.strategy.free_block_spans(&mut spans);
-            for (addr, len) in spans {
+            for (c, id, offset, len) in self.free_spans() {
                 if purged >= excess {
                     break;
                 }
-                let (id, c) = self.chunk_at(addr);
                 let want = excess - purged;
-                purged += self
-                    .resident
-                    .purge(id, (addr - c.base, len), want, &mut |o, l| {
-                        backend.decommit(&c, o, l) > 0
-                    });
+                purged += self.resident.purge(id, (offset, len), want, &mut |o, l| {
+                    backend.decommit(&c, o, l) > 0
+                });
             }
         }
         self.purged_total += purged;
@@ -267,24 +260,27 @@ impl LargePool {
 
     /// Bytes of resident pages wholly inside free blocks (not a hot path: it walks them).
     pub fn resident_free_bytes(&self) -> usize {
-        let mut spans = SysVec::new_in(System);
-        self.strategy.free_block_spans(&mut spans);
-        spans
-            .iter()
-            .map(|&(addr, len)| {
-                let (id, c) = self.chunk_at(addr);
-                self.resident.resident_in(id, addr - c.base, len)
-            })
+        self.free_spans()
+            .into_iter()
+            .map(|(_, id, offset, len)| self.resident.resident_in(id, offset, len))
             .sum()
     }
 
-    /// The chunk holding `addr`, and its id.
-    fn chunk_at(&self, addr: usize) -> (u32, Chunk) {
-        let i = self.by_base.partition_point(|&(b, _)| b <= addr);
-        let id = self.by_base[i.checked_sub(1).expect("an address in a chunk")].1;
-        let c = self.chunks[id as usize].expect("live chunk");
-        assert!(addr < c.base + c.size, "an address in a chunk");
-        (id, c)
+    /// Every free block as `(chunk, chunk id, offset in the chunk, length)`, in address
+    /// order within each chunk.
+    fn free_spans(&self) -> SysVec<(Chunk, u32, usize, usize)> {
+        let mut spans = SysVec::new_in(System);
+        self.strategy.free_block_spans(&mut spans);
+        let mut out = SysVec::with_capacity_in(spans.len(), System);
+        for (addr, len) in spans {
+            // The chunk holding `addr`: the last one starting at or before it.
+            let i = self.by_base.partition_point(|&(b, _)| b <= addr);
+            let id = self.by_base[i.checked_sub(1).expect("a free block in a chunk")].1;
+            let c = self.chunks[id as usize].expect("live chunk");
+            debug_assert!(addr < c.base + c.size, "a free block in a chunk");
+            out.push((c, id, addr - c.base, len));
+        }
+        out
     }
 
     /// Takes chunk `id` out of the tables (its memory goes back to the device after).
