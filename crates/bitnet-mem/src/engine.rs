@@ -215,6 +215,20 @@ pub struct Method {
     pub repeats: usize,
     /// Measure resident memory in child processes.
     pub resident: bool,
+    /// Child processes per allocator (alternating allocators); their medians are reported.
+    pub cold_runs: usize,
+}
+
+impl Method {
+    /// Child processes per allocator: `cold_runs` (at least one) when resident memory is
+    /// measured, else none.
+    pub fn cold_runs(&self) -> usize {
+        if self.resident {
+            self.cold_runs.max(1)
+        } else {
+            0
+        }
+    }
 }
 
 /// The allocators that run on `work`, in order.
@@ -229,7 +243,7 @@ pub fn kinds_for(work: &Work, wanted: &[Kind]) -> Vec<Kind> {
 /// Runs and measures are counted for the progress bar: warm-up and repeats per allocator,
 /// plus one child run each.
 pub fn steps(kinds: usize, m: &Method) -> u64 {
-    (kinds * (m.warmup + m.repeats + usize::from(m.resident))) as u64
+    (kinds * (m.warmup + m.repeats + m.cold_runs())) as u64
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -281,14 +295,17 @@ pub fn bench_workload(
     let events = work.events();
     let planned = work.planned_peak_live();
     drop(work);
+    // Fresh processes, allocators alternating as in the timed runs.
+    let mut children: Vec<Vec<Resident>> = vec![Vec::new(); kinds.len()];
+    for _ in 0..m.cold_runs() {
+        for (i, &k) in kinds.iter().enumerate() {
+            progress.step(&format!("{label} {} resident", k.name()));
+            children[i].push(measure_in_child(spec, k)?);
+        }
+    }
     let mut rows = Vec::new();
     for (i, &k) in kinds.iter().enumerate() {
-        let resident: Option<Resident> = if m.resident {
-            progress.step(&format!("{label} {} resident", k.name()));
-            Some(measure_in_child(spec, k)?)
-        } else {
-            None
-        };
+        let resident = Resident::median(&children[i]);
         let t = &mut times[i];
         let min = t.iter().copied().fold(f64::INFINITY, f64::min);
         let max = t.iter().copied().fold(0.0, f64::max);
@@ -320,6 +337,9 @@ pub fn bench_workload(
                 .as_ref()
                 .and_then(|r| r.metrics_peak_reserved_bytes),
             metrics_peak_live_bytes: resident.as_ref().and_then(|r| r.metrics_peak_live_bytes),
+            cold_ns_per_event: resident
+                .as_ref()
+                .map(|r| r.cold_wall_ns as f64 / events as f64),
         });
     }
     if let Some(ours) = rows

@@ -49,6 +49,10 @@ pub struct Row {
     /// bitnet-memory only: peak live bytes by its own metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_peak_live_bytes: Option<u64>,
+    /// Wall time / events of the resident-memory run: one cold run in a fresh process,
+    /// where every page is faulted in (the timed repeats run warm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_ns_per_event: Option<f64>,
 }
 
 /// The JSON document: `results` plus any sections later tools add beside it.
@@ -153,7 +157,8 @@ pub fn notes(rows: &[Row]) -> String {
     let mut out = String::from(
         "ns: wall time per alloc+free pair (all threads); vs ours: median time over \
          bitnet-memory's (>1: bitnet-memory is faster);\npeak res: growth of VmHWM over one \
-         run in a fresh process; res/live: peak res / peak live.\n",
+         run in a fresh process (the median over --cold-runs processes); res/live: peak res / \
+         peak live.\n",
     );
     for r in rows {
         if let Some(m) = r.metrics_peak_reserved_bytes {
@@ -324,6 +329,7 @@ mod tests {
             resident_measured: true,
             metrics_peak_reserved_bytes: None,
             metrics_peak_live_bytes: None,
+            cold_ns_per_event: None,
         };
         let mut r = Report {
             results: vec![row],
@@ -373,6 +379,7 @@ mod tests {
             resident_measured: true,
             metrics_peak_reserved_bytes: (allocator == "bitnet-memory").then_some(1500),
             metrics_peak_live_bytes: None,
+            cold_ns_per_event: None,
         }
     }
 

@@ -29,6 +29,33 @@ pub struct Resident {
     pub metrics_peak_reserved_bytes: Option<u64>,
     /// bitnet-memory only: its metrics' peak live bytes.
     pub metrics_peak_live_bytes: Option<u64>,
+    /// Wall time of the measured run: the workload once, cold, in a fresh process (every
+    /// page the allocator uses is faulted in during this run).
+    #[serde(default)]
+    pub cold_wall_ns: u64,
+}
+
+impl Resident {
+    /// Each figure's median over several children (the lower middle for an even count);
+    /// `None` for none.
+    pub fn median(runs: &[Resident]) -> Option<Resident> {
+        fn mid<T: Copy + Ord>(mut v: Vec<T>) -> T {
+            v.sort_unstable();
+            v[(v.len() - 1) / 2]
+        }
+        runs.first()?;
+        let opt = |f: fn(&Resident) -> Option<u64>| {
+            runs.iter().map(f).collect::<Option<Vec<_>>>().map(mid)
+        };
+        Some(Resident {
+            hwm_growth_bytes: mid(runs.iter().map(|r| r.hwm_growth_bytes).collect()),
+            baseline_bytes: mid(runs.iter().map(|r| r.baseline_bytes).collect()),
+            hwm_reset: runs.iter().all(|r| r.hwm_reset),
+            metrics_peak_reserved_bytes: opt(|r| r.metrics_peak_reserved_bytes),
+            metrics_peak_live_bytes: opt(|r| r.metrics_peak_live_bytes),
+            cold_wall_ns: mid(runs.iter().map(|r| r.cold_wall_ns).collect()),
+        })
+    }
 }
 
 /// A field of `/proc/self/status` in bytes (the file gives kB).
@@ -66,12 +93,13 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
         hwm_reset,
         metrics_peak_reserved_bytes: None,
         metrics_peak_live_bytes: None,
+        cold_wall_ns: 0,
     };
     let hwm = || status_bytes("VmHWM").ok_or("cannot read VmHWM");
     let after = match kind {
         Kind::BitnetMemory => {
             let mm = MemoryManager::new(spec.preset.config()).map_err(|e| e.to_string())?;
-            run_once(kind, &work, &mm, None);
+            r.cold_wall_ns = run_once(kind, &work, &mm, None).wall.as_nanos() as u64;
             let m = mm.metrics();
             r.metrics_peak_reserved_bytes = Some(m.peak_reserved_bytes() as u64);
             r.metrics_peak_live_bytes = Some(m.peak_live_bytes() as u64);
@@ -82,16 +110,18 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
                 return Err("the limit row runs single-stream work only".into());
             };
             let mut l = Limit::for_stream(&s[0]);
-            run_once(
+            let o = run_once(
                 kind,
                 &work,
                 spare.as_ref().expect("made above"),
                 Some(&mut l),
             );
+            r.cold_wall_ns = o.wall.as_nanos() as u64;
             hwm()?
         }
         _ => {
-            run_once(kind, &work, spare.as_ref().expect("made above"), None);
+            let o = run_once(kind, &work, spare.as_ref().expect("made above"), None);
+            r.cold_wall_ns = o.wall.as_nanos() as u64;
             hwm()?
         }
     };
@@ -121,4 +151,37 @@ pub fn measure_in_child(spec: &Spec, kind: Kind) -> Result<Resident, String> {
         ));
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("child output: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resident;
+
+    fn run(hwm: u64, cold: u64, ours: Option<u64>) -> Resident {
+        Resident {
+            hwm_growth_bytes: hwm,
+            baseline_bytes: 1,
+            hwm_reset: true,
+            metrics_peak_reserved_bytes: ours,
+            metrics_peak_live_bytes: ours,
+            cold_wall_ns: cold,
+        }
+    }
+
+    #[test]
+    fn median_takes_each_figure_on_its_own() {
+        assert_eq!(Resident::median(&[]), None);
+        let m = Resident::median(&[
+            run(30, 1, Some(5)),
+            run(10, 9, Some(7)),
+            run(20, 4, Some(6)),
+        ])
+        .expect("three runs");
+        assert_eq!((m.hwm_growth_bytes, m.cold_wall_ns), (20, 4));
+        assert_eq!(m.metrics_peak_reserved_bytes, Some(6));
+        // An even count takes the lower middle; a figure some run lacks is dropped.
+        let m = Resident::median(&[run(4, 8, None), run(2, 6, Some(1))]).expect("two runs");
+        assert_eq!((m.hwm_growth_bytes, m.cold_wall_ns), (2, 6));
+        assert_eq!(m.metrics_peak_reserved_bytes, None);
+    }
 }

@@ -47,6 +47,9 @@ pub struct Args {
     /// Skip the resident-memory child processes (peak reserved then reads "-").
     #[arg(long)]
     pub no_resident: bool,
+    /// Fresh child processes per allocator for peak reserved and cold time (medians).
+    #[arg(long, default_value_t = 1)]
+    pub cold_runs: usize,
 }
 
 impl Args {
@@ -59,6 +62,7 @@ impl Args {
                 .unwrap_or(if self.quick { 2 } else { 5 })
                 .max(1),
             resident: !self.no_resident,
+            cold_runs: self.cold_runs,
         }
     }
 

@@ -33,6 +33,9 @@ pub struct Args {
     /// Skip the resident-memory child processes.
     #[arg(long)]
     pub no_resident: bool,
+    /// Fresh child processes per allocator for peak resident and cold time (medians).
+    #[arg(long, default_value_t = 3)]
+    pub cold_runs: usize,
     /// bitnet-memory's configuration.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
     pub config: Preset,
@@ -54,6 +57,7 @@ pub fn run(args: Args) -> CmdResult {
         warmup: args.warmup,
         repeats: args.repeats.max(1),
         resident: !args.no_resident,
+        cold_runs: args.cold_runs,
     };
     let spec = Spec {
         workload: WorkloadName::Replay,
@@ -96,17 +100,21 @@ pub fn run(args: Args) -> CmdResult {
     let _ = writeln!(
         out,
         "replayed in file order on {} thread(s), one byte written per 4 KiB page of each new block, \
-         {} repeats after {} warm-up",
-        spec.threads, method.repeats, method.warmup
+         {} repeats after {} warm-up; cold ns/ev and peak res: medians of {} runs, each in a fresh process",
+        spec.threads,
+        method.repeats,
+        method.warmup,
+        method.cold_runs()
     );
     let _ = writeln!(
         out,
-        "{:<13} {:>10} {:>10} {:>10} {:>8} {:>12} {:>10} {:>8}",
+        "{:<13} {:>10} {:>10} {:>10} {:>8} {:>11} {:>12} {:>10} {:>8}",
         "allocator",
         "ns/event",
         "ns/pair",
         "min/pair",
         "vs ours",
+        "cold ns/ev",
         "peak res",
         "peak live",
         "res/live"
@@ -122,13 +130,14 @@ pub fn run(args: Args) -> CmdResult {
         };
         let _ = writeln!(
             out,
-            "{:<13} {:>10} {:>10} {:>10} {:>8} {:>12} {:>10} {:>8}",
+            "{:<13} {:>10} {:>10} {:>10} {:>8} {:>11} {:>12} {:>10} {:>8}",
             r.allocator,
             ns(r.median_ns_per_event),
             ns(r.median_ns_per_pair),
             ns(r.min_ns_per_pair),
             r.time_vs_bitnet_memory
                 .map_or("-".into(), |v| format!("{v:.2}x")),
+            r.cold_ns_per_event.map_or("-".into(), ns),
             res,
             bytes(r.peak_live_bytes),
             ratio
