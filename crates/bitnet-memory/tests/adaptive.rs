@@ -1,5 +1,7 @@
-//! Dynamic strategy selection: the Hybrid threshold goes down when thread caches hold idle
-//! big blocks, up when the large pool serves many requests the classes could serve; every
+//! Dynamic strategy selection: the Hybrid threshold goes down to the cached classes when
+//! requests come for classes no thread cache keeps (the default config), down when thread
+//! caches hold idle big blocks, up when the large pool serves many requests the classes
+//! could serve; every
 //! switch is an event with its reason; fixed strategies and adapter-used pools stay put.
 #![deny(unsafe_code)]
 
@@ -133,4 +135,64 @@ fn a_pool_used_by_an_allocator_adapter_keeps_its_threshold() {
     assert!(mm.adapt_strategy_now().is_empty());
     assert_eq!(threshold(&mm), 1 << 20);
     drop(v);
+}
+
+#[test]
+fn with_the_default_caches_uncacheable_classes_go_to_best_fit() {
+    let mut c = MemoryConfig::default();
+    c.cleanup.background = false;
+    let mm = MemoryManager::new(c).unwrap();
+    let events = mm.subscribe(EventFilter::only(EventKind::StrategyChanged), 16);
+    assert_eq!(threshold(&mm), 1 << 20);
+    // Nothing asked of the big classes yet: nothing to decide.
+    drop(mm.allocate(layout(4096)));
+    assert!(mm.adapt_strategy_now().is_empty());
+    // 200 KiB: a one-block class no 64 KiB cache keeps, served through two locks.
+    let across = mm.allocate(layout(200 << 10));
+    let before = mm.metrics().devices[0].large.live_blocks;
+    let changes = mm.adapt_strategy_now();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].old_threshold, changes[0].new_threshold),
+        (1 << 20, 64 << 10)
+    );
+    assert!(
+        changes[0].reason.contains("no thread cache keeps"),
+        "{}",
+        changes[0].reason
+    );
+    assert!(matches!(
+        events.receiver().try_recv(),
+        Ok(MemoryEvent::StrategyChanged { new_threshold, .. }) if new_threshold == 64 << 10
+    ));
+    // Best fit serves that size now; the block allocated before goes back to its class.
+    let a = mm.allocate(layout(200 << 10));
+    assert_eq!(mm.metrics().devices[0].large.live_blocks, before + 1);
+    drop(a);
+    drop(across);
+    mm.check_invariants();
+    // However busy best fit gets with those sizes, the threshold stays: caches could not
+    // keep them.
+    for _ in 0..2 * COOLDOWN {
+        for _ in 0..2000 {
+            drop(mm.allocate(layout(200 << 10)));
+        }
+        assert!(mm.adapt_strategy_now().is_empty());
+    }
+    assert_eq!(threshold(&mm), 64 << 10);
+    // Cached sizes still come from classes.
+    let small = mm.allocate(layout(48 << 10));
+    assert_eq!(mm.metrics().devices[0].large.live_blocks, before);
+    drop(small);
+}
+
+#[test]
+fn a_fixed_strategy_with_the_default_caches_stays_fixed() {
+    let mut c = MemoryConfig::default().strategy(Strategy::SlabAllocator);
+    c.cleanup.background = false;
+    let mm = MemoryManager::new(c).unwrap();
+    let t = threshold(&mm);
+    drop(mm.allocate(layout(200 << 10)));
+    assert!(mm.adapt_strategy_now().is_empty());
+    assert_eq!(threshold(&mm), t);
 }

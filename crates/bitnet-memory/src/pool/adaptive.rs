@@ -2,13 +2,19 @@
 //! threshold between size classes (thread caches, one-block slabs from 64 KiB up) and best
 //! fit (one lock, 16 B rounding) moves with the waste and the traffic the pool sees.
 //!
+//! - **Down to the cached sizes** when requests came for one-block classes that no thread
+//!   cache may keep (classes bigger than `thread_cache_bytes`, the default's case from
+//!   64 KiB up): each took the class's lock and the large pool's, and was rounded up to its
+//!   class, for nothing a cache could give back. The threshold drops to the largest cached
+//!   class (no less than 64 KiB), so those sizes take one lock and 16 B rounding.
 //! - **Down** (by halves, to no less than 64 KiB) when the thread caches hold idle blocks of
 //!   the classes above the lower threshold worth at least a quarter of those classes' live
 //!   bytes and of the pool's overhead (committed minus live), while the overhead is above
 //!   10% of live bytes: those sizes then go to best fit, which keeps no per-thread stock.
-//! - **Up** (by doubling, to no more than the configured `small_threshold`) when at least
-//!   [`RAISE_RATE`] requests per second between the two thresholds took the large pool's
-//!   lock: those sizes are frequent enough for the caches to pay.
+//! - **Up** (by doubling, to no more than the configured `small_threshold` nor past the
+//!   largest cached class) when at least [`RAISE_RATE`] requests per second between the two
+//!   thresholds took the large pool's lock: those sizes are frequent enough for the caches
+//!   to pay.
 //!
 //! A switch waits [`COOLDOWN`] evaluations after the previous one. Each is reported with
 //! its reason (`MemoryEvent::StrategyChanged`). A fixed strategy (`BestFit`, `BuddySystem`,
@@ -43,6 +49,11 @@ pub struct Observation<'a> {
     pub seconds: f64,
     /// Evaluations since the last switch.
     pub since_switch: u32,
+    /// The largest class a thread cache may keep blocks of (0: none).
+    pub cached_limit: usize,
+    /// Requests served by one-block classes no thread cache keeps, since the last
+    /// evaluation.
+    pub uncacheable_requests: u64,
 }
 
 /// A move of the threshold, as [`MemoryManager::adapt_strategy_now`]
@@ -84,6 +95,21 @@ pub fn decide(o: &Observation<'_>) -> Option<Switch> {
         return None;
     }
     let m = o.metrics;
+    let cached_floor = o.cached_limit.max(MIN_THRESHOLD);
+    if o.threshold > cached_floor && o.uncacheable_requests > 0 {
+        return Some(Switch {
+            threshold: cached_floor,
+            reason: format!(
+                "{} requests in {:.1} s for one-block classes of {}..{}, which no thread cache keeps (it keeps blocks up to {}): each took two locks and its class's rounding; sizes above {} go to best fit",
+                o.uncacheable_requests,
+                o.seconds,
+                fmt_bytes(cached_floor + 1),
+                fmt_bytes(o.threshold),
+                fmt_bytes(o.cached_limit),
+                fmt_bytes(cached_floor),
+            ),
+        });
+    }
     if o.threshold > MIN_THRESHOLD {
         let lower = class_floor(o.threshold / 2).max(MIN_THRESHOLD);
         let band = m
@@ -118,16 +144,18 @@ pub fn decide(o: &Observation<'_>) -> Option<Switch> {
             });
         }
     }
-    if o.threshold < o.max_threshold && o.seconds > 0.0 {
+    // Raising past the cached classes would bring back what the first rule took away.
+    let ceiling = o.max_threshold.min(cached_floor);
+    if o.threshold < ceiling && o.seconds > 0.0 {
         let rate = o.band_requests as f64 / o.seconds;
         if rate >= RAISE_RATE {
-            let upper = class_floor(o.threshold.saturating_mul(2)).min(o.max_threshold);
+            let upper = class_floor(o.threshold.saturating_mul(2)).min(ceiling);
             return Some(Switch {
                 threshold: upper,
                 reason: format!(
                     "{rate:.0} requests/s of {}..{} took the large pool's lock: sizes up to {} go to size classes again",
                     fmt_bytes(o.threshold + 1),
-                    fmt_bytes(o.max_threshold),
+                    fmt_bytes(ceiling),
                     fmt_bytes(upper),
                 ),
             });
@@ -167,6 +195,8 @@ mod tests {
             band_requests: band,
             seconds: 1.0,
             since_switch: COOLDOWN,
+            cached_limit: 1 << 20,
+            uncacheable_requests: 0,
         }
     }
 
@@ -202,5 +232,35 @@ mod tests {
         assert!(up.reason.contains("requests/s"), "{}", up.reason);
         assert_eq!(decide(&obs(&quiet, 1 << 20, 50_000)), None, "at the top");
         assert_eq!(decide(&obs(&quiet, 512 << 10, 500)), None, "too few");
+    }
+
+    #[test]
+    fn uncacheable_traffic_lowers_the_threshold_to_the_cached_classes() {
+        // The default: caches keep blocks up to 64 KiB, classes run to 1 MiB.
+        let m = metrics(10 << 20, 11 << 20, &[]);
+        let mut o = obs(&m, 1 << 20, 0);
+        o.cached_limit = 64 << 10;
+        assert_eq!(decide(&o), None, "no request came for the uncached classes");
+        o.uncacheable_requests = 3;
+        let s = decide(&o).expect("a switch");
+        assert_eq!(s.threshold, 64 << 10);
+        assert!(s.reason.contains("no thread cache keeps"), "{}", s.reason);
+        // Bigger caches: down to the largest cached class, not below 64 KiB.
+        o.cached_limit = 256 << 10;
+        assert_eq!(decide(&o).unwrap().threshold, 256 << 10);
+        o.cached_limit = 0;
+        assert_eq!(decide(&o).unwrap().threshold, MIN_THRESHOLD);
+        // Nothing to do once there, and no raise past the cached classes however busy
+        // best fit is.
+        let mut at = obs(&m, 64 << 10, 50_000);
+        at.cached_limit = 64 << 10;
+        at.uncacheable_requests = 10;
+        assert_eq!(decide(&at), None);
+        at.cached_limit = 256 << 10;
+        at.uncacheable_requests = 0;
+        assert_eq!(decide(&at).unwrap().threshold, 128 << 10, "one doubling");
+        // Cooling down.
+        o.since_switch = 0;
+        assert_eq!(decide(&o), None);
     }
 }

@@ -72,6 +72,10 @@ pub struct DevicePool {
     /// Large-pool requests at or under `max_class_limit` (served there because the
     /// threshold was lowered) since the start; read by [`adapt`](Self::adapt).
     band_requests: AtomicU64,
+    /// The largest class whose blocks a thread cache may keep (0: none).
+    cached_limit: usize,
+    /// Requests served by one-block classes that no cache keeps, since the start.
+    uncacheable_requests: AtomicU64,
     adapt_state: Mutex<AdaptState>,
     layout: CacheLayout,
     central: Box<[CachePadded<Mutex<Central>>]>,
@@ -93,6 +97,7 @@ const FIXED: usize = 1 << (usize::BITS - 1);
 struct AdaptState {
     at: std::time::Instant,
     band_requests: u64,
+    uncacheable_requests: u64,
     since_switch: u32,
 }
 
@@ -116,13 +121,19 @@ impl DevicePool {
         } else {
             size_class::class_size(nclasses - 1)
         };
-        let caps = (0..nclasses).map(|c| {
-            if config.thread_cache {
-                size_class::cache_capacity(c, config.thread_cache_bytes)
-            } else {
-                0
-            }
-        });
+        let caps: Vec<usize> = (0..nclasses)
+            .map(|c| {
+                if config.thread_cache {
+                    size_class::cache_capacity(c, config.thread_cache_bytes)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let cached_limit = (0..nclasses)
+            .rev()
+            .find(|&c| caps[c] > 0)
+            .map_or(0, size_class::class_size);
         Self {
             id,
             host_visible: backend.host_visible(),
@@ -134,12 +145,15 @@ impl DevicePool {
             }),
             max_class_limit: class_limit,
             band_requests: AtomicU64::new(0),
+            cached_limit,
+            uncacheable_requests: AtomicU64::new(0),
             adapt_state: Mutex::new(AdaptState {
                 at: std::time::Instant::now(),
                 band_requests: 0,
+                uncacheable_requests: 0,
                 since_switch: super::adaptive::COOLDOWN,
             }),
-            layout: CacheLayout::new(caps),
+            layout: CacheLayout::new(caps.into_iter()),
             central: (0..nclasses)
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
                 .collect(),
@@ -189,6 +203,7 @@ impl DevicePool {
     pub(crate) fn adapt(&self) -> Option<(usize, usize, String)> {
         let mut st = self.adapt_state.lock();
         let requests = self.band_requests.load(Relaxed);
+        let uncacheable = self.uncacheable_requests.load(Relaxed);
         let seconds = st.at.elapsed().as_secs_f64();
         st.since_switch = st.since_switch.saturating_add(1);
         let current = self.class_limit.load(SeqCst);
@@ -203,9 +218,12 @@ impl DevicePool {
             band_requests: requests - st.band_requests,
             seconds,
             since_switch: st.since_switch,
+            cached_limit: self.cached_limit,
+            uncacheable_requests: uncacheable - st.uncacheable_requests,
         });
         st.at = std::time::Instant::now();
         st.band_requests = requests;
+        st.uncacheable_requests = uncacheable;
         let s = decision?;
         // Fails if an adapter pinned the threshold meanwhile: then it stays.
         self.class_limit
@@ -389,6 +407,7 @@ impl DevicePool {
             // are ever touched.
             let class_size = size_class::class_size(class);
             let touch = if self.layout.cap(class) == 0 {
+                self.uncacheable_requests.fetch_add(1, Relaxed);
                 size
             } else {
                 class_size
