@@ -66,6 +66,13 @@ pub struct MemoryConfig {
     /// pages (handing all back at every request would only make the next ones fault).
     /// Default: 1 MiB; [`fast`](Self::fast) uses 16 MiB.
     pub min_retain: usize,
+    /// Whether a request whose fresh pages hold whole 2 MiB huge pages has those faulted
+    /// in at once, as transparent huge pages, before it returns (one fault each instead of
+    /// 512; they are counted as resident either way, and the chunks refuse huge pages
+    /// everywhere else, so the resident count stays exact). The pages are then resident
+    /// even where the owner never writes them. Needs THP set to `madvise` or `always`;
+    /// without it nothing happens. Default: `true`. See `docs/resident.md`.
+    pub huge_pages: bool,
     /// Tracking: sampling rate, large threshold, backtraces, overhead limit.
     pub tracking: TrackingConfig,
     /// Cleanup: background worker, decay time, pressure thresholds.
@@ -86,6 +93,7 @@ impl Default for MemoryConfig {
             thread_cache_bytes: 64 << 10,
             retain_fraction: 0.08,
             min_retain: 1 << 20,
+            huge_pages: true,
             tracking: TrackingConfig::default(),
             cleanup: CleanupConfig::default(),
             leak: LeakConfig::default(),
@@ -143,6 +151,11 @@ impl MemoryConfig {
     /// Sets [`max_chunk`](Self::max_chunk), in bytes.
     pub fn max_chunk(mut self, bytes: usize) -> Self {
         self.max_chunk = bytes;
+        self
+    }
+    /// Sets [`huge_pages`](Self::huge_pages).
+    pub fn huge_pages(mut self, on: bool) -> Self {
+        self.huge_pages = on;
         self
     }
     /// Sets [`retain_fraction`](Self::retain_fraction).

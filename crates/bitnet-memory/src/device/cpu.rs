@@ -1,7 +1,9 @@
 //! The CPU backend: aligned chunks from the system allocator, big ones from `mmap`.
 
+use super::HUGE_PAGE;
 use super::{Chunk, DeviceBackend, DeviceError};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// Chunks at least this large come from `mmap` and go back with `munmap`.
 const MMAP_THRESHOLD: usize = 256 * 1024;
@@ -9,6 +11,9 @@ const PAGE: usize = 4096;
 
 const TAG_HEAP: u32 = 0;
 const TAG_MMAP: u32 = 1;
+
+/// Set once the kernel refused `MADV_HUGEPAGE`: no huge pages to ask for.
+static NO_HUGE: AtomicBool = AtomicBool::new(false);
 
 /// Host memory. Small chunks come from the system allocator (aligned, zero-filled), chunks
 /// of 256 KiB and more from anonymous `mmap` (zero pages), so releasing them returns their pages to the OS at once
@@ -105,6 +110,24 @@ impl DeviceBackend for CpuBackend {
         }
     }
 
+    fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
+        if chunk.tag != TAG_MMAP || cfg!(miri) || NO_HUGE.load(Relaxed) || len == 0 {
+            return;
+        }
+        let start = chunk.base + offset;
+        debug_assert!(start % HUGE_PAGE == 0 && len % HUGE_PAGE == 0);
+        // Huge pages for the range just long enough to fault it in, then back to the
+        // chunk's "no huge pages": khugepaged must never fill pages in behind the pool's
+        // count, and the range merges back with its neighbours.
+        if !advise(start, len, libc::MADV_HUGEPAGE) {
+            // THP off ("never") or unknown to the kernel: the owner's writes fault it in.
+            NO_HUGE.store(true, Relaxed);
+            return;
+        }
+        advise(start, len, libc::MADV_POPULATE_WRITE);
+        advise(start, len, libc::MADV_NOHUGEPAGE);
+    }
+
     fn capacity(&self) -> Option<usize> {
         meminfo_kib("MemTotal:").map(|k| k * 1024)
     }
@@ -151,11 +174,23 @@ fn map_chunk(size: usize, align: usize) -> Result<Chunk, DeviceError> {
             unmap(base + size, tail);
         }
     }
+    // With THP set to "always" a first write would map 2 MiB at once, pages the pool
+    // never counted: huge pages only where `fault_in_huge` asks for them.
+    advise(base, size, libc::MADV_NOHUGEPAGE);
     Ok(Chunk {
         base,
         size,
         tag: TAG_MMAP,
     })
+}
+
+/// `madvise` over a whole-page range of a mapping made by `map_chunk`; whether it worked.
+fn advise(addr: usize, len: usize, advice: libc::c_int) -> bool {
+    let ptr = std::ptr::with_exposed_provenance_mut::<libc::c_void>(addr);
+    // SAFETY: callers pass a page-aligned range inside a private anonymous read-write
+    // mapping this backend made and has not unmapped; the advices used (huge page flags,
+    // populate for writing) change no byte of the memory.
+    unsafe { libc::madvise(ptr, len, advice) == 0 }
 }
 
 fn unmap(addr: usize, len: usize) {

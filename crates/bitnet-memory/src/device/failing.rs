@@ -125,6 +125,10 @@ impl DeviceBackend for FailingBackend {
         self.state.inner.decommit(chunk, offset, len)
     }
 
+    fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
+        self.state.inner.fault_in_huge(chunk, offset, len)
+    }
+
     fn capacity(&self) -> Option<usize> {
         let cap = self.state.capacity.load(Ordering::SeqCst);
         (cap != usize::MAX).then_some(cap)

@@ -66,6 +66,9 @@ pub struct DeviceError {
     pub reason: String,
 }
 
+/// Size of a transparent huge page (x86-64, aarch64 with 4 KiB pages).
+pub const HUGE_PAGE: usize = 2 << 20;
+
 /// Source of device memory: chunks in, chunks out.
 ///
 /// Implementations must be thread-safe; the pool calls them rarely (growing, trimming) and
@@ -95,6 +98,12 @@ pub trait DeviceBackend: Send + Sync + 'static {
     fn decommit(&self, _chunk: &Chunk, _offset: usize, _len: usize) -> usize {
         0
     }
+
+    /// Faults in `[offset, offset + len)` of a chunk (offsets and length whole multiples of
+    /// [`HUGE_PAGE`] in address) with huge pages where the device can, for an owner about to
+    /// write all of it. Only a speed hint: the pool counts the range as resident either way,
+    /// and no page outside the range may become resident. The default does nothing.
+    fn fault_in_huge(&self, _chunk: &Chunk, _offset: usize, _len: usize) {}
 
     /// Total memory of the device in bytes, if known.
     fn capacity(&self) -> Option<usize>;

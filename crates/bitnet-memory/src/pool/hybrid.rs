@@ -160,6 +160,7 @@ impl DevicePool {
             large: Mutex::new({
                 let mut large = LargePool::new(strategy, config.min_chunk, config.max_chunk);
                 large.keep_free = config.min_retain;
+                large.huge_pages = config.huge_pages;
                 large
             }),
             caches: ThreadLocal::new(),

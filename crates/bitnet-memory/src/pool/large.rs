@@ -5,7 +5,7 @@
 
 use super::resident::ResidentPages;
 use super::strategy::{Block, BlockStrategy, SysVec};
-use crate::device::{Chunk, DeviceBackend, DeviceError};
+use crate::device::{Chunk, DeviceBackend, DeviceError, HUGE_PAGE};
 use hashbrown::{DefaultHashBuilder, HashMap};
 use std::alloc::System;
 
@@ -69,6 +69,9 @@ pub struct LargePool {
     /// hand back (blocks in use, slab pages carved): where those alone pass the limit,
     /// handing back every free page at each request would only make the next ones fault.
     pub keep_free: usize,
+    /// Ask the backend to fault the whole huge pages inside a request's fresh pages in at
+    /// once ([`DeviceBackend::fault_in_huge`]).
+    pub huge_pages: bool,
     /// User blocks served directly (not slabs) by address: token and block size.
     user: HashMap<usize, (u64, usize), DefaultHashBuilder, System>,
     /// One-block slabs of the big size classes by address: token and block size.
@@ -96,6 +99,7 @@ impl LargePool {
             resident: ResidentPages::new(),
             resident_limit: usize::MAX,
             keep_free: 0,
+            huge_pages: false,
             user: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
             singles: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
             user_bytes: 0,
@@ -195,6 +199,20 @@ impl LargePool {
             // against 98 with 512 KiB batches, 161 with 2 MiB).
             if committed + fresh > limit {
                 self.purge_excess(committed + fresh - limit, backend);
+            }
+        }
+        if self.huge_pages && fresh >= HUGE_PAGE {
+            // The whole huge pages inside the range: one fault each instead of 512.
+            let c = self.chunks[b.chunk as usize].as_ref().expect("live chunk");
+            let start = addr.next_multiple_of(HUGE_PAGE);
+            let end = (addr + len) & !(HUGE_PAGE - 1);
+            if end > start
+                && self
+                    .resident
+                    .untouched(b.chunk, start - c.base, end - start)
+                    > 0
+            {
+                backend.fault_in_huge(c, start - c.base, end - start);
             }
         }
         self.count_pages(b.chunk, offset, len);

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 struct Pretend {
     next: AtomicUsize,
     decommitted: AtomicUsize,
+    /// `fault_in_huge` calls: chunk offset and length.
+    huge: std::sync::Mutex<Vec<(usize, usize)>>,
 }
 
 impl DeviceBackend for Pretend {
@@ -41,6 +43,11 @@ impl DeviceBackend for Pretend {
         assert!(offset.is_multiple_of(PAGE) && len.is_multiple_of(PAGE) && len > 0);
         self.decommitted.fetch_add(len, Relaxed);
         len
+    }
+    fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
+        let h = crate::device::HUGE_PAGE;
+        assert!((chunk.base + offset).is_multiple_of(h) && len.is_multiple_of(h) && len > 0);
+        self.huge.lock().unwrap().push((offset, len));
     }
     fn capacity(&self) -> Option<usize> {
         None
@@ -210,4 +217,33 @@ proptest! {
             prop_assert!(pool.committed() >= used);
         }
     }
+}
+
+#[test]
+fn only_whole_huge_pages_of_fresh_pages_inside_the_request_are_faulted_in_at_once() {
+    let backend = Pretend::default();
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    pool.huge_pages = true;
+    let calls = |b: &Pretend| std::mem::take(&mut *b.huge.lock().unwrap());
+    let user = |pool: &mut LargePool, n: usize| pool.allocate_user(n, 64, &backend, usize::MAX);
+    // At the chunk's start (huge page aligned): [0, 5 MiB) holds two whole huge pages.
+    let a = user(&mut pool, 5 * MIB).unwrap();
+    assert_eq!(calls(&backend), [(0, 4 * MIB)]);
+    // Too small to hold one.
+    let b = user(&mut pool, 1536 * 1024).unwrap();
+    assert_eq!(calls(&backend), []);
+    // [6.5 MiB, 11.5 MiB) holds [8, 10) and [10, 12) only partly: one.
+    let c = user(&mut pool, 5 * MIB).unwrap();
+    assert_eq!(c.addr - a.addr, 6 * MIB + 512 * 1024);
+    assert_eq!(calls(&backend), [(8 * MIB, 2 * MIB)]);
+    // Its pages are resident once freed: reusing them faults nothing in.
+    pool.free_user_token(a.addr, a.token);
+    let a2 = user(&mut pool, 5 * MIB).unwrap();
+    assert_eq!(a2.addr, a.addr);
+    assert_eq!(calls(&backend), []);
+    // Off: never.
+    pool.huge_pages = false;
+    let _d = user(&mut pool, 8 * MIB).unwrap();
+    assert_eq!(calls(&backend), []);
+    let _ = (b, c);
 }
