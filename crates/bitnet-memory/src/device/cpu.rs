@@ -115,7 +115,7 @@ impl DeviceBackend for CpuBackend {
             return;
         }
         let start = chunk.base + offset;
-        debug_assert!(start % HUGE_PAGE == 0 && len % HUGE_PAGE == 0);
+        debug_assert!(start.is_multiple_of(HUGE_PAGE) && len.is_multiple_of(HUGE_PAGE));
         // Huge pages for the range just long enough to fault it in, then back to the
         // chunk's "no huge pages": khugepaged must never fill pages in behind the pool's
         // count, and the range merges back with its neighbours.
