@@ -4,6 +4,7 @@
 use super::{LargePool, MoveCell};
 use crate::device::CpuBackend;
 use crate::pool::buddy::Buddy;
+use crate::pool::large::Grant;
 use crate::pool::strategy::{BlockStrategy, SysVec};
 use crate::pool::tlsf::Tlsf;
 use std::alloc::System;
@@ -24,7 +25,10 @@ fn strategies() -> [(&'static str, MakeStrategy); 2] {
 /// Two full chunks of movable blocks, then every other block freed: 8 blocks per chunk.
 fn half_full(pool: &mut LargePool, backend: &CpuBackend) -> Vec<MoveCell> {
     let blocks: Vec<_> = (0..2 * PER_CHUNK)
-        .map(|_| pool.allocate_user(BLOCK, 16, backend, usize::MAX).unwrap())
+        .map(|_| {
+            pool.allocate_user(BLOCK, 16, &Grant::unlimited(backend))
+                .unwrap()
+        })
         .collect();
     let mut cells = Vec::new();
     for (i, b) in blocks.into_iter().enumerate() {

@@ -4,7 +4,7 @@
 
 use super::central::Central;
 use super::fragmentation;
-use super::large::{GrowError, LargePool};
+use super::large::{Grant, GrowError, LargePool};
 use super::size_class::{self, SLAB_ALIGN};
 use super::strategy::BlockStrategy;
 use super::thread_cache::{CacheLayout, ThreadCache};
@@ -367,8 +367,8 @@ impl DevicePool {
         size: usize,
         align: usize,
     ) -> Result<(usize, u64), GrowError> {
-        let mut large = self.large_for_alloc(size);
-        let b = large.allocate_user(size, align, &*self.backend, self.budget)?;
+        let mut large = self.large.lock();
+        let b = large.allocate_user(size, align, &self.grant(size))?;
         self.note_alloc(cache, size);
         self.publish_now(cache);
         Ok((b.addr, b.token))
@@ -381,7 +381,7 @@ impl DevicePool {
         blocks: &[&super::large::compact::MoveCell],
         copy: &mut dyn FnMut(usize, usize, usize),
     ) -> super::large::compact::CompactStats {
-        let mut large = self.large_for_alloc(0);
+        let mut large = self.large.lock();
         let stats = large.compact(blocks, &*self.backend, copy);
         // Moves may have filled clean holes (they do not ask the limit): hand back what
         // is over it now.
@@ -403,7 +403,7 @@ impl DevicePool {
         let mut central = self.central[class].lock();
         if size_class::is_single(class) {
             // One-block slabs: straight from the large pool, one at a time.
-            let mut large = self.large_for_alloc(size);
+            let mut large = self.large.lock();
             // A block no cache can hold serves this request only: only `size` bytes of it
             // are ever touched.
             let class_size = size_class::class_size(class);
@@ -413,15 +413,13 @@ impl DevicePool {
             } else {
                 class_size
             };
-            let block = large.allocate_single((class_size, touch), &*self.backend, self.budget)?;
+            let block = large.allocate_single((class_size, touch), &self.grant(size))?;
             central.handed_out += 1;
             return Ok(block.addr);
         }
         if central.free_blocks() == 0 {
             let slab = size_class::slab_size(class);
-            let block = self
-                .large_for_alloc(0)
-                .allocate_slab(slab, &*self.backend, self.budget)?;
+            let block = self.large.lock().allocate_slab(slab, &self.grant(0))?;
             central.add_slab(block, slab);
         }
         let mut first = None;
@@ -446,8 +444,8 @@ impl DevicePool {
             }
         }
         if let Some((slab, from, to)) = central.newly_carved(super::resident::PAGE) {
-            self.large_for_alloc(size)
-                .take_pages(&slab, from, to - from, &*self.backend);
+            let mut large = self.large.lock();
+            large.take_pages(&slab, from, to - from, &self.grant(size));
         }
         Ok(first.expect("a class with free blocks gives one"))
     }
@@ -526,14 +524,16 @@ impl DevicePool {
         scaled.max(live.saturating_add(self.min_retain))
     }
 
-    /// The large pool, locked, with the resident limit set for a request of `size` bytes:
-    /// the block taken for it does not raise the committed bytes past the limit while free
-    /// blocks hold resident pages. (A request that raises the live peak raises the limit
-    /// with it.)
-    fn large_for_alloc(&self, size: usize) -> parking_lot::MutexGuard<'_, LargePool> {
-        let mut large = self.large.lock();
-        large.resident_limit = self.resident_limit_with(size);
-        large
+    /// What a request of `size` bytes may take from the device: the backend, the budget,
+    /// and the resident limit with the request counted as live (a request that raises the
+    /// live peak raises the limit with it). Called with the large pool locked, just before
+    /// the request, so that the limit is current.
+    fn grant(&self, size: usize) -> Grant<'_> {
+        Grant {
+            backend: &*self.backend,
+            budget: self.budget,
+            resident_limit: self.resident_limit_with(size),
+        }
     }
 
     /// The cache is full, has no room for the class, or another thread asked for a flush.

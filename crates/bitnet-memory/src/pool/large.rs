@@ -24,6 +24,34 @@ pub enum GrowError {
     Device(DeviceError),
 }
 
+/// What a request may take from the device: the backend chunks come from, the budget of
+/// mapped bytes, and the resident limit (committed bytes a request may not take the pool
+/// past while free blocks hold resident pages: before it takes fresh pages past the limit,
+/// pages of free blocks are handed back, oldest frees first; `usize::MAX`: no limit). The
+/// device pool works the limit out for each request, from the live bytes with the
+/// request's own counted in.
+#[derive(Clone, Copy)]
+pub struct Grant<'a> {
+    /// Where chunks come from and pages go back to.
+    pub backend: &'a dyn DeviceBackend,
+    /// Mapped bytes the pool may not grow past.
+    pub budget: usize,
+    /// See above.
+    pub resident_limit: usize,
+}
+
+impl<'a> Grant<'a> {
+    /// No budget and no resident limit.
+    #[cfg(test)]
+    pub fn unlimited(backend: &'a dyn DeviceBackend) -> Self {
+        Self {
+            backend,
+            budget: usize::MAX,
+            resident_limit: usize::MAX,
+        }
+    }
+}
+
 /// What releasing empty chunks gave back.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Released {
@@ -61,10 +89,6 @@ pub struct LargePool {
     pub purged_total: usize,
     /// Which pages of the chunks may be resident.
     resident: ResidentPages,
-    /// Committed bytes a request may not take the pool past while free blocks hold
-    /// resident pages: before a block takes fresh pages past it, pages of free blocks are
-    /// handed back (oldest frees first). `usize::MAX`: no limit.
-    pub resident_limit: usize,
     /// Resident bytes of free blocks the pool may always keep, on top of what it cannot
     /// hand back (blocks in use, slab pages carved): where those alone pass the limit,
     /// handing back every free page at each request would only make the next ones fault.
@@ -97,7 +121,6 @@ impl LargePool {
             peak_committed: 0,
             purged_total: 0,
             resident: ResidentPages::new(),
-            resident_limit: usize::MAX,
             keep_free: 0,
             huge_pages: false,
             user: HashMap::with_hasher_in(DefaultHashBuilder::default(), System),
@@ -121,13 +144,8 @@ impl LargePool {
             .clamp(self.min_chunk, self.max_chunk)
     }
 
-    fn grow(
-        &mut self,
-        size: usize,
-        align: usize,
-        backend: &dyn DeviceBackend,
-        budget: usize,
-    ) -> Result<(), GrowError> {
+    fn grow(&mut self, size: usize, align: usize, g: &Grant<'_>) -> Result<(), GrowError> {
+        let budget = g.budget;
         let (mut csize, mut calign) = self.strategy.chunk_request(size, align, self.growth());
         if self.reserved.saturating_add(csize) > budget {
             // Shrink the growth to what this request needs before giving up.
@@ -136,7 +154,8 @@ impl LargePool {
                 return Err(GrowError::Budget { needed: csize });
             }
         }
-        let chunk = backend
+        let chunk = g
+            .backend
             .allocate_chunk(csize, calign)
             .map_err(GrowError::Device)?;
         let id = match self.free_ids.pop() {
@@ -160,40 +179,40 @@ impl LargePool {
     pub fn allocate(
         &mut self,
         (size, align, touch): (usize, usize, usize),
-        backend: &dyn DeviceBackend,
-        budget: usize,
+        g: &Grant<'_>,
     ) -> Result<Block, GrowError> {
         // Resident-first placement cuts into big free blocks; near the budget they are
         // what a big request needs, so best fit alone decides there.
-        let room = self.reserved.saturating_add(self.growth()) <= budget;
+        let room = self.reserved.saturating_add(self.growth()) <= g.budget;
         self.strategy.set_prefer_resident(room);
         let b = match self.strategy.allocate(size, align) {
             Some(b) => b,
             None => {
-                self.grow(size, align, backend, budget)?;
+                self.grow(size, align, g)?;
                 self.strategy
                     .allocate(size, align)
                     .expect("a fresh chunk serves the request it was sized for")
             }
         };
         // The block is out of the free lists: a purge now cannot take its pages.
-        self.take_pages(&b, b.addr, touch.min(b.size), backend);
+        self.take_pages(&b, b.addr, touch.min(b.size), g);
         Ok(b)
     }
 
     /// Counts the pages under `[addr, addr + len)` of block `b` (in use) as resident,
     /// first handing back pages of free blocks if the fresh ones would take the
     /// committed bytes past the resident limit.
-    pub fn take_pages(&mut self, b: &Block, addr: usize, len: usize, backend: &dyn DeviceBackend) {
+    pub fn take_pages(&mut self, b: &Block, addr: usize, len: usize, g: &Grant<'_>) {
+        let backend = g.backend;
         let offset = addr - self.chunks[b.chunk as usize].expect("live chunk").base;
         let fresh = self.resident.untouched(b.chunk, offset, len);
         let committed = self.committed();
-        if fresh > 0 && committed + fresh > self.resident_limit {
+        if fresh > 0 && committed + fresh > g.resident_limit {
             // What cannot be handed back (the fresh pages included), plus `keep_free`, may
             // pass the limit (a walk of the free blocks, on a path that is about to fault
             // pages in anyway).
             let held = committed - self.resident_free_bytes() + fresh;
-            let limit = self.resident_limit.max(held + self.keep_free);
+            let limit = g.resident_limit.max(held + self.keep_free);
             // Just what is over: handing back more in a batch was measured to cost more
             // refaults than the purge calls it saves (numpy-serving: 85 MiB purged
             // against 98 with 512 KiB batches, 161 with 2 MiB).
@@ -317,14 +336,9 @@ impl LargePool {
     pub fn allocate_single(
         &mut self,
         (size, touch): (usize, usize),
-        backend: &dyn DeviceBackend,
-        budget: usize,
+        g: &Grant<'_>,
     ) -> Result<Block, GrowError> {
-        let b = self.allocate(
-            (size, super::size_class::SLAB_ALIGN, touch),
-            backend,
-            budget,
-        )?;
+        let b = self.allocate((size, super::size_class::SLAB_ALIGN, touch), g)?;
         self.singles.insert(b.addr, (b.token, b.size));
         self.slab_bytes += b.size;
         Ok(b)
@@ -343,11 +357,10 @@ impl LargePool {
         &mut self,
         size: usize,
         align: usize,
-        backend: &dyn DeviceBackend,
-        budget: usize,
+        g: &Grant<'_>,
     ) -> Result<Block, GrowError> {
         // The owner's slice is `size` bytes long: the rest of the block stays untouched.
-        let b = self.allocate((size, align, size), backend, budget)?;
+        let b = self.allocate((size, align, size), g)?;
         self.user.insert(b.addr, (b.token, b.size));
         self.user_bytes += b.size;
         Ok(b)
@@ -373,13 +386,8 @@ impl LargePool {
 
     /// Lends a slab to the small pool. None of its pages counts as resident yet: the
     /// small pool reports them with [`take_pages`](Self::take_pages) as it carves blocks.
-    pub fn allocate_slab(
-        &mut self,
-        size: usize,
-        backend: &dyn DeviceBackend,
-        budget: usize,
-    ) -> Result<Block, GrowError> {
-        let b = self.allocate((size, super::size_class::SLAB_ALIGN, 0), backend, budget)?;
+    pub fn allocate_slab(&mut self, size: usize, g: &Grant<'_>) -> Result<Block, GrowError> {
+        let b = self.allocate((size, super::size_class::SLAB_ALIGN, 0), g)?;
         self.slab_bytes += b.size;
         Ok(b)
     }

@@ -3,7 +3,7 @@
 //! backend of made-up addresses (the pool never touches memory) whose decommit always
 //! succeeds, so every purge is counted and Miri can run it.
 
-use super::LargePool;
+use super::{Grant, LargePool};
 use crate::device::{Chunk, DeviceBackend, DeviceError};
 use crate::pool::buddy::Buddy;
 use crate::pool::resident::PAGE;
@@ -59,15 +59,25 @@ impl DeviceBackend for Pretend {
 
 const MIB: usize = 1 << 20;
 
+/// No budget, at most `limit` committed bytes.
+fn within(backend: &Pretend, limit: usize) -> Grant<'_> {
+    Grant {
+        backend,
+        budget: usize::MAX,
+        resident_limit: limit,
+    }
+}
+
 #[test]
 fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
     let backend = Pretend::default();
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let mut limit = usize::MAX;
     let a = pool
-        .allocate_user(8 * MIB, 64, &backend, usize::MAX)
+        .allocate_user(8 * MIB, 64, &within(&backend, limit))
         .unwrap();
     let _b = pool
-        .allocate_user(8 * MIB, 64, &backend, usize::MAX)
+        .allocate_user(8 * MIB, 64, &within(&backend, limit))
         .unwrap();
     assert_eq!(pool.committed(), 16 * MIB, "what the owners may touch");
     pool.free_user_token(a.addr, a.token);
@@ -79,9 +89,9 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
     assert_eq!(pool.resident_free_bytes(), 8 * MIB);
     // 12 MiB do not fit in a's hole: they take fresh pages, and only 21 MiB may be
     // committed. So 7 MiB of a's pages go first, from the hole's end; 1 MiB stays.
-    pool.resident_limit = 21 * MIB;
+    limit = 21 * MIB;
     let c = pool
-        .allocate_user(12 * MIB, 64, &backend, usize::MAX)
+        .allocate_user(12 * MIB, 64, &within(&backend, limit))
         .unwrap();
     assert_ne!(c.addr, a.addr);
     assert_eq!(pool.committed(), 21 * MIB);
@@ -90,8 +100,10 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
     assert_eq!(pool.purged_total, 7 * MIB);
     assert_eq!(pool.resident_free_bytes(), MIB);
     // A request served from the resident part of the hole takes no fresh page.
-    pool.resident_limit = 0;
-    let d = pool.allocate_user(MIB, 64, &backend, usize::MAX).unwrap();
+    limit = 0;
+    let d = pool
+        .allocate_user(MIB, 64, &within(&backend, limit))
+        .unwrap();
     assert_eq!(d.addr, a.addr);
     assert_eq!(pool.committed(), 21 * MIB);
     assert_eq!(backend.decommitted.load(Relaxed), 7 * MIB);
@@ -102,20 +114,23 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
 fn where_blocks_in_use_alone_pass_the_limit_keep_free_bytes_of_free_pages_stay() {
     let backend = Pretend::default();
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let mut limit = usize::MAX;
     pool.keep_free = 2 * MIB;
     let held = pool
-        .allocate_user(10 * MIB, 64, &backend, usize::MAX)
+        .allocate_user(10 * MIB, 64, &within(&backend, limit))
         .unwrap();
     let a = pool
-        .allocate_user(4 * MIB, 64, &backend, usize::MAX)
+        .allocate_user(4 * MIB, 64, &within(&backend, limit))
         .unwrap();
-    let _b = pool.allocate_user(MIB, 64, &backend, usize::MAX).unwrap();
+    let _b = pool
+        .allocate_user(MIB, 64, &within(&backend, limit))
+        .unwrap();
     pool.free_user_token(a.addr, a.token);
     // The limit is under what is in use: handing back all of a's pages would only make
     // them fault again at the next request. 5 MiB do not fit in a's hole; 2 MiB of its
     // pages stay.
-    pool.resident_limit = 8 * MIB;
-    pool.allocate_user(5 * MIB, 64, &backend, usize::MAX)
+    limit = 8 * MIB;
+    pool.allocate_user(5 * MIB, 64, &within(&backend, limit))
         .unwrap();
     assert_eq!(pool.resident_free_bytes(), 2 * MIB);
     assert_eq!(pool.committed(), 10 * MIB + MIB + 5 * MIB + 2 * MIB);
@@ -128,19 +143,22 @@ fn where_blocks_in_use_alone_pass_the_limit_keep_free_bytes_of_free_pages_stay()
 fn only_the_bytes_an_owner_may_touch_count() {
     let backend = Pretend::default();
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
-    pool.allocate_user(MIB + 1, 64, &backend, usize::MAX)
+    let limit = usize::MAX;
+    pool.allocate_user(MIB + 1, 64, &within(&backend, limit))
         .unwrap();
     assert_eq!(pool.committed(), MIB + PAGE, "the request, to whole pages");
-    let slab = pool.allocate_slab(64 << 10, &backend, usize::MAX).unwrap();
+    let slab = pool
+        .allocate_slab(64 << 10, &within(&backend, limit))
+        .unwrap();
     assert_eq!(
         pool.committed(),
         MIB + PAGE,
         "a slab counts as it is carved"
     );
-    pool.take_pages(&slab, slab.addr, 100, &backend);
+    pool.take_pages(&slab, slab.addr, 100, &within(&backend, limit));
     assert_eq!(pool.committed(), MIB + 2 * PAGE);
     let single = pool
-        .allocate_single((320 << 10, 300 << 10), &backend, usize::MAX)
+        .allocate_single((320 << 10, 300 << 10), &within(&backend, limit))
         .unwrap();
     assert_eq!(single.size, 320 << 10);
     assert_eq!(pool.committed(), MIB + 2 * PAGE + (300 << 10));
@@ -187,19 +205,20 @@ proptest! {
         };
         let backend = Pretend::default();
         let mut pool = LargePool::new(make(), 4 * MIB, 16 * MIB);
+        let mut limit = usize::MAX;
         pool.keep_free = keep_free;
         let mut live: Vec<(usize, u64, usize)> = Vec::new();
         for op in ops {
             match op {
                 Op::Alloc(size) => {
                     let before = pool.committed();
-                    let b = pool.allocate_user(size, 64, &backend, usize::MAX).unwrap();
+                    let b = pool.allocate_user(size, 64, &within(&backend, limit)).unwrap();
                     let after = pool.committed();
                     prop_assert!(
-                        after <= pool.resident_limit.max(before)
+                        after <= limit.max(before)
                             || pool.resident_free_bytes() <= pool.keep_free,
                         "committed {after} over the limit {} with {} resident free",
-                        pool.resident_limit,
+                        limit,
                         pool.resident_free_bytes()
                     );
                     live.push((b.addr, b.token, size));
@@ -209,7 +228,7 @@ proptest! {
                     pool.free_user_token(addr, token);
                 }
                 Op::Free(_) => {}
-                Op::Limit(l) => pool.resident_limit = l,
+                Op::Limit(l) => limit = l,
             }
             pool.check_invariants();
             // What is in use stays counted.
@@ -225,7 +244,8 @@ fn only_whole_huge_pages_of_fresh_pages_inside_the_request_are_faulted_in_at_onc
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
     pool.huge_pages = true;
     let calls = |b: &Pretend| std::mem::take(&mut *b.huge.lock().unwrap());
-    let user = |pool: &mut LargePool, n: usize| pool.allocate_user(n, 64, &backend, usize::MAX);
+    let user =
+        |pool: &mut LargePool, n: usize| pool.allocate_user(n, 64, &Grant::unlimited(&backend));
     // At the chunk's start (huge page aligned): [0, 5 MiB) holds two whole huge pages.
     let a = user(&mut pool, 5 * MIB).unwrap();
     assert_eq!(calls(&backend), [(0, 4 * MIB)]);
