@@ -91,8 +91,25 @@ impl CompactAllocationMetadata {
 }
 
 const SEG_BITS: u32 = 12;
+/// Slots of the first segment; segment `k` holds `SEG_SLOTS << k`.
 const SEG_SLOTS: usize = 1 << SEG_BITS;
-const MAX_SEGMENTS: usize = 4096;
+/// Segments: `SEG_SLOTS * (2^12 - 1)` slots in all, about 16 Mi.
+const MAX_SEGMENTS: usize = 12;
+
+/// The segment of slot `idx` and its index there: segment `k` starts at slot
+/// `SEG_SLOTS * (2^k - 1)`.
+#[inline]
+fn locate(idx: u32) -> (usize, usize) {
+    let k = (idx as usize >> SEG_BITS) + 1;
+    let seg = (usize::BITS - 1 - k.leading_zeros()) as usize;
+    (seg, idx as usize - seg_start(seg))
+}
+
+/// First slot of segment `seg`.
+#[inline]
+fn seg_start(seg: usize) -> usize {
+    ((1 << seg) - 1) << SEG_BITS
+}
 
 #[derive(Default)]
 struct Slot {
@@ -102,7 +119,8 @@ struct Slot {
     addr: AtomicU64,
 }
 
-/// Slots for up to 16 Mi live tracked allocations, allocated 4096 at a time.
+/// Slots for up to about 16 Mi live tracked allocations, in segments of 4096, 8192, ...
+/// slots allocated as needed (a table of 12 segments: a new manager touches no slot).
 pub struct MetadataStore {
     segments: Box<[OnceLock<Box<[Slot]>>]>,
     /// Free slot indices not held by any thread, and the number of segments in use.
@@ -130,11 +148,12 @@ impl MetadataStore {
         let mut c = self.central.lock();
         if c.0.is_empty() && c.1 < MAX_SEGMENTS {
             let seg = c.1;
-            self.segments[seg].get_or_init(|| (0..SEG_SLOTS).map(|_| Slot::default()).collect());
+            let len = SEG_SLOTS << seg;
+            self.segments[seg].get_or_init(|| (0..len).map(|_| Slot::default()).collect());
             c.1 += 1;
-            let base = (seg << SEG_BITS) as u32;
+            let base = seg_start(seg) as u32;
             // Index 0 is never used, so that 0 can mean "untracked".
-            c.0.extend((base..base + SEG_SLOTS as u32).rev().filter(|&i| i != 0));
+            c.0.extend((base..base + len as u32).rev().filter(|&i| i != 0));
         }
         let k = n.min(c.0.len());
         let at = c.0.len() - k;
@@ -147,10 +166,11 @@ impl MetadataStore {
     }
 
     fn slot(&self, idx: u32) -> &Slot {
-        let seg = self.segments[(idx >> SEG_BITS) as usize]
+        let (seg, at) = locate(idx);
+        let seg = self.segments[seg]
             .get()
             .expect("slot of an allocated segment");
-        &seg[idx as usize & (SEG_SLOTS - 1)]
+        &seg[at]
     }
 
     /// Writes a record (with [`flags::LIVE`]) of the block at `addr` into slot `idx`.
@@ -210,7 +230,7 @@ impl MetadataStore {
                 continue;
             };
             for (i, _) in slots.iter().enumerate() {
-                let idx = ((seg << SEG_BITS) | i) as u32;
+                let idx = (seg_start(seg) + i) as u32;
                 if let Some(m) = self.read(idx) {
                     out.push((idx, m));
                 }
@@ -222,7 +242,7 @@ impl MetadataStore {
     /// Bytes the store occupies.
     pub fn memory_bytes(&self) -> usize {
         let c = self.central.lock();
-        c.1 * SEG_SLOTS * std::mem::size_of::<Slot>() + c.0.capacity() * 4
+        seg_start(c.1) * std::mem::size_of::<Slot>() + c.0.capacity() * 4
     }
 }
 
@@ -276,5 +296,54 @@ mod tests {
         assert!(store.read(slots[3]).is_none());
         store.give_slots(slots.drain(..));
         assert!(store.memory_bytes() >= SEG_SLOTS * 16);
+    }
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "safe code over 28k slots (minutes under Miri); the test above covers the store there"
+    )]
+    fn segments_double_and_every_slot_has_one_place() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(4095), (0, 4095));
+        assert_eq!(locate(4096), (1, 0));
+        assert_eq!(locate(3 * 4096 - 1), (1, 8191));
+        assert_eq!(locate(3 * 4096), (2, 0));
+        let last = (seg_start(MAX_SEGMENTS) - 1) as u32;
+        assert_eq!(
+            locate(last),
+            (MAX_SEGMENTS - 1, (SEG_SLOTS << (MAX_SEGMENTS - 1)) - 1)
+        );
+        assert!(seg_start(MAX_SEGMENTS) >= 16_000_000);
+        // Three segments' worth of slots: every one distinct, writable and read back.
+        let store = MetadataStore::new();
+        let mut slots = Vec::new();
+        while slots.len() < 7 * SEG_SLOTS - 1 {
+            let before = slots.len();
+            store.take_slots(1000, &mut slots);
+            assert!(slots.len() > before);
+        }
+        let mut sorted = slots.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), slots.len());
+        assert_eq!(*sorted.last().unwrap() as usize, 7 * SEG_SLOTS - 1);
+        let meta = |id| CompactAllocationMetadata {
+            id,
+            timestamp_ms: 0,
+            size: 8,
+            site: 0,
+            device: 0,
+            flags: 0,
+        };
+        for &i in &slots {
+            store.write(i, meta(i), i as usize);
+        }
+        let live = store.live();
+        assert_eq!(live.len(), slots.len());
+        assert!(live
+            .iter()
+            .all(|(i, m)| m.id == *i && store.addr(*i) == *i as usize));
+        assert!(store.memory_bytes() >= 7 * SEG_SLOTS * std::mem::size_of::<Slot>());
     }
 }
