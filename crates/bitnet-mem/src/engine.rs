@@ -213,22 +213,9 @@ pub struct Method {
     pub warmup: usize,
     /// Timed runs of each allocator.
     pub repeats: usize,
-    /// Measure resident memory in child processes.
-    pub resident: bool,
-    /// Child processes per allocator (alternating allocators); their medians are reported.
+    /// Fresh child processes per allocator (allocators alternating) measuring resident
+    /// memory and a cold run; their medians are reported. 0: none (`--no-resident`).
     pub cold_runs: usize,
-}
-
-impl Method {
-    /// Child processes per allocator: `cold_runs` (at least one) when resident memory is
-    /// measured, else none.
-    pub fn cold_runs(&self) -> usize {
-        if self.resident {
-            self.cold_runs.max(1)
-        } else {
-            0
-        }
-    }
 }
 
 /// The allocators that run on `work`, in order.
@@ -241,9 +228,9 @@ pub fn kinds_for(work: &Work, wanted: &[Kind]) -> Vec<Kind> {
 }
 
 /// Runs and measures are counted for the progress bar: warm-up and repeats per allocator,
-/// plus one child run each.
+/// plus its child processes.
 pub fn steps(kinds: usize, m: &Method) -> u64 {
-    (kinds * (m.warmup + m.repeats + m.cold_runs())) as u64
+    (kinds * (m.warmup + m.repeats + m.cold_runs)) as u64
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -297,7 +284,7 @@ pub fn bench_workload(
     drop(work);
     // Fresh processes, allocators alternating as in the timed runs.
     let mut children: Vec<Vec<Resident>> = vec![Vec::new(); kinds.len()];
-    for _ in 0..m.cold_runs() {
+    for _ in 0..m.cold_runs {
         for (i, &k) in kinds.iter().enumerate() {
             progress.step(&format!("{label} {} resident", k.name()));
             children[i].push(measure_in_child(spec, k)?);

@@ -7,9 +7,10 @@
 //! allocator runs for the first time does not count as memory it reserved. (glibc's code is
 //! resident from the start; ours, mimalloc's and jemalloc's is in this executable and would
 //! otherwise fault in during the run: about 0.65 MiB more for ours than for glibc on
-//! bitnet-inference.) Then it resets the high-water mark to the current resident size (`echo 5 > /proc/self/clear_refs`; where that is refused, the mark as it
-//! stands is the baseline), creates the allocator, runs the workload once and reads the
-//! mark again. Ours also reports its own peak reserved bytes from its metrics.
+//! bitnet-inference.) Then it resets the high-water mark to the current resident size
+//! (`echo 5 > /proc/self/clear_refs`; where that is refused, the mark as it stands is the
+//! baseline), creates the allocator, runs the workload once (timed: the cold run) and reads
+//! the mark again. Ours also reports its own peak reserved bytes from its metrics.
 
 use crate::contenders::{Kind, Limit};
 use crate::engine::{run_once, Spec, Work};
@@ -132,36 +133,27 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
         metrics_peak_live_bytes: None,
         cold_wall_ns: 0,
     };
-    let hwm = || status_bytes("VmHWM").ok_or("cannot read VmHWM");
-    let after = match kind {
+    let run = match kind {
         Kind::BitnetMemory => {
             let mm = MemoryManager::new(spec.preset.config()).map_err(|e| e.to_string())?;
-            r.cold_wall_ns = run_once(kind, &work, &mm, None).wall.as_nanos() as u64;
+            let o = run_once(kind, &work, &mm, None);
             let m = mm.metrics();
             r.metrics_peak_reserved_bytes = Some(m.peak_reserved_bytes() as u64);
             r.metrics_peak_live_bytes = Some(m.peak_live_bytes() as u64);
-            hwm()?
+            o
         }
         Kind::Limit => {
             let Work::Streams(s) = &work else {
                 return Err("the limit row runs single-stream work only".into());
             };
             let mut l = Limit::for_stream(&s[0]);
-            let o = run_once(
-                kind,
-                &work,
-                spare.as_ref().expect("made above"),
-                Some(&mut l),
-            );
-            r.cold_wall_ns = o.wall.as_nanos() as u64;
-            hwm()?
+            let spare = spare.as_ref().expect("made above");
+            run_once(kind, &work, spare, Some(&mut l))
         }
-        _ => {
-            let o = run_once(kind, &work, spare.as_ref().expect("made above"), None);
-            r.cold_wall_ns = o.wall.as_nanos() as u64;
-            hwm()?
-        }
+        _ => run_once(kind, &work, spare.as_ref().expect("made above"), None),
     };
+    r.cold_wall_ns = run.wall.as_nanos() as u64;
+    let after = status_bytes("VmHWM").ok_or("cannot read VmHWM")?;
     r.hwm_growth_bytes = after.saturating_sub(baseline);
     Ok(r)
 }

@@ -61,8 +61,11 @@ impl Args {
                 .repeats
                 .unwrap_or(if self.quick { 2 } else { 5 })
                 .max(1),
-            resident: !self.no_resident,
-            cold_runs: self.cold_runs,
+            cold_runs: if self.no_resident {
+                0
+            } else {
+                self.cold_runs.max(1)
+            },
         }
     }
 

@@ -56,8 +56,11 @@ pub fn run(args: Args) -> CmdResult {
     let method = Method {
         warmup: args.warmup,
         repeats: args.repeats.max(1),
-        resident: !args.no_resident,
-        cold_runs: args.cold_runs,
+        cold_runs: if args.no_resident {
+            0
+        } else {
+            args.cold_runs.max(1)
+        },
     };
     let spec = Spec {
         workload: WorkloadName::Replay,
@@ -104,7 +107,7 @@ pub fn run(args: Args) -> CmdResult {
         spec.threads,
         method.repeats,
         method.warmup,
-        method.cold_runs()
+        method.cold_runs
     );
     let _ = writeln!(
         out,

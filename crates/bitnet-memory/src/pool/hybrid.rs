@@ -72,8 +72,6 @@ pub struct DevicePool {
     /// Large-pool requests at or under `max_class_limit` (served there because the
     /// threshold was lowered) since the start; read by [`adapt`](Self::adapt).
     band_requests: AtomicU64,
-    /// The largest class whose blocks a thread cache may keep (0: none).
-    cached_limit: usize,
     /// Requests served by one-block classes that no cache keeps, since the start.
     uncacheable_requests: AtomicU64,
     adapt_state: Mutex<AdaptState>,
@@ -121,19 +119,13 @@ impl DevicePool {
         } else {
             size_class::class_size(nclasses - 1)
         };
-        let caps: Vec<usize> = (0..nclasses)
-            .map(|c| {
-                if config.thread_cache {
-                    size_class::cache_capacity(c, config.thread_cache_bytes)
-                } else {
-                    0
-                }
-            })
-            .collect();
-        let cached_limit = (0..nclasses)
-            .rev()
-            .find(|&c| caps[c] > 0)
-            .map_or(0, size_class::class_size);
+        let caps = (0..nclasses).map(|c| {
+            if config.thread_cache {
+                size_class::cache_capacity(c, config.thread_cache_bytes)
+            } else {
+                0
+            }
+        });
         Self {
             id,
             host_visible: backend.host_visible(),
@@ -145,7 +137,6 @@ impl DevicePool {
             }),
             max_class_limit: class_limit,
             band_requests: AtomicU64::new(0),
-            cached_limit,
             uncacheable_requests: AtomicU64::new(0),
             adapt_state: Mutex::new(AdaptState {
                 at: std::time::Instant::now(),
@@ -153,7 +144,7 @@ impl DevicePool {
                 uncacheable_requests: 0,
                 since_switch: super::adaptive::COOLDOWN,
             }),
-            layout: CacheLayout::new(caps.into_iter()),
+            layout: CacheLayout::new(caps),
             central: (0..nclasses)
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
                 .collect(),
@@ -182,6 +173,14 @@ impl DevicePool {
         let rounded = (size + align - 1) & !(align - 1);
         let limit = self.class_limit.load(Relaxed) & !FIXED;
         (rounded <= limit && align <= SLAB_ALIGN).then(|| size_class::class_of(rounded))
+    }
+
+    /// The largest class whose blocks a thread cache may keep (0: none).
+    fn cached_limit(&self) -> usize {
+        (0..self.layout.classes())
+            .rev()
+            .find(|&c| self.layout.cap(c) > 0)
+            .map_or(0, size_class::class_size)
     }
 
     /// The threshold now: the largest request served by size classes.
@@ -219,7 +218,7 @@ impl DevicePool {
             band_requests: requests - st.band_requests,
             seconds,
             since_switch: st.since_switch,
-            cached_limit: self.cached_limit,
+            cached_limit: self.cached_limit(),
             uncacheable_requests: uncacheable - st.uncacheable_requests,
         });
         st.at = std::time::Instant::now();
@@ -385,10 +384,7 @@ impl DevicePool {
         let stats = large.compact(blocks, &*self.backend, copy);
         // Moves may have filled clean holes (they do not ask the limit): hand back what
         // is over it now.
-        let limit = self.resident_limit();
-        if large.committed() > limit {
-            large.purge_to(limit, &*self.backend);
-        }
+        large.purge_to(self.resident_limit_with(0), &*self.backend);
         stats
     }
 
@@ -510,12 +506,8 @@ impl DevicePool {
     }
 
     /// The resident limit: committed memory the pool keeps at most, from the peak of live
-    /// bytes so far (so the resident high-water mark stays close to the live peak).
-    fn resident_limit(&self) -> usize {
-        self.resident_limit_with(0)
-    }
-
-    /// The resident limit once `extra` more bytes are live (the request being served).
+    /// bytes so far (so the resident high-water mark stays close to the live peak), once
+    /// `extra` more bytes are live (the request being served).
     fn resident_limit_with(&self, extra: usize) -> usize {
         let peak = self.peak_live.load(Relaxed).max(0) as usize;
         let now = self.published_live.load(Relaxed).max(0) as usize;

@@ -7,7 +7,8 @@ use super::{Grant, LargePool};
 use crate::device::{Chunk, DeviceBackend, DeviceError};
 use crate::pool::buddy::Buddy;
 use crate::pool::resident::PAGE;
-use crate::pool::strategy::BlockStrategy;
+
+use crate::pool::strategy::{Block, BlockStrategy};
 use crate::pool::tlsf::Tlsf;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -59,6 +60,13 @@ impl DeviceBackend for Pretend {
 
 const MIB: usize = 1 << 20;
 
+/// A user block of `size` bytes (aligned to 64) with no budget and at most `limit`
+/// committed bytes.
+fn user(pool: &mut LargePool, backend: &Pretend, size: usize, limit: usize) -> Block {
+    pool.allocate_user(size, 64, &within(backend, limit))
+        .expect("no budget")
+}
+
 /// No budget, at most `limit` committed bytes.
 fn within(backend: &Pretend, limit: usize) -> Grant<'_> {
     Grant {
@@ -73,12 +81,8 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
     let backend = Pretend::default();
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
     let mut limit = usize::MAX;
-    let a = pool
-        .allocate_user(8 * MIB, 64, &within(&backend, limit))
-        .unwrap();
-    let _b = pool
-        .allocate_user(8 * MIB, 64, &within(&backend, limit))
-        .unwrap();
+    let a = user(&mut pool, &backend, 8 * MIB, limit);
+    let _b = user(&mut pool, &backend, 8 * MIB, limit);
     assert_eq!(pool.committed(), 16 * MIB, "what the owners may touch");
     pool.free_user_token(a.addr, a.token);
     assert_eq!(
@@ -90,9 +94,7 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
     // 12 MiB do not fit in a's hole: they take fresh pages, and only 21 MiB may be
     // committed. So 7 MiB of a's pages go first, from the hole's end; 1 MiB stays.
     limit = 21 * MIB;
-    let c = pool
-        .allocate_user(12 * MIB, 64, &within(&backend, limit))
-        .unwrap();
+    let c = user(&mut pool, &backend, 12 * MIB, limit);
     assert_ne!(c.addr, a.addr);
     assert_eq!(pool.committed(), 21 * MIB);
     assert_eq!(pool.peak_committed, 21 * MIB, "never past the limit");
@@ -101,9 +103,7 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
     assert_eq!(pool.resident_free_bytes(), MIB);
     // A request served from the resident part of the hole takes no fresh page.
     limit = 0;
-    let d = pool
-        .allocate_user(MIB, 64, &within(&backend, limit))
-        .unwrap();
+    let d = user(&mut pool, &backend, MIB, limit);
     assert_eq!(d.addr, a.addr);
     assert_eq!(pool.committed(), 21 * MIB);
     assert_eq!(backend.decommitted.load(Relaxed), 7 * MIB);
@@ -116,22 +116,15 @@ fn where_blocks_in_use_alone_pass_the_limit_keep_free_bytes_of_free_pages_stay()
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
     let mut limit = usize::MAX;
     pool.keep_free = 2 * MIB;
-    let held = pool
-        .allocate_user(10 * MIB, 64, &within(&backend, limit))
-        .unwrap();
-    let a = pool
-        .allocate_user(4 * MIB, 64, &within(&backend, limit))
-        .unwrap();
-    let _b = pool
-        .allocate_user(MIB, 64, &within(&backend, limit))
-        .unwrap();
+    let held = user(&mut pool, &backend, 10 * MIB, limit);
+    let a = user(&mut pool, &backend, 4 * MIB, limit);
+    let _b = user(&mut pool, &backend, MIB, limit);
     pool.free_user_token(a.addr, a.token);
     // The limit is under what is in use: handing back all of a's pages would only make
     // them fault again at the next request. 5 MiB do not fit in a's hole; 2 MiB of its
     // pages stay.
     limit = 8 * MIB;
-    pool.allocate_user(5 * MIB, 64, &within(&backend, limit))
-        .unwrap();
+    user(&mut pool, &backend, 5 * MIB, limit);
     assert_eq!(pool.resident_free_bytes(), 2 * MIB);
     assert_eq!(pool.committed(), 10 * MIB + MIB + 5 * MIB + 2 * MIB);
     assert_eq!(backend.decommitted.load(Relaxed), 2 * MIB);
@@ -144,8 +137,7 @@ fn only_the_bytes_an_owner_may_touch_count() {
     let backend = Pretend::default();
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
     let limit = usize::MAX;
-    pool.allocate_user(MIB + 1, 64, &within(&backend, limit))
-        .unwrap();
+    user(&mut pool, &backend, MIB + 1, limit);
     assert_eq!(pool.committed(), MIB + PAGE, "the request, to whole pages");
     let slab = pool
         .allocate_slab(64 << 10, &within(&backend, limit))
@@ -212,7 +204,7 @@ proptest! {
             match op {
                 Op::Alloc(size) => {
                     let before = pool.committed();
-                    let b = pool.allocate_user(size, 64, &within(&backend, limit)).unwrap();
+                    let b = user(&mut pool, &backend, size, limit);
                     let after = pool.committed();
                     prop_assert!(
                         after <= limit.max(before)
@@ -244,26 +236,24 @@ fn only_whole_huge_pages_of_fresh_pages_inside_the_request_are_faulted_in_at_onc
     let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
     pool.huge_pages = true;
     let calls = |b: &Pretend| std::mem::take(&mut *b.huge.lock().unwrap());
-    let user =
-        |pool: &mut LargePool, n: usize| pool.allocate_user(n, 64, &Grant::unlimited(&backend));
     // At the chunk's start (huge page aligned): [0, 5 MiB) holds two whole huge pages.
-    let a = user(&mut pool, 5 * MIB).unwrap();
+    let a = user(&mut pool, &backend, 5 * MIB, usize::MAX);
     assert_eq!(calls(&backend), [(0, 4 * MIB)]);
     // Too small to hold one.
-    let b = user(&mut pool, 1536 * 1024).unwrap();
+    let b = user(&mut pool, &backend, 1536 * 1024, usize::MAX);
     assert_eq!(calls(&backend), []);
     // [6.5 MiB, 11.5 MiB) holds [8, 10) and [10, 12) only partly: one.
-    let c = user(&mut pool, 5 * MIB).unwrap();
+    let c = user(&mut pool, &backend, 5 * MIB, usize::MAX);
     assert_eq!(c.addr - a.addr, 6 * MIB + 512 * 1024);
     assert_eq!(calls(&backend), [(8 * MIB, 2 * MIB)]);
     // Its pages are resident once freed: reusing them faults nothing in.
     pool.free_user_token(a.addr, a.token);
-    let a2 = user(&mut pool, 5 * MIB).unwrap();
+    let a2 = user(&mut pool, &backend, 5 * MIB, usize::MAX);
     assert_eq!(a2.addr, a.addr);
     assert_eq!(calls(&backend), []);
     // Off: never.
     pool.huge_pages = false;
-    let _d = user(&mut pool, 8 * MIB).unwrap();
+    let _d = user(&mut pool, &backend, 8 * MIB, usize::MAX);
     assert_eq!(calls(&backend), []);
     let _ = (b, c);
 }
