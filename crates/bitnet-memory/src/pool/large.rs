@@ -185,7 +185,9 @@ impl LargePool {
         // what a big request needs, so best fit alone decides there.
         let room = self.reserved.saturating_add(self.growth()) <= g.budget;
         self.strategy.set_prefer_resident(room);
-        let b = match self.strategy.allocate(size, align) {
+        let resident = &self.resident;
+        let fresh = |chunk: u32, offset: usize, len: usize| resident.untouched(chunk, offset, len);
+        let b = match self.strategy.allocate_placed(size, align, Some(&fresh)) {
             Some(b) => b,
             None => {
                 self.grow(size, align, g)?;

@@ -257,3 +257,33 @@ fn only_whole_huge_pages_of_fresh_pages_inside_the_request_are_faulted_in_at_onc
     assert_eq!(calls(&backend), []);
     let _ = (b, c);
 }
+
+/// The pool places by its page map, not by the strategy's estimate: a free block merged
+/// around a purged hole (its dirty range spans the hole) loses to a block that is
+/// resident throughout, so the request takes no fresh page.
+#[test]
+fn requests_are_placed_by_the_page_map() {
+    let backend = Pretend::default();
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let free = usize::MAX;
+    let x = user(&mut pool, &backend, 2 * MIB, free);
+    let y = user(&mut pool, &backend, 2 * MIB, free);
+    let z = user(&mut pool, &backend, 2 * MIB, free);
+    let _sep = user(&mut pool, &backend, MIB, free);
+    let b = user(&mut pool, &backend, 8 * MIB, free);
+    let _sep2 = user(&mut pool, &backend, MIB, free);
+    pool.free_user_token(y.addr, y.token);
+    let all = pool.committed();
+    assert_eq!(pool.purge_to(all - 2 * MIB, &backend), 2 * MIB, "y's pages");
+    pool.free_user_token(x.addr, x.token);
+    pool.free_user_token(z.addr, z.token);
+    pool.free_user_token(b.addr, b.token);
+    pool.check_invariants();
+    let committed = pool.committed();
+    // x, y and z merged: 6 MiB, of which y's middle 2 MiB are clean. Every place for
+    // 3 MiB there takes at least 1 MiB of fresh pages; b's block takes none.
+    let c = user(&mut pool, &backend, 3 * MIB, free);
+    assert_eq!(c.addr, b.addr);
+    assert_eq!(pool.committed(), committed, "no fresh page");
+    pool.check_invariants();
+}

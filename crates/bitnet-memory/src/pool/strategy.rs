@@ -7,6 +7,10 @@ use std::alloc::System;
 /// the pool (it may be the global allocator).
 pub type SysVec<T> = allocator_api2::vec::Vec<T, System>;
 
+/// `fresh(chunk, offset, len)`: bytes of pages a touch of that range of a chunk would
+/// fault in (see [`BlockStrategy::allocate_placed`]).
+pub type Fresh<'a> = &'a dyn Fn(u32, usize, usize) -> usize;
+
 /// A block handed out by a strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {
@@ -31,6 +35,17 @@ pub trait BlockStrategy: Send {
     fn add_chunk(&mut self, chunk: u32, base: usize, size: usize);
     /// Finds a block of at least `size` bytes aligned to `align` in the chunks it has.
     fn allocate(&mut self, size: usize, align: usize) -> Option<Block>;
+    /// [`allocate`](Self::allocate), placed where the fewest fresh pages are faulted in,
+    /// if the strategy tracks residency: `fresh(chunk, offset, len)` gives the bytes of
+    /// pages a touch of a range would fault in. The default ignores it.
+    fn allocate_placed(
+        &mut self,
+        size: usize,
+        align: usize,
+        _fresh: Option<Fresh<'_>>,
+    ) -> Option<Block> {
+        self.allocate(size, align)
+    }
     /// Frees a block; returns the bytes it occupied. Neighbours coalesce.
     fn free(&mut self, token: u64) -> usize;
     /// Size and alignment of a new chunk that will certainly serve `(size, align)`,

@@ -7,7 +7,7 @@
 //! two bitmap scans.
 #![deny(unsafe_code)]
 
-use super::strategy::{Block, BlockStrategy, SysVec};
+use super::strategy::{Block, BlockStrategy, Fresh, SysVec};
 use std::alloc::System;
 
 const NIL: u32 = u32::MAX;
@@ -103,6 +103,14 @@ fn hull(a: (usize, usize), b: (usize, usize)) -> (usize, usize) {
             (lo, (a.0 + a.1).max(b.0 + b.1) - lo)
         }
     }
+}
+
+/// Where a block goes: free block `idx`, `pad` bytes in, faulting in `fresh` bytes.
+#[derive(Debug, Clone, Copy)]
+struct Carve {
+    idx: u32,
+    pad: usize,
+    fresh: usize,
 }
 
 /// Free blocks [`Tlsf::find_resident`] looks at, at most, per request.
@@ -352,14 +360,21 @@ impl Tlsf {
         Some((fl, self.sl_bitmap[fl].trailing_zeros() as usize))
     }
 
-    /// A free block whose resident range holds `size` bytes at `align`: the first found
-    /// from the request's own bin upwards, looking at no more than [`RESIDENT_SCAN`]
-    /// blocks (so a search stays O(1)). Off while the pool has no room to grow: then
-    /// best fit alone places blocks, which keeps big free blocks whole. Serving from resident memory keeps the resident
-    /// set from growing while resident free memory waits elsewhere; best fit proper
-    /// decides when no such block is near.
-    fn find_resident(&self, size: usize, align: usize) -> Option<u32> {
-        if !self.prefer_resident || self.dirty_bytes < size {
+    /// Where `size` bytes at `align` fault in the fewest fresh pages: among the free
+    /// blocks from the request's own bin upwards that hold resident pages, looking at no
+    /// more than [`RESIDENT_SCAN`] of them (so a search stays O(1)), the first place that
+    /// needs no fresh page, else the one that needs the fewest, if at most half of its
+    /// bytes are fresh. `None` otherwise (then best fit places the block: compact, and the
+    /// fresh range more likely holds whole huge pages), and while the pool has no room to
+    /// grow (best fit alone then keeps big free blocks whole).
+    ///
+    /// `fresh(chunk, offset, len)` gives the bytes of pages a touch of a range would
+    /// fault in (the pool's page map); without it, the block's dirty range estimates them
+    /// (it may count a purged gap between merged blocks as resident). On
+    /// `numpy-serving.csv` placing by the page map (with the half rule) cut the page
+    /// faults of a run by a fifth against placing by whole dirty ranges (docs/resident.md).
+    fn find_resident(&self, size: usize, align: usize, fresh: Option<Fresh<'_>>) -> Option<Carve> {
+        if !self.prefer_resident || self.dirty_bytes.saturating_mul(2) < size {
             return None;
         }
         let (fl, sl) = mapping_insert(size);
@@ -372,25 +387,105 @@ impl Tlsf {
             self.next_bin(fl, sl)
         };
         let mut budget = RESIDENT_SCAN;
+        let mut best: Option<Carve> = None;
         while let Some((fl, sl)) = bin {
             let mut i = self.heads[fl][sl];
             while i != NIL {
                 if budget == 0 {
-                    return None;
+                    return best;
                 }
                 budget -= 1;
                 let n = &self.nodes[i as usize];
-                if n.dirty >= size {
-                    let start = self.addr(i) + n.dirty_off;
-                    if start.next_multiple_of(align) + size <= start + n.dirty {
-                        return Some(i);
+                if n.dirty > 0 {
+                    for pad in self.carves(i, size, align).into_iter().flatten() {
+                        let f = match fresh {
+                            Some(f) => f(n.chunk, n.offset + pad, size),
+                            None => size - clip(n.dirty_off, n.dirty, pad, pad + size).1,
+                        };
+                        if f == 0 {
+                            return Some(Carve {
+                                idx: i,
+                                pad,
+                                fresh: 0,
+                            });
+                        }
+                        if f * 2 <= size && best.is_none_or(|b| f < b.fresh) {
+                            best = Some(Carve {
+                                idx: i,
+                                pad,
+                                fresh: f,
+                            });
+                        }
                     }
                 }
                 i = n.next_free;
             }
             bin = self.next_bin(fl, sl);
         }
-        None
+        best
+    }
+
+    /// Offsets in free block `i` worth trying for `size` bytes at `align`, best first
+    /// where all are as resident: flush with the block's end when its dirty range reaches
+    /// it (one clean head is left, no sliver), else where the dirty range starts; then
+    /// flush with the dirty range's end (the most of a short dirty range); then the
+    /// block's two ends. `None` where a slot repeats one before it or the block is too
+    /// small.
+    fn carves(&self, i: u32, size: usize, align: usize) -> [Option<usize>; 4] {
+        let n = &self.nodes[i as usize];
+        let addr = self.addr(i);
+        let lo = addr.next_multiple_of(align) - addr;
+        if n.size < size || lo > n.size - size {
+            return [None; 4];
+        }
+        // The last aligned offset the block holds `size` bytes from.
+        let hi = ((addr + n.size - size) & !(align - 1)) - addr;
+        let at = |off: usize| off.clamp(lo, hi);
+        let down = |off: usize| ((addr + off) & !(align - 1)) - addr;
+        let dirty_end = n.dirty_off + n.dirty;
+        let first = if dirty_end == n.size && n.dirty_off > 0 {
+            hi
+        } else {
+            at((addr + n.dirty_off).next_multiple_of(align) - addr)
+        };
+        let flush_dirty_end = at(down(dirty_end.saturating_sub(size).max(lo)));
+        let mut out = [Some(first), Some(flush_dirty_end), Some(lo), Some(hi)];
+        for k in 1..4 {
+            if out[..k].contains(&out[k]) {
+                out[k] = None;
+            }
+        }
+        out
+    }
+
+    /// Best fit proper: a free block that holds `size` bytes at `align`. First a few
+    /// blocks into the bin the size itself falls in (a block freed by an earlier request
+    /// of the same size sits there and fits exactly; the O(1) search skips that bin, which
+    /// may hold smaller blocks), then the O(1) search.
+    fn best_fit(&self, size: usize, align: usize) -> Option<u32> {
+        // A block found for the plain size often needs no padding (fresh chunks are page
+        // aligned); only when it does not fit with its padding, search with the worst case.
+        let fits = |t: &Self, i: u32| {
+            let a = t.addr(i);
+            t.nodes[i as usize].size >= size + (a.next_multiple_of(align) - a)
+        };
+        let (fl, sl) = mapping_insert(size);
+        if fl < FL_COUNT {
+            let mut i = self.heads[fl][sl];
+            for _ in 0..8 {
+                if i == NIL {
+                    break;
+                }
+                if fits(self, i) {
+                    return Some(i);
+                }
+                i = self.nodes[i as usize].next_free;
+            }
+        }
+        match self.find_suitable(size) {
+            Some(i) if fits(self, i) => Some(i),
+            _ => self.find_suitable(size.checked_add(align - GRANULE)?),
+        }
     }
 
     /// Free bytes that may be resident: the sum of the free blocks' dirty ranges (which
@@ -450,58 +545,30 @@ impl BlockStrategy for Tlsf {
     }
 
     fn allocate(&mut self, size: usize, align: usize) -> Option<Block> {
+        self.allocate_placed(size, align, None)
+    }
+
+    fn allocate_placed(
+        &mut self,
+        size: usize,
+        align: usize,
+        fresh: Option<Fresh<'_>>,
+    ) -> Option<Block> {
         let size = size.max(GRANULE).checked_next_multiple_of(GRANULE)?;
         let align = align.max(GRANULE);
-        // A block found for the plain size often needs no padding (fresh chunks are page
-        // aligned); only when it does not fit with its padding, search with the worst case.
-        let fits = |t: &Self, i: u32| {
-            let a = t.addr(i);
-            t.nodes[i as usize].size >= size + (a.next_multiple_of(align) - a)
-        };
-        // First look a few blocks into the bin the size itself falls in: a block freed by
-        // an earlier request of the same size sits there, resident, and fits exactly. The
-        // O(1) search proper skips that bin (it may hold smaller blocks).
-        let (fl, sl) = mapping_insert(size);
-        let resident = self.find_resident(size, align);
-        let mut idx = resident.unwrap_or(NIL);
-        if idx == NIL && fl < FL_COUNT {
-            let mut i = self.heads[fl][sl];
-            for _ in 0..8 {
-                if i == NIL {
-                    break;
-                }
-                if fits(self, i) {
-                    idx = i;
-                    break;
-                }
-                i = self.nodes[i as usize].next_free;
-            }
-        }
-        let idx = if idx != NIL {
-            idx
-        } else {
-            match self.find_suitable(size) {
-                Some(i) if fits(self, i) => i,
-                _ => self.find_suitable(size.checked_add(align - GRANULE)?)?,
+        // A block picked for its resident pages is carved where they are, so the resident
+        // set grows the least.
+        let (idx, pad) = match self.find_resident(size, align, fresh) {
+            Some(c) => (c.idx, c.pad),
+            None => {
+                let idx = self.best_fit(size, align)?;
+                let addr = self.addr(idx);
+                // Carved at the front, as best fit does.
+                (idx, addr.next_multiple_of(align) - addr)
             }
         };
         self.remove_free(idx);
         let addr = self.addr(idx);
-        let n = self.nodes[idx as usize];
-        // A block picked for its resident pages is carved inside them, so the resident
-        // set does not grow: flush with the free block's end when the resident range
-        // reaches it (one clean head is left, no sliver), else where the range starts.
-        // Any other block is carved at the front, as best fit does.
-        let pad = if resident.is_some() && n.dirty_off > 0 {
-            let end_pad = ((addr + n.size - size) & !(align - 1)) - addr;
-            if n.dirty_off + n.dirty == n.size && end_pad >= n.dirty_off {
-                end_pad
-            } else {
-                (addr + n.dirty_off).next_multiple_of(align) - addr
-            }
-        } else {
-            addr.next_multiple_of(align) - addr
-        };
         let idx = if pad > 0 {
             self.split_head(idx, pad)
         } else {

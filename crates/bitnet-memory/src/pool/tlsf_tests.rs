@@ -180,6 +180,66 @@ fn resident_ranges_survive_merges_and_requests_are_carved_from_them() {
     t.check_invariants();
 }
 
+/// Fresh bytes of `(offset, len)` of chunk 0 that fall in the page range `[lo, hi)`
+/// (chunk offsets): a page map in which only that range was handed back or never touched.
+fn fresh_in(lo: usize, hi: usize) -> impl Fn(u32, usize, usize) -> usize {
+    move |chunk, offset, len| {
+        assert_eq!(chunk, 0);
+        clip(lo, hi - lo, offset, offset + len).1
+    }
+}
+
+/// The pool's page map overrules a free block's dirty range: a block whose range says
+/// resident but whose middle pages were handed back (a purge of a block that later merged)
+/// loses to a block that is resident throughout, though it is in a lower bin.
+#[test]
+fn the_page_map_overrules_the_dirty_range() {
+    const K: usize = 1024;
+    let base = 1 << 20;
+    let place = |fresh: Option<&dyn Fn(u32, usize, usize) -> usize>| {
+        let mut t = Tlsf::new();
+        t.add_chunk(0, base, 1 << 20);
+        let p = t.allocate(256 * K, 16).unwrap();
+        let _q = t.allocate(16 * K, 16).unwrap();
+        let r = t.allocate(512 * K, 16).unwrap();
+        let _s = t.allocate(240 * K, 16).unwrap();
+        t.free(p.token);
+        t.free(r.token);
+        let d = t.allocate_placed(200 * K, 16, fresh).unwrap();
+        t.check_invariants();
+        (d.addr, p.addr, r.addr)
+    };
+    let (d, p, _) = place(None);
+    assert_eq!(d, p, "by the dirty ranges alone, the smaller block");
+    // The page map: p's pages at 64 KiB..192 KiB are not resident.
+    let map = fresh_in(64 * K, 192 * K);
+    let (d, _, r) = place(Some(&map));
+    assert_eq!(d, r, "the block that is resident throughout");
+}
+
+/// Where no place is wholly resident, the one with the fewest fresh pages: a block whose
+/// first 64 KiB are not resident serves a 200 KiB request flush with its end (8 KiB
+/// fresh), not at its front (64 KiB fresh).
+#[test]
+fn partly_resident_blocks_serve_where_fewest_pages_are_fresh() {
+    const K: usize = 1024;
+    let mut t = Tlsf::new();
+    t.add_chunk(0, 1 << 20, 1 << 20);
+    let a = t.allocate(256 * K, 16).unwrap();
+    let _rest = t.allocate(768 * K, 16).unwrap();
+    t.free(a.token);
+    let map = fresh_in(0, 64 * K);
+    let d = t.allocate_placed(200 * K, 16, Some(&map)).unwrap();
+    assert_eq!(d.addr, a.addr + 56 * K);
+    t.check_invariants();
+    // More than half fresh everywhere: best fit places it (at the front of the block).
+    t.free(d.token);
+    let map = fresh_in(0, 192 * K);
+    let d = t.allocate_placed(200 * K, 16, Some(&map)).unwrap();
+    assert_eq!(d.addr, a.addr);
+    t.check_invariants();
+}
+
 #[test]
 fn clip_and_hull_of_ranges() {
     assert_eq!(clip(100, 50, 0, 120), (100, 20));
