@@ -5,6 +5,7 @@
 use crate::contenders::{Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC};
 use crate::progress::Progress;
 use crate::report::Row;
+use crate::resident::lower_median;
 use crate::resident::{measure_in_child, Resident};
 use crate::run::{run_cross, run_stream, run_streams};
 use crate::workload::{self, ModelShape, Stream, WorkloadName};
@@ -158,6 +159,9 @@ pub struct Outcome {
     pub wall: Duration,
     /// Peak live bytes measured by the run (cross-thread only).
     pub peak_live: Option<u64>,
+    /// Page faults the timed part took, all threads (`None`: not counted; cross-thread
+    /// runs are not).
+    pub faults: Option<u64>,
 }
 
 fn exec<C, F>(work: &Work, make: &F) -> Outcome
@@ -166,15 +170,20 @@ where
     F: Fn() -> C + Sync,
 {
     match work {
-        Work::Streams(s) => Outcome {
-            wall: run_streams(make, s),
-            peak_live: None,
-        },
+        Work::Streams(s) => {
+            let (wall, faults) = run_streams(make, s);
+            Outcome {
+                wall,
+                peak_live: None,
+                faults,
+            }
+        }
         Work::Cross { sizes, align } => {
             let r = run_cross(make, sizes, *align);
             Outcome {
                 wall: r.wall,
                 peak_live: Some(r.peak_live),
+                faults: None,
             }
         }
     }
@@ -192,15 +201,16 @@ pub fn run_once(kind: Kind, work: &Work, mm: &MemoryManager, limit: Option<&mut 
             let (Work::Streams(s), Some(l)) = (work, limit) else {
                 panic!("the limit row runs single-stream work with a pre-filled Limit");
             };
-            let (start, end) = std::thread::scope(|scope| {
+            let t = std::thread::scope(|scope| {
                 scope
                     .spawn(|| run_stream(l, &s[0]))
                     .join()
                     .expect("limit thread panicked")
             });
             Outcome {
-                wall: end - start,
+                wall: t.end - t.start,
                 peak_live: None,
+                faults: t.faults,
             }
         }
     }
@@ -264,6 +274,7 @@ pub fn bench_workload(
     let label = format!("{} x{}", spec.workload.name(), spec.threads);
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mut peaks: Vec<u64> = vec![0; kinds.len()];
+    let mut faults: Vec<Vec<Option<u64>>> = vec![Vec::new(); kinds.len()];
     for round in 0..m.warmup + m.repeats {
         for (i, &k) in kinds.iter().enumerate() {
             progress.step(&format!("{label} {}", k.name()));
@@ -273,6 +284,7 @@ pub fn bench_workload(
             }
             if round >= m.warmup {
                 times[i].push(o.wall.as_nanos() as f64);
+                faults[i].push(o.faults);
             }
         }
     }
@@ -327,6 +339,12 @@ pub fn bench_workload(
             cold_ns_per_event: resident
                 .as_ref()
                 .map(|r| r.cold_wall_ns as f64 / events as f64),
+            faults_per_run: faults[i]
+                .iter()
+                .copied()
+                .collect::<Option<Vec<u64>>>()
+                .and_then(lower_median),
+            cold_faults: resident.as_ref().and_then(|r| r.cold_faults),
         });
     }
     if let Some(ours) = rows

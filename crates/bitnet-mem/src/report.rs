@@ -53,6 +53,14 @@ pub struct Row {
     /// where every page is faulted in (the timed repeats run warm).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_ns_per_event: Option<f64>,
+    /// Page faults of one timed (warm) run, all threads: the median over the repeats.
+    /// A fault is a page the allocator hands out that the process did not have resident
+    /// (first touched, or touched again after the allocator gave it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faults_per_run: Option<u64>,
+    /// Page faults of the cold run in a fresh process (the median over the children).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_faults: Option<u64>,
 }
 
 /// The JSON document: `results` plus any sections later tools add beside it.
@@ -330,6 +338,8 @@ mod tests {
             metrics_peak_reserved_bytes: None,
             metrics_peak_live_bytes: None,
             cold_ns_per_event: None,
+            faults_per_run: None,
+            cold_faults: None,
         };
         let mut r = Report {
             results: vec![row],
@@ -380,6 +390,8 @@ mod tests {
             metrics_peak_reserved_bytes: (allocator == "bitnet-memory").then_some(1500),
             metrics_peak_live_bytes: None,
             cold_ns_per_event: None,
+            faults_per_run: None,
+            cold_faults: None,
         }
     }
 

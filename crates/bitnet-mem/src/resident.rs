@@ -38,19 +38,28 @@ pub struct Resident {
     /// page the allocator uses is faulted in during this run).
     #[serde(default)]
     pub cold_wall_ns: u64,
+    /// Page faults the measured run took (`None`: not counted on this system).
+    #[serde(default)]
+    pub cold_faults: Option<u64>,
+}
+
+/// The median of `v` (the lower middle for an even count); `None` for none.
+pub fn lower_median<T: Copy + Ord>(mut v: Vec<T>) -> Option<T> {
+    v.sort_unstable();
+    v.get(v.len().checked_sub(1)? / 2).copied()
 }
 
 impl Resident {
     /// Each figure's median over several children (the lower middle for an even count);
     /// `None` for none.
     pub fn median(runs: &[Resident]) -> Option<Resident> {
-        fn mid<T: Copy + Ord>(mut v: Vec<T>) -> T {
-            v.sort_unstable();
-            v[(v.len() - 1) / 2]
-        }
         runs.first()?;
+        let mid = |v: Vec<u64>| lower_median(v).expect("at least one run");
         let opt = |f: fn(&Resident) -> Option<u64>| {
-            runs.iter().map(f).collect::<Option<Vec<_>>>().map(mid)
+            runs.iter()
+                .map(f)
+                .collect::<Option<Vec<_>>>()
+                .and_then(lower_median)
         };
         Some(Resident {
             hwm_growth_bytes: mid(runs.iter().map(|r| r.hwm_growth_bytes).collect()),
@@ -59,6 +68,7 @@ impl Resident {
             metrics_peak_reserved_bytes: opt(|r| r.metrics_peak_reserved_bytes),
             metrics_peak_live_bytes: opt(|r| r.metrics_peak_live_bytes),
             cold_wall_ns: mid(runs.iter().map(|r| r.cold_wall_ns).collect()),
+            cold_faults: opt(|r| r.cold_faults),
         })
     }
 }
@@ -132,6 +142,7 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
         metrics_peak_reserved_bytes: None,
         metrics_peak_live_bytes: None,
         cold_wall_ns: 0,
+        cold_faults: None,
     };
     let run = match kind {
         Kind::BitnetMemory => {
@@ -153,6 +164,7 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
         _ => run_once(kind, &work, spare.as_ref().expect("made above"), None),
     };
     r.cold_wall_ns = run.wall.as_nanos() as u64;
+    r.cold_faults = run.faults;
     let after = status_bytes("VmHWM").ok_or("cannot read VmHWM")?;
     r.hwm_growth_bytes = after.saturating_sub(baseline);
     Ok(r)
@@ -194,6 +206,7 @@ mod tests {
             metrics_peak_reserved_bytes: ours,
             metrics_peak_live_bytes: ours,
             cold_wall_ns: cold,
+            cold_faults: ours,
         }
     }
 

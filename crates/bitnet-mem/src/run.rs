@@ -24,12 +24,39 @@ pub unsafe fn touch(p: *mut u8, size: usize) {
     }
 }
 
-/// Runs `stream` on this thread: the start and end of the timed part. Blocks still live
-/// at the end of the stream are freed after the end.
+/// Page faults this thread has taken so far (minor and major, from
+/// `getrusage(RUSAGE_THREAD)`); `None` where the system does not count them per thread.
+pub fn thread_faults() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `rusage` is plain integers, for which all zeroes is a valid value.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is a valid, writable `rusage` for the call to fill.
+        if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } == 0 {
+            return Some(ru.ru_minflt as u64 + ru.ru_majflt as u64);
+        }
+    }
+    None
+}
+
+/// The timed part of one stream on one thread.
+#[derive(Debug, Clone, Copy)]
+pub struct Timed {
+    /// When it started.
+    pub start: Instant,
+    /// When it ended.
+    pub end: Instant,
+    /// Page faults the thread took in between (`None`: not counted here).
+    pub faults: Option<u64>,
+}
+
+/// Runs `stream` on this thread and times it. Blocks still live at the end of the stream
+/// are freed after the end.
 #[inline(never)]
-pub fn run_stream<C: Contender>(c: &mut C, stream: &Stream) -> (Instant, Instant) {
+pub fn run_stream<C: Contender>(c: &mut C, stream: &Stream) -> Timed {
     let mut slots: Vec<Option<C::Block>> = Vec::with_capacity(stream.slots);
     slots.resize_with(stream.slots, || None);
+    let faults_before = thread_faults();
     let start = Instant::now();
     for op in &stream.ops {
         let slot = &mut slots[op.slot as usize];
@@ -45,17 +72,18 @@ pub fn run_stream<C: Contender>(c: &mut C, stream: &Stream) -> (Instant, Instant
         }
     }
     let end = Instant::now();
+    let faults = faults_before.zip(thread_faults()).map(|(a, b)| b - a);
     for b in slots.into_iter().flatten() {
         c.free(b);
     }
-    (start, end)
+    Timed { start, end, faults }
 }
 
 /// Runs one stream per thread, all started together; wall time from the first thread's
-/// start to the last thread's end. Even a single stream runs on a thread of its own, so that one and
-/// two threads are measured alike (glibc, for one, serves the main thread from another
-/// arena than the others).
-pub fn run_streams<C, F>(make: &F, streams: &[Stream]) -> Duration
+/// start to the last thread's end, and the page faults of all threads' timed parts. Even a
+/// single stream runs on a thread of its own, so that one and two threads are measured
+/// alike (glibc, for one, serves the main thread from another arena than the others).
+pub fn run_streams<C, F>(make: &F, streams: &[Stream]) -> (Duration, Option<u64>)
 where
     C: Contender,
     F: Fn() -> C + Sync,
@@ -75,11 +103,13 @@ where
             .collect();
         barrier.wait();
         // Each thread takes its own start: this thread may not run again before they end.
-        let spans: Vec<(Instant, Instant)> = handles
+        let runs: Vec<Timed> = handles
             .into_iter()
             .map(|h| h.join().expect("benchmark thread panicked"))
             .collect();
-        wall(&spans)
+        let spans: Vec<(Instant, Instant)> = runs.iter().map(|t| (t.start, t.end)).collect();
+        let faults = runs.iter().map(|t| t.faults).sum::<Option<u64>>();
+        (wall(&spans), faults)
     })
 }
 
@@ -178,5 +208,42 @@ where
     CrossRun {
         wall,
         peak_live: peak.into_inner(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{thread_faults, touch, PAGE};
+
+    /// Writing to fresh pages shows as faults of this thread, one per page (4 MiB of fresh
+    /// anonymous memory: mapped, never touched).
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn fresh_pages_show_as_faults() {
+        let pages = 1024;
+        std::thread::spawn(move || {
+            let mut v = vec![0u8; pages * PAGE];
+            let before = thread_faults().expect("counted on Linux");
+            // SAFETY: `v` holds `pages * PAGE` writable bytes.
+            unsafe { touch(v.as_mut_ptr(), v.len()) };
+            let faults = thread_faults().expect("counted on Linux") - before;
+            // One each, or fewer where THP is set to "always" (huge pages); never more.
+            let thp_always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+                .is_ok_and(|s| s.contains("[always]"));
+            let least = if thp_always { 1 } else { pages as u64 };
+            assert!(
+                (least..=pages as u64 + 8).contains(&faults),
+                "{faults} faults"
+            );
+            let again = thread_faults().unwrap();
+            // SAFETY: as above.
+            unsafe { touch(v.as_mut_ptr(), v.len()) };
+            assert!(
+                thread_faults().unwrap() - again <= 2,
+                "resident pages fault again"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -72,9 +72,9 @@ pub fn tracking(quick: bool, seed: u64, repeats: usize) -> Vec<TrackingRow> {
         for r in 0..repeats + 1 {
             for (i, mm) in managers.iter().enumerate() {
                 let mut c = Pool(mm);
-                let (start, end) = run_stream(&mut c, stream);
+                let t = run_stream(&mut c, stream);
                 if r > 0 {
-                    times[i].push((end - start).as_nanos() as f64 / pairs);
+                    times[i].push((t.end - t.start).as_nanos() as f64 / pairs);
                 }
             }
         }

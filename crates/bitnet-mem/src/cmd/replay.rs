@@ -103,7 +103,7 @@ pub fn run(args: Args) -> CmdResult {
     let _ = writeln!(
         out,
         "replayed in file order on {} thread(s), one byte written per 4 KiB page of each new block, \
-         {} repeats after {} warm-up; cold ns/ev and peak res: medians of {} runs, each in a fresh process",
+         {} repeats after {} warm-up; cold ns/ev, cold faults and peak res: medians of {} runs, each in a fresh process",
         spec.threads,
         method.repeats,
         method.warmup,
@@ -111,13 +111,15 @@ pub fn run(args: Args) -> CmdResult {
     );
     let _ = writeln!(
         out,
-        "{:<13} {:>10} {:>10} {:>10} {:>8} {:>11} {:>12} {:>10} {:>8}",
+        "{:<13} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>11} {:>12} {:>10} {:>8}",
         "allocator",
         "ns/event",
         "ns/pair",
         "min/pair",
         "vs ours",
+        "faults",
         "cold ns/ev",
+        "cold faults",
         "peak res",
         "peak live",
         "res/live"
@@ -133,20 +135,26 @@ pub fn run(args: Args) -> CmdResult {
         };
         let _ = writeln!(
             out,
-            "{:<13} {:>10} {:>10} {:>10} {:>8} {:>11} {:>12} {:>10} {:>8}",
+            "{:<13} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>11} {:>12} {:>10} {:>8}",
             r.allocator,
             ns(r.median_ns_per_event),
             ns(r.median_ns_per_pair),
             ns(r.min_ns_per_pair),
             r.time_vs_bitnet_memory
                 .map_or("-".into(), |v| format!("{v:.2}x")),
+            r.faults_per_run.map_or("-".into(), |f| f.to_string()),
             r.cold_ns_per_event.map_or("-".into(), ns),
+            r.cold_faults.map_or("-".into(), |f| f.to_string()),
             res,
             bytes(r.peak_live_bytes),
             ratio
         );
     }
     print!("{out}{}", notes(&rows));
+    println!(
+        "faults: page faults of one timed run (median over the repeats), each a page first \
+         touched or touched again after the allocator handed it back; cold faults: of the cold run."
+    );
     if let Some(path) = &args.json {
         let mut report = Report {
             results: rows,
