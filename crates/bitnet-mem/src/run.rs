@@ -216,16 +216,28 @@ mod tests {
     use super::{thread_faults, touch, PAGE};
 
     /// Writing to fresh pages shows as faults of this thread, one per page (4 MiB of fresh
-    /// anonymous memory: mapped, never touched).
+    /// anonymous memory from `mmap`: mapped, never touched).
     #[test]
     #[cfg(target_os = "linux")]
     fn fresh_pages_show_as_faults() {
         let pages = 1024;
+        let len = pages * PAGE;
         std::thread::spawn(move || {
-            let mut v = vec![0u8; pages * PAGE];
+            // SAFETY: an anonymous private mapping with a null hint has no preconditions.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED);
             let before = thread_faults().expect("counted on Linux");
-            // SAFETY: `v` holds `pages * PAGE` writable bytes.
-            unsafe { touch(v.as_mut_ptr(), v.len()) };
+            // SAFETY: `p` is a fresh read-write mapping of `len` bytes.
+            unsafe { touch(p.cast(), len) };
             let faults = thread_faults().expect("counted on Linux") - before;
             // One each, or fewer where THP is set to "always" (huge pages); never more.
             let thp_always = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -237,11 +249,13 @@ mod tests {
             );
             let again = thread_faults().unwrap();
             // SAFETY: as above.
-            unsafe { touch(v.as_mut_ptr(), v.len()) };
+            unsafe { touch(p.cast(), len) };
             assert!(
                 thread_faults().unwrap() - again <= 2,
                 "resident pages fault again"
             );
+            // SAFETY: `p` is the mapping made above, of `len` bytes, used no more.
+            assert_eq!(unsafe { libc::munmap(p, len) }, 0);
         })
         .join()
         .unwrap();
