@@ -5,8 +5,7 @@
 use crate::contenders::{Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC};
 use crate::progress::Progress;
 use crate::report::Row;
-use crate::resident::lower_median;
-use crate::resident::{measure_in_child, Resident};
+use crate::resident::{lower_median, measure_in_child, Resident};
 use crate::run::{run_cross, run_stream, run_streams};
 use crate::workload::{self, ModelShape, Stream, WorkloadName};
 use bitnet_memory::trace::Trace;

@@ -230,6 +230,7 @@ mod tests {
         .expect("three runs");
         assert_eq!((m.hwm_growth_bytes, m.cold_wall_ns), (20, 4));
         assert_eq!(m.metrics_peak_reserved_bytes, Some(6));
+        assert_eq!(m.cold_faults, Some(6));
         // An even count takes the lower middle; a figure some run lacks is dropped.
         let m = Resident::median(&[run(4, 8, None), run(2, 6, Some(1))]).expect("two runs");
         assert_eq!((m.hwm_growth_bytes, m.cold_wall_ns), (2, 6));

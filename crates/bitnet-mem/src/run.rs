@@ -107,23 +107,15 @@ where
             .into_iter()
             .map(|h| h.join().expect("benchmark thread panicked"))
             .collect();
-        let spans: Vec<(Instant, Instant)> = runs.iter().map(|t| (t.start, t.end)).collect();
         let faults = runs.iter().map(|t| t.faults).sum::<Option<u64>>();
-        (wall(&spans), faults)
+        (wall(runs.iter().map(|t| (t.start, t.end))), faults)
     })
 }
 
-/// From the first start to the last end.
-fn wall(spans: &[(Instant, Instant)]) -> Duration {
-    let start = spans
-        .iter()
-        .map(|s| s.0)
-        .min()
-        .expect("at least one thread");
-    let end = spans
-        .iter()
-        .map(|s| s.1)
-        .max()
+/// From the first start to the last end of `(start, end)` spans.
+fn wall(spans: impl Iterator<Item = (Instant, Instant)>) -> Duration {
+    let (start, end) = spans
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
         .expect("at least one thread");
     end.saturating_duration_since(start)
 }
@@ -202,8 +194,7 @@ where
             .into_iter()
             .map(|h| h.join().expect("consumer panicked"))
             .collect();
-        let spans: Vec<_> = starts.into_iter().zip(ends).collect();
-        wall(&spans)
+        wall(starts.into_iter().zip(ends))
     });
     CrossRun {
         wall,
