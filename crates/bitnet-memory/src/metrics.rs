@@ -98,6 +98,11 @@ pub struct DeviceMetrics {
     pub mapped_bytes: usize,
     /// Bytes of free blocks whose pages were handed back so far.
     pub purged_bytes: usize,
+    /// Bytes of free blocks' pages moved into requests' fresh pages so far, instead of
+    /// handed back and faulted in again (devices that can move pages: the CPU on Linux
+    /// 6.8 and later).
+    #[serde(default)]
+    pub moved_bytes: usize,
     /// Live allocations.
     pub live_allocations: usize,
     /// Allocations made so far.

@@ -60,7 +60,10 @@ fn growing_and_shrinking_tensors_stay_within_the_retain_fraction_of_the_live_pea
         d.peak_reserved_bytes as f64 / d.peak_live_bytes as f64,
         d.peak_live_bytes
     );
-    assert!(d.purged_bytes > 0, "the holes were handed back");
+    assert!(
+        d.purged_bytes + d.moved_bytes > 0,
+        "the holes were handed back or moved into new tensors"
+    );
     // Without the limit the same run holds far more: the holes pile up.
     assert!(
         d.mapped_bytes > limit,

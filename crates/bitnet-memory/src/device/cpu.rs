@@ -11,6 +11,13 @@ const PAGE: usize = 4096;
 
 const TAG_HEAP: u32 = 0;
 const TAG_MMAP: u32 = 1;
+/// A mapped chunk registered with the process's userfaultfd: its pages can move.
+const TAG_MMAP_MOVABLE: u32 = 2;
+
+/// Whether a chunk's memory comes from `map_chunk`.
+fn is_mapped(chunk: &Chunk) -> bool {
+    chunk.tag == TAG_MMAP || chunk.tag == TAG_MMAP_MOVABLE
+}
 
 /// Set once the kernel refused `MADV_HUGEPAGE`: no huge pages to ask for.
 static NO_HUGE: AtomicBool = AtomicBool::new(false);
@@ -90,7 +97,7 @@ impl DeviceBackend for CpuBackend {
     }
 
     fn decommit(&self, chunk: &Chunk, offset: usize, len: usize) -> usize {
-        if chunk.tag != TAG_MMAP || cfg!(miri) {
+        if !is_mapped(chunk) || cfg!(miri) {
             return 0;
         }
         let start = (chunk.base + offset).next_multiple_of(PAGE);
@@ -111,7 +118,7 @@ impl DeviceBackend for CpuBackend {
     }
 
     fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
-        if chunk.tag != TAG_MMAP || cfg!(miri) || NO_HUGE.load(Relaxed) || len == 0 {
+        if !is_mapped(chunk) || cfg!(miri) || NO_HUGE.load(Relaxed) || len == 0 {
             return;
         }
         let start = chunk.base + offset;
@@ -126,6 +133,22 @@ impl DeviceBackend for CpuBackend {
         }
         advise(start, len, libc::MADV_POPULATE_WRITE);
         advise(start, len, libc::MADV_NOHUGEPAGE);
+    }
+
+    fn moves_pages(&self) -> bool {
+        !cfg!(miri) && uffd::get().is_some()
+    }
+
+    fn move_pages(&self, src: &Chunk, from: usize, dst: &Chunk, to: usize, len: usize) -> bool {
+        if src.tag != TAG_MMAP_MOVABLE || dst.tag != TAG_MMAP_MOVABLE || cfg!(miri) || len == 0 {
+            return false;
+        }
+        let Some(fd) = uffd::get() else {
+            return false;
+        };
+        let (a, b) = (src.base + from, dst.base + to);
+        debug_assert!(a.is_multiple_of(PAGE) && b.is_multiple_of(PAGE) && len.is_multiple_of(PAGE));
+        uffd::move_pages(fd, a, b, len)
     }
 
     fn capacity(&self) -> Option<usize> {
@@ -177,10 +200,11 @@ fn map_chunk(size: usize, align: usize) -> Result<Chunk, DeviceError> {
     // With THP set to "always" a first write would map 2 MiB at once, pages the pool
     // never counted: huge pages only where `fault_in_huge` asks for them.
     advise(base, size, libc::MADV_NOHUGEPAGE);
+    let movable = uffd::get().is_some_and(|fd| uffd::register(fd, base, size));
     Ok(Chunk {
         base,
         size,
-        tag: TAG_MMAP,
+        tag: if movable { TAG_MMAP_MOVABLE } else { TAG_MMAP },
     })
 }
 
@@ -212,4 +236,126 @@ pub(crate) fn meminfo_kib(field: &str) -> Option<usize> {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
+}
+
+/// Page moves through a userfaultfd (`UFFDIO_MOVE`, Linux 6.8 and later): the kernel
+/// hands a page from one address to another without zeroing it and without a fault, and,
+/// unlike `mremap`, without splitting the mapping (so moves never add to the process's
+/// count of memory areas). Chunks are registered in write-protect mode, which leaves
+/// ordinary faults alone: the descriptor only serves the moves, and nothing ever reads it.
+#[cfg(target_os = "linux")]
+mod uffd {
+    use std::os::fd::RawFd;
+    use std::sync::OnceLock;
+
+    /// `_IOWR(0xAA, nr, size)`.
+    const fn iowr(nr: u64, size: u64) -> u64 {
+        (3 << 30) | (size << 16) | (0xAA << 8) | nr
+    }
+    const UFFDIO_API: u64 = iowr(0x3F, 24);
+    const UFFDIO_REGISTER: u64 = iowr(0x00, 32);
+    const UFFDIO_MOVE: u64 = iowr(0x05, 40);
+    const UFFD_API: u64 = 0xAA;
+    const UFFD_USER_MODE_ONLY: libc::c_int = 1;
+    const REGISTER_MODE_WP: u64 = 1 << 1;
+    const MOVE_MODE_ALLOW_SRC_HOLES: u64 = 1 << 1;
+
+    #[repr(C)]
+    struct Api {
+        api: u64,
+        features: u64,
+        ioctls: u64,
+    }
+    #[repr(C)]
+    struct Register {
+        start: u64,
+        len: u64,
+        mode: u64,
+        ioctls: u64,
+    }
+    #[repr(C)]
+    struct Move {
+        dst: u64,
+        src: u64,
+        len: u64,
+        mode: u64,
+        moved: i64,
+    }
+
+    static FD: OnceLock<Option<RawFd>> = OnceLock::new();
+
+    /// The process's userfaultfd, opened on first use; `None` where the kernel has none or
+    /// refuses one.
+    pub fn get() -> Option<RawFd> {
+        *FD.get_or_init(|| {
+            // SAFETY: the userfaultfd syscall takes flags only; it returns a new descriptor
+            // or -1.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_userfaultfd,
+                    libc::O_CLOEXEC | libc::O_NONBLOCK | UFFD_USER_MODE_ONLY,
+                )
+            } as RawFd;
+            if fd < 0 {
+                return None;
+            }
+            let mut api = Api {
+                api: UFFD_API,
+                features: 0,
+                ioctls: 0,
+            };
+            // SAFETY: `fd` is the userfaultfd just opened; `api` is a valid `uffdio_api`.
+            if unsafe { libc::ioctl(fd, UFFDIO_API as _, &mut api) } != 0 {
+                // SAFETY: `fd` is ours and used nowhere else.
+                unsafe { libc::close(fd) };
+                return None;
+            }
+            Some(fd)
+        })
+    }
+
+    /// Registers `[base, base + len)` (a mapping of ours) in write-protect mode; whether
+    /// the kernel can then move pages into and out of it.
+    pub fn register(fd: RawFd, base: usize, len: usize) -> bool {
+        let mut r = Register {
+            start: base as u64,
+            len: len as u64,
+            mode: REGISTER_MODE_WP,
+            ioctls: 0,
+        };
+        // SAFETY: `fd` is the process's userfaultfd; `r` is a valid `uffdio_register` over a
+        // private anonymous mapping this backend made.
+        let ok = unsafe { libc::ioctl(fd, UFFDIO_REGISTER as _, &mut r) } == 0;
+        ok && r.ioctls & (1 << 0x05) != 0
+    }
+
+    /// Moves the pages of `[src, src + len)` to `[dst, dst + len)`; whether all of them
+    /// went (pages the source never had are skipped: the destination stays empty there).
+    pub fn move_pages(fd: RawFd, src: usize, dst: usize, len: usize) -> bool {
+        let mut m = Move {
+            dst: dst as u64,
+            src: src as u64,
+            len: len as u64,
+            mode: MOVE_MODE_ALLOW_SRC_HOLES,
+            moved: 0,
+        };
+        // SAFETY: `fd` is the process's userfaultfd; both ranges are whole pages of
+        // registered mappings of ours, the source a free block's and the destination a
+        // request's pages that hold nothing yet.
+        let rc = unsafe { libc::ioctl(fd, UFFDIO_MOVE as _, &mut m) };
+        rc == 0 && m.moved == len as i64
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod uffd {
+    pub fn get() -> Option<i32> {
+        None
+    }
+    pub fn register(_: i32, _: usize, _: usize) -> bool {
+        false
+    }
+    pub fn move_pages(_: i32, _: usize, _: usize, _: usize) -> bool {
+        false
+    }
 }

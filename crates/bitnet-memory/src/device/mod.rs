@@ -105,6 +105,27 @@ pub trait DeviceBackend: Send + Sync + 'static {
     /// and no page outside the range may become resident. The default does nothing.
     fn fault_in_huge(&self, _chunk: &Chunk, _offset: usize, _len: usize) {}
 
+    /// Moves the pages of `[from, from + len)` of chunk `src` to `[to, to + len)` of chunk
+    /// `dst` (whole pages), leaving the source range as a decommit leaves it: the pool
+    /// hands a free block's resident pages to a request instead of handing them back and
+    /// faulting fresh ones in. Whether it did; where it did not, nothing changed. The
+    /// default moves nothing.
+    fn move_pages(
+        &self,
+        _src: &Chunk,
+        _from: usize,
+        _dst: &Chunk,
+        _to: usize,
+        _len: usize,
+    ) -> bool {
+        false
+    }
+
+    /// Whether [`move_pages`](Self::move_pages) may move anything. The default: no.
+    fn moves_pages(&self) -> bool {
+        false
+    }
+
     /// Total memory of the device in bytes, if known.
     fn capacity(&self) -> Option<usize>;
 

@@ -752,7 +752,7 @@ impl DevicePool {
         large.free_block_sizes(&mut free_sizes);
         let (user_blocks, user_bytes) = (large.user_blocks(), large.user_bytes);
         let (committed, peak_committed) = (large.committed(), large.peak_committed);
-        let (mapped, purged) = (large.reserved, large.purged_total);
+        let (mapped, purged, moved) = (large.reserved, large.purged_total, large.moved_total);
         let strategy = large.strategy_name();
         let (large_free, largest_free, chunks) = (
             large.free_bytes(),
@@ -774,6 +774,7 @@ impl DevicePool {
             peak_reserved_bytes: peak_committed,
             mapped_bytes: mapped,
             purged_bytes: purged,
+            moved_bytes: moved,
             live_allocations,
             allocations: allocs,
             frees,

@@ -9,6 +9,11 @@ use crate::device::{Chunk, DeviceBackend, DeviceError, HUGE_PAGE};
 use hashbrown::{DefaultHashBuilder, HashMap};
 use std::alloc::System;
 
+/// Shortest run of pages worth a move rather than a hand-back and a fault: on the
+/// machines here a move of one page costs about as much as the fault it saves, of four
+/// pages a third (measured in C: 2.5 us and 0.9 us per page against 4 us).
+const MIN_MOVE: usize = 4 * 4096;
+
 #[path = "compact.rs"]
 pub(crate) mod compact;
 
@@ -87,6 +92,9 @@ pub struct LargePool {
     pub peak_committed: usize,
     /// Bytes whose pages were handed back by purges so far.
     pub purged_total: usize,
+    /// Bytes of free blocks' pages moved into requests' fresh pages instead of being
+    /// handed back (and faulted in again) so far.
+    pub moved_total: usize,
     /// Which pages of the chunks may be resident.
     resident: ResidentPages,
     /// Resident bytes of free blocks the pool may always keep, on top of what it cannot
@@ -120,6 +128,7 @@ impl LargePool {
             reserved: 0,
             peak_committed: 0,
             purged_total: 0,
+            moved_total: 0,
             resident: ResidentPages::new(),
             keep_free: 0,
             huge_pages: false,
@@ -219,7 +228,11 @@ impl LargePool {
             // refaults than the purge calls it saves (numpy-serving: 85 MiB purged
             // against 98 with 512 KiB batches, 161 with 2 MiB).
             if committed + fresh > limit {
-                self.purge_excess(committed + fresh - limit, backend);
+                if backend.moves_pages() {
+                    self.purge_into(committed + fresh - limit, b.chunk, offset, len, backend);
+                } else {
+                    self.purge_excess(committed + fresh - limit, backend);
+                }
             }
         }
         if self.huge_pages && fresh >= HUGE_PAGE {
@@ -269,32 +282,95 @@ impl LargePool {
     /// oldest frees first; if that is not enough (or the strategy does not age its blocks),
     /// every free block is swept in address order.
     fn purge_excess(&mut self, excess: usize, backend: &dyn DeviceBackend) -> usize {
+        let purged = self.take_free_pages(excess, &mut |c, o, l| backend.decommit(c, o, l) > 0);
+        self.purged_total += purged;
+        purged
+    }
+
+    /// Takes at least `excess` bytes of free blocks' resident pages off the page map, if
+    /// there are that many, through `hand(chunk, offset, len)` (which hands a run of them
+    /// on and says whether it did); returns the bytes taken. The strategy offers its dirty
+    /// free blocks, oldest frees first; if that is not enough (or the strategy does not
+    /// age its blocks), every free block is swept in address order.
+    fn take_free_pages(
+        &mut self,
+        excess: usize,
+        hand: &mut dyn FnMut(&Chunk, usize, usize) -> bool,
+    ) -> usize {
         if excess == 0 {
             return 0;
         }
         let (chunks, resident) = (&self.chunks, &mut self.resident);
-        let mut purged = self
+        let mut taken = self
             .strategy
             .purge(excess, &mut |chunk, offset, len, want| {
                 let c = chunks[chunk as usize].as_ref().expect("live chunk");
-                let got = resident.purge(chunk, (offset, len), want, &mut |o, l| {
-                    backend.decommit(c, o, l) > 0
-                });
+                let got = resident.purge(chunk, (offset, len), want, &mut |o, l| hand(c, o, l));
                 (got, resident.resident_in(chunk, offset, len) > 0)
             });
-        if purged < excess {
-            for (c, id, offset, len) in self.free_spans() {
-                if purged >= excess {
+        for (c, id, offset, len) in self.free_spans() {
+            if taken >= excess {
+                break;
+            }
+            taken += self
+                .resident
+                .purge(id, (offset, len), excess - taken, &mut |o, l| {
+                    hand(&c, o, l)
+                });
+        }
+        taken
+    }
+
+    /// Like [`purge_excess`](Self::purge_excess), but the pages taken from free blocks
+    /// move into the fresh pages of `(offset, len)` of chunk `chunk` (a request's, not
+    /// free) where the backend can move them, in runs of at least [`MIN_MOVE`] bytes: no
+    /// page is zeroed, none faults. What does not move is handed back.
+    fn purge_into(
+        &mut self,
+        excess: usize,
+        chunk: u32,
+        offset: usize,
+        len: usize,
+        backend: &dyn DeviceBackend,
+    ) {
+        // Take the pages off the books first, oldest frees first as a purge would; they
+        // go (moved or handed back) below.
+        let mut victims: SysVec<(Chunk, usize, usize)> = SysVec::new_in(System);
+        self.take_free_pages(excess, &mut |c, o, l| {
+            victims.push((*c, o, l));
+            true
+        });
+        let dst = self.chunks[chunk as usize].expect("live chunk");
+        let mut fresh: SysVec<(usize, usize)> = SysVec::new_in(System);
+        self.resident
+            .untouched_runs(chunk, offset, len, &mut |o, l| fresh.push((o, l)));
+        let mut f = 0;
+        for &(src, mut o, mut l) in victims.iter() {
+            while l > 0 {
+                while f < fresh.len() && fresh[f].1 < MIN_MOVE {
+                    f += 1;
+                }
+                if f == fresh.len() || l < MIN_MOVE {
+                    backend.decommit(&src, o, l);
+                    self.purged_total += l;
                     break;
                 }
-                let want = excess - purged;
-                purged += self.resident.purge(id, (offset, len), want, &mut |o, l| {
-                    backend.decommit(&c, o, l) > 0
-                });
+                let (to, room) = fresh[f];
+                let piece = l.min(room);
+                if backend.move_pages(&src, o, &dst, to, piece) {
+                    self.resident.touch(chunk, to, piece);
+                    self.moved_total += piece;
+                    fresh[f] = (to + piece, room - piece);
+                } else {
+                    // Partly moved, perhaps: the rest goes back, and this run faults in.
+                    backend.decommit(&src, o, piece);
+                    self.purged_total += piece;
+                    f += 1;
+                }
+                o += piece;
+                l -= piece;
             }
         }
-        self.purged_total += purged;
-        purged
     }
 
     /// Bytes of resident pages wholly inside free blocks (not a hot path: it walks them).

@@ -21,6 +21,10 @@ struct Pretend {
     decommitted: AtomicUsize,
     /// `fault_in_huge` calls: chunk offset and length.
     huge: std::sync::Mutex<Vec<(usize, usize)>>,
+    /// Whether it moves pages.
+    moving: bool,
+    /// `move_pages` calls: source address, destination address, length.
+    moved: std::sync::Mutex<Vec<(usize, usize, usize)>>,
 }
 
 impl DeviceBackend for Pretend {
@@ -44,6 +48,21 @@ impl DeviceBackend for Pretend {
         assert!(offset.is_multiple_of(PAGE) && len.is_multiple_of(PAGE) && len > 0);
         self.decommitted.fetch_add(len, Relaxed);
         len
+    }
+    fn moves_pages(&self) -> bool {
+        self.moving
+    }
+    fn move_pages(&self, src: &Chunk, from: usize, dst: &Chunk, to: usize, len: usize) -> bool {
+        assert!(from.is_multiple_of(PAGE) && to.is_multiple_of(PAGE) && len.is_multiple_of(PAGE));
+        assert!(
+            self.moving,
+            "a move asked of a backend that does not move pages"
+        );
+        self.moved
+            .lock()
+            .unwrap()
+            .push((src.base + from, dst.base + to, len));
+        true
     }
     fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
         let h = crate::device::HUGE_PAGE;
@@ -285,5 +304,54 @@ fn requests_are_placed_by_the_page_map() {
     let c = user(&mut pool, &backend, 3 * MIB, free);
     assert_eq!(c.addr, b.addr);
     assert_eq!(pool.committed(), committed, "no fresh page");
+    pool.check_invariants();
+}
+
+/// With a backend that moves pages, the pages a request needs past the limit come from
+/// free blocks by moving, in runs of at least 4 pages; shorter runs are handed back. The
+/// books: the moved pages count once (at the request), the source pages are not
+/// resident any more, and the limit holds.
+#[test]
+fn pages_over_the_limit_move_into_the_request() {
+    let backend = Pretend {
+        moving: true,
+        ..Pretend::default()
+    };
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let free = usize::MAX;
+    let a = user(&mut pool, &backend, 8 * MIB, free);
+    let _sep = user(&mut pool, &backend, MIB, free);
+    let x = user(&mut pool, &backend, 2 * PAGE, free);
+    let _sep2 = user(&mut pool, &backend, MIB, free);
+    pool.free_user_token(a.addr, a.token);
+    pool.free_user_token(x.addr, x.token);
+    let before = pool.committed();
+    // 12 MiB do not fit a's hole: 12 MiB of fresh pages, and the committed bytes may not
+    // grow: every resident free page goes (a's 8 MiB move; x's two pages, a run too
+    // short to move, are handed back).
+    let c = user(&mut pool, &backend, 12 * MIB, before);
+    assert_eq!(
+        pool.committed(),
+        before - 2 * PAGE + 4 * MIB,
+        "held only what is in use"
+    );
+    assert_eq!(pool.moved_total, 8 * MIB);
+    assert_eq!(pool.purged_total, 2 * PAGE);
+    assert_eq!(backend.decommitted.load(Relaxed), 2 * PAGE);
+    let moved = backend.moved.lock().unwrap().clone();
+    let total: usize = moved.iter().map(|m| m.2).sum();
+    assert_eq!(total, 8 * MIB);
+    for &(src, dst, len) in &moved {
+        assert!(
+            src >= a.addr && src + len <= a.addr + 8 * MIB,
+            "from a's hole"
+        );
+        assert!(
+            dst >= c.addr && dst + len <= c.addr + 12 * MIB,
+            "into the request"
+        );
+        assert!(len >= 4 * PAGE);
+    }
+    assert_eq!(pool.resident_free_bytes(), 0);
     pool.check_invariants();
 }

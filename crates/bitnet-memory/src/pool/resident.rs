@@ -156,6 +156,32 @@ impl ResidentPages {
         purged * PAGE
     }
 
+    /// Calls `f(offset, len)` for each run of pages of `(offset, len)` of chunk `id` not
+    /// marked resident (the whole pages under the range), in address order.
+    pub fn untouched_runs(
+        &self,
+        id: u32,
+        offset: usize,
+        len: usize,
+        f: &mut dyn FnMut(usize, usize),
+    ) {
+        let map = &self.maps[id as usize];
+        let (first, end) = pages_over(offset, len);
+        let is_set = |p: usize| map[p / 64] >> (p % 64) & 1 == 1;
+        let mut p = first;
+        while p < end {
+            if is_set(p) {
+                p += 1;
+                continue;
+            }
+            let start = p;
+            while p < end && !is_set(p) {
+                p += 1;
+            }
+            f(start * PAGE, (p - start) * PAGE);
+        }
+    }
+
     /// Panics unless the page count matches the maps.
     pub fn check(&self) {
         let n: usize = self
