@@ -228,11 +228,8 @@ impl LargePool {
             // refaults than the purge calls it saves (numpy-serving: 85 MiB purged
             // against 98 with 512 KiB batches, 161 with 2 MiB).
             if committed + fresh > limit {
-                if backend.moves_pages() {
-                    self.purge_into(committed + fresh - limit, b.chunk, offset, len, backend);
-                } else {
-                    self.purge_excess(committed + fresh - limit, backend);
-                }
+                let into = (b.chunk, offset, len);
+                self.purge_excess(committed + fresh - limit, Some(into), backend);
             }
         }
         if self.huge_pages && fresh >= HUGE_PAGE {
@@ -274,24 +271,79 @@ impl LargePool {
     /// dirty free block is left); returns the bytes handed back.
     pub fn purge_to(&mut self, limit: usize, backend: &dyn DeviceBackend) -> usize {
         let excess = self.committed().saturating_sub(limit);
-        self.purge_excess(excess, backend)
+        self.purge_excess(excess, None, backend)
     }
 
-    /// Hands back at least `excess` bytes of free blocks' resident pages, if there are
-    /// that many; returns the bytes handed back. The strategy offers its dirty free blocks,
+    /// Takes at least `excess` bytes of free blocks' resident pages off the pool, if there
+    /// are that many; returns the bytes taken. The strategy offers its dirty free blocks,
     /// oldest frees first; if that is not enough (or the strategy does not age its blocks),
     /// every free block is swept in address order.
-    fn purge_excess(&mut self, excess: usize, backend: &dyn DeviceBackend) -> usize {
-        let purged = self.take_free_pages(excess, &mut |c, o, l| backend.decommit(c, o, l) > 0);
+    ///
+    /// With `into`, the `(chunk, offset, len)` of a request about to take fresh pages, and
+    /// a backend that moves pages, the pages taken move into the request's fresh pages in
+    /// runs of at least [`MIN_MOVE`] bytes: no page is zeroed, none faults. Everything
+    /// else is handed back; a run the backend cannot hand back stays counted.
+    fn purge_excess(
+        &mut self,
+        excess: usize,
+        into: Option<(u32, usize, usize)>,
+        backend: &dyn DeviceBackend,
+    ) -> usize {
+        // The request's fresh runs, before any page is taken (its block is not free).
+        let mut fresh: SysVec<(usize, usize)> = SysVec::new_in(System);
+        let mut dst = None;
+        if let Some((chunk, offset, len)) = into.filter(|_| backend.moves_pages()) {
+            dst = Some(self.chunks[chunk as usize].expect("live chunk"));
+            self.resident
+                .untouched_runs(chunk, offset, len, &mut |o, l| fresh.push((o, l)));
+        }
+        let mut moved: SysVec<(usize, usize)> = SysVec::new_in(System);
+        let (mut f, mut purged) = (0, 0);
+        let taken = self.take_free_pages(excess, &mut |src, mut o, l| {
+            let mut left = l;
+            if let Some(dst) = dst.as_ref() {
+                while left >= MIN_MOVE {
+                    while f < fresh.len() && fresh[f].1 < MIN_MOVE {
+                        f += 1;
+                    }
+                    let Some(&(to, room)) = fresh.get(f) else {
+                        break;
+                    };
+                    let piece = left.min(room);
+                    if !backend.move_pages(src, o, dst, to, piece) {
+                        // Partly moved, perhaps: the rest goes back, and this run faults in.
+                        f += 1;
+                        break;
+                    }
+                    moved.push((to, piece));
+                    fresh[f] = (to + piece, room - piece);
+                    o += piece;
+                    left -= piece;
+                }
+            }
+            if left == 0 {
+                return true;
+            }
+            let back = backend.decommit(src, o, left) > 0;
+            if back {
+                purged += left;
+            }
+            back
+        });
+        if let Some((chunk, ..)) = into {
+            for &(to, piece) in moved.iter() {
+                self.resident.touch(chunk, to, piece);
+                self.moved_total += piece;
+            }
+        }
         self.purged_total += purged;
-        purged
+        taken
     }
 
-    /// Takes at least `excess` bytes of free blocks' resident pages off the page map, if
-    /// there are that many, through `hand(chunk, offset, len)` (which hands a run of them
-    /// on and says whether it did); returns the bytes taken. The strategy offers its dirty
-    /// free blocks, oldest frees first; if that is not enough (or the strategy does not
-    /// age its blocks), every free block is swept in address order.
+    /// Takes at least `excess` bytes of free blocks' resident pages off the page map (see
+    /// [`purge_excess`](Self::purge_excess)), each run through `hand(chunk, offset, len)`,
+    /// which passes it on and says whether it did (a run it keeps stays counted); returns
+    /// the bytes taken.
     fn take_free_pages(
         &mut self,
         excess: usize,
@@ -319,58 +371,6 @@ impl LargePool {
                 });
         }
         taken
-    }
-
-    /// Like [`purge_excess`](Self::purge_excess), but the pages taken from free blocks
-    /// move into the fresh pages of `(offset, len)` of chunk `chunk` (a request's, not
-    /// free) where the backend can move them, in runs of at least [`MIN_MOVE`] bytes: no
-    /// page is zeroed, none faults. What does not move is handed back.
-    fn purge_into(
-        &mut self,
-        excess: usize,
-        chunk: u32,
-        offset: usize,
-        len: usize,
-        backend: &dyn DeviceBackend,
-    ) {
-        // Take the pages off the books first, oldest frees first as a purge would; they
-        // go (moved or handed back) below.
-        let mut victims: SysVec<(Chunk, usize, usize)> = SysVec::new_in(System);
-        self.take_free_pages(excess, &mut |c, o, l| {
-            victims.push((*c, o, l));
-            true
-        });
-        let dst = self.chunks[chunk as usize].expect("live chunk");
-        let mut fresh: SysVec<(usize, usize)> = SysVec::new_in(System);
-        self.resident
-            .untouched_runs(chunk, offset, len, &mut |o, l| fresh.push((o, l)));
-        let mut f = 0;
-        for &(src, mut o, mut l) in victims.iter() {
-            while l > 0 {
-                while f < fresh.len() && fresh[f].1 < MIN_MOVE {
-                    f += 1;
-                }
-                if f == fresh.len() || l < MIN_MOVE {
-                    backend.decommit(&src, o, l);
-                    self.purged_total += l;
-                    break;
-                }
-                let (to, room) = fresh[f];
-                let piece = l.min(room);
-                if backend.move_pages(&src, o, &dst, to, piece) {
-                    self.resident.touch(chunk, to, piece);
-                    self.moved_total += piece;
-                    fresh[f] = (to + piece, room - piece);
-                } else {
-                    // Partly moved, perhaps: the rest goes back, and this run faults in.
-                    backend.decommit(&src, o, piece);
-                    self.purged_total += piece;
-                    f += 1;
-                }
-                o += piece;
-                l -= piece;
-            }
-        }
     }
 
     /// Bytes of resident pages wholly inside free blocks (not a hot path: it walks them).

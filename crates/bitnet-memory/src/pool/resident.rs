@@ -31,6 +31,11 @@ fn pages_over(offset: usize, len: usize) -> (usize, usize) {
     (offset / PAGE, (offset + len).div_ceil(PAGE))
 }
 
+/// Whether page `p` is marked in `map`.
+fn is_set(map: &[u64], p: usize) -> bool {
+    map[p / 64] >> (p % 64) & 1 == 1
+}
+
 /// Bits `[lo, hi)` of word `w` (0 <= lo < hi <= 64) as a mask.
 fn mask(lo: usize, hi: usize) -> u64 {
     let upper = if hi == 64 { u64::MAX } else { (1u64 << hi) - 1 };
@@ -129,7 +134,6 @@ impl ResidentPages {
         let end = (offset + len) / PAGE;
         let want = want.div_ceil(PAGE);
         let map = &mut self.maps[id as usize];
-        let is_set = |map: &SysVec<u64>, p: usize| map[p / 64] >> (p % 64) & 1 == 1;
         let mut purged = 0;
         // `p` is one past the page looked at next.
         let mut p = end;
@@ -167,15 +171,14 @@ impl ResidentPages {
     ) {
         let map = &self.maps[id as usize];
         let (first, end) = pages_over(offset, len);
-        let is_set = |p: usize| map[p / 64] >> (p % 64) & 1 == 1;
         let mut p = first;
         while p < end {
-            if is_set(p) {
+            if is_set(map, p) {
                 p += 1;
                 continue;
             }
             let start = p;
-            while p < end && !is_set(p) {
+            while p < end && !is_set(map, p) {
                 p += 1;
             }
             f(start * PAGE, (p - start) * PAGE);
