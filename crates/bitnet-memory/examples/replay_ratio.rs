@@ -19,6 +19,19 @@ fn vm_hwm_kib() -> usize {
         .unwrap()
 }
 
+/// `AnonHugePages` of the process: resident bytes mapped by transparent huge pages.
+fn huge_kib() -> usize {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("AnonHugePages:"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn main() {
     let path = std::env::args().nth(1).expect("trace file");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -62,10 +75,12 @@ fn main() {
         if every.is_some_and(|e| e > 0 && i % e == 0) {
             let d = &mm.metrics().devices[0];
             eprintln!(
-                "{i:>7} live {:6.1} reserved {:6.1} purged {:7.1} large-free {:6.1} cached {:5.1} slabs {:5.1}",
+                "{i:>7} live {:6.1} reserved {:6.1} purged {:7.1} moved {:7.1} huge {:5.1} large-free {:6.1} cached {:5.1} slabs {:5.1}",
                 cur as f64 / 1048576.0,
                 d.reserved_bytes as f64 / 1048576.0,
                 d.purged_bytes as f64 / 1048576.0,
+                d.moved_bytes as f64 / 1048576.0,
+                huge_kib() as f64 / 1024.0,
                 d.large.free_bytes as f64 / 1048576.0,
                 d.small.cached_bytes as f64 / 1048576.0,
                 d.small.slab_bytes as f64 / 1048576.0,
