@@ -21,7 +21,13 @@ pub(super) struct OverlapIndex {
     starts: Vec<u64>,
     ends: Vec<u64>,
     max_end: Vec<u64>,
+    /// Position in `order` of each interval (`usize::MAX` for those not indexed).
+    pos: Vec<usize>,
 }
+
+/// Which intervals of an [`OverlapIndex`] are placed: the largest end of every subtree
+/// counting placed intervals only (0 where none is), so a search visits placed ones only.
+pub(super) struct Placed(Vec<u64>);
 
 impl OverlapIndex {
     pub(super) fn new(iv: &[Interval]) -> Self {
@@ -33,12 +39,73 @@ impl OverlapIndex {
         if !ends.is_empty() {
             build(&mut max_end, &ends, 1, 0, ends.len());
         }
+        let mut pos = vec![usize::MAX; iv.len()];
+        for (at, &i) in order.iter().enumerate() {
+            pos[i] = at;
+        }
         Self {
             order,
             starts,
             ends,
             max_end,
+            pos,
         }
+    }
+
+    /// No interval placed yet.
+    pub(super) fn none_placed(&self) -> Placed {
+        Placed(vec![0; self.max_end.len()])
+    }
+
+    /// Marks interval `i` placed (a no-op for one of zero length).
+    pub(super) fn place(&self, placed: &mut Placed, i: usize) {
+        let at = self.pos[i];
+        if at == usize::MAX {
+            return;
+        }
+        let end = self.ends[at];
+        let (mut node, mut lo, mut hi) = (1, 0, self.ends.len());
+        loop {
+            placed.0[node] = placed.0[node].max(end);
+            if hi - lo == 1 {
+                return;
+            }
+            let mid = (lo + hi) / 2;
+            if at < mid {
+                (node, hi) = (2 * node, mid);
+            } else {
+                (node, lo) = (2 * node + 1, mid);
+            }
+        }
+    }
+
+    /// Calls `f` with the position (see [`position`](Self::position)) of every placed
+    /// interval (of non-zero length) that overlaps `[start, end)`, in position order.
+    pub(super) fn placed_overlapping(
+        &self,
+        placed: &Placed,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(usize),
+    ) {
+        if start >= end {
+            return;
+        }
+        let p = self.starts.partition_point(|&s| s < end);
+        if p > 0 {
+            self.visit_in(&placed.0, 1, 0, self.ends.len(), p, start, f);
+        }
+    }
+
+    /// Where interval `i` sits in the index (`usize::MAX` for one of zero length): the
+    /// callers keep per-position tables, read in order while visiting.
+    pub(super) fn position(&self, i: usize) -> usize {
+        self.pos[i]
+    }
+
+    /// How many intervals the index holds.
+    pub(super) fn len(&self) -> usize {
+        self.order.len()
     }
 
     /// Calls `f` with every interval (of non-zero length) that overlaps `[start, end)`.
@@ -48,12 +115,18 @@ impl OverlapIndex {
         }
         let p = self.starts.partition_point(|&s| s < end);
         if p > 0 {
-            self.visit(1, 0, self.ends.len(), p, start, f);
+            self.visit_in(&self.max_end, 1, 0, self.ends.len(), p, start, &mut |at| {
+                f(self.order[at])
+            });
         }
     }
 
-    fn visit(
+    /// Visits the positions under `node` (covering `[lo, hi)` of `order`) before `p` whose
+    /// subtree's largest end in `max_end` passes `start`.
+    #[allow(clippy::too_many_arguments)]
+    fn visit_in(
         &self,
+        max_end: &[u64],
         node: usize,
         lo: usize,
         hi: usize,
@@ -61,16 +134,16 @@ impl OverlapIndex {
         start: u64,
         f: &mut impl FnMut(usize),
     ) {
-        if lo >= p || self.max_end[node] <= start {
+        if lo >= p || max_end[node] <= start {
             return;
         }
         if hi - lo == 1 {
-            f(self.order[lo]);
+            f(lo);
             return;
         }
         let mid = (lo + hi) / 2;
-        self.visit(2 * node, lo, mid, p, start, f);
-        self.visit(2 * node + 1, mid, hi, p, start, f);
+        self.visit_in(max_end, 2 * node, lo, mid, p, start, f);
+        self.visit_in(max_end, 2 * node + 1, mid, hi, p, start, f);
     }
 }
 
@@ -97,6 +170,10 @@ pub(super) fn place_in_order(
     let mut offsets = vec![usize::MAX; iv.len()];
     let mut arena = 0;
     let mut taken: Vec<(usize, usize)> = Vec::new();
+    let mut scratch: Vec<(usize, usize)> = Vec::new();
+    let mut placed = index.none_placed();
+    // The placed blocks' ranges by index position, read in order while visiting.
+    let mut range_at = vec![(0usize, 0usize); index.len()];
     for &i in order {
         let b = &iv[i];
         if b.size == 0 || !b.lives() {
@@ -104,12 +181,8 @@ pub(super) fn place_in_order(
             continue;
         }
         taken.clear();
-        index.overlapping(b.start, b.end, &mut |j| {
-            if offsets[j] != usize::MAX && iv[j].size > 0 {
-                taken.push((offsets[j], offsets[j] + iv[j].size));
-            }
-        });
-        taken.sort_unstable();
+        index.placed_overlapping(&placed, b.start, b.end, &mut |at| taken.push(range_at[at]));
+        sort_by_start(&mut taken, &mut scratch);
         let mut cursor = 0usize;
         let mut best: Option<(usize, usize)> = None; // (gap slack, offset)
         for &(lo, hi) in &taken {
@@ -132,9 +205,43 @@ pub(super) fn place_in_order(
         }
         let at = best.map_or_else(|| cursor.next_multiple_of(b.align), |(_, at)| at);
         offsets[i] = at;
+        range_at[index.position(i)] = (at, at + b.size);
+        index.place(&mut placed, i);
         arena = arena.max(at + b.size);
     }
     (offsets, arena)
+}
+
+/// Sorts `ranges` by their first field (ties in any order). A block overlaps thousands of
+/// placed ones on long traces, and this sort ran once per block: a radix sort over the
+/// 11-bit digits the largest start needs, with a comparison sort for short inputs.
+pub(super) fn sort_by_start(ranges: &mut Vec<(usize, usize)>, scratch: &mut Vec<(usize, usize)>) {
+    if ranges.len() < 256 {
+        ranges.sort_unstable_by_key(|r| r.0);
+        return;
+    }
+    let max = ranges.iter().map(|r| r.0).max().unwrap_or(0);
+    const BITS: usize = 11;
+    const BUCKETS: usize = 1 << BITS;
+    let digits = (usize::BITS - max.leading_zeros()).div_ceil(BITS as u32) as usize;
+    scratch.clear();
+    scratch.resize(ranges.len(), (0, 0));
+    for d in 0..digits {
+        let shift = BITS * d;
+        let mut count = [0usize; BUCKETS + 1];
+        for r in ranges.iter() {
+            count[((r.0 >> shift) & (BUCKETS - 1)) + 1] += 1;
+        }
+        for b in 0..BUCKETS {
+            count[b + 1] += count[b];
+        }
+        for &r in ranges.iter() {
+            let b = (r.0 >> shift) & (BUCKETS - 1);
+            scratch[count[b]] = r;
+            count[b] += 1;
+        }
+        std::mem::swap(ranges, scratch);
+    }
 }
 
 /// ggml's dynamic allocator: blocks come and go in time order; each takes the free range
@@ -301,5 +408,31 @@ pub(super) fn exhaustive(iv: &[Interval], lower_bound: usize, start: usize) -> (
         (Vec::new(), start)
     } else {
         (s.best_offsets, s.best)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sort_by_start;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The radix sort orders like a comparison sort, short inputs and long, small
+        /// starts and starts past 32 bits.
+        #[test]
+        fn sort_by_start_sorts(
+            v in prop::collection::vec((0usize..1 << 40, 0usize..1000), 0..1000),
+            small in any::<bool>(),
+        ) {
+            let mut v: Vec<(usize, usize)> =
+                v.into_iter().map(|(a, b)| (if small { a & 0xFFF } else { a }, b)).collect();
+            let mut want = v.clone();
+            want.sort_unstable();
+            let mut scratch = Vec::new();
+            sort_by_start(&mut v, &mut scratch);
+            prop_assert!(v.windows(2).all(|w| w[0].0 <= w[1].0));
+            v.sort_unstable();
+            prop_assert_eq!(v, want);
+        }
     }
 }
