@@ -111,7 +111,7 @@ pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:<13} {:>3} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
+        "{:<16} {:<13} {:>3} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>10} {:>10} {:>8}",
         "workload",
         "allocator",
         "thr",
@@ -120,6 +120,8 @@ pub fn table(rows: &[Row]) -> String {
         "min ns",
         "max ns",
         "vs ours",
+        "faults",
+        "cold faults",
         "peak live",
         "peak res",
         "res/live"
@@ -143,7 +145,7 @@ pub fn table(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<16} {:<13} {:>3} {:>8} {:>10} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}",
+            "{:<16} {:<13} {:>3} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>10} {:>10} {:>8}",
             r.workload,
             r.allocator,
             r.threads,
@@ -152,6 +154,8 @@ pub fn table(rows: &[Row]) -> String {
             ns(r.min_ns_per_pair),
             ns(r.max_ns_per_pair),
             vs,
+            r.faults_per_run.map_or("-".into(), |f| f.to_string()),
+            r.cold_faults.map_or("-".into(), |f| f.to_string()),
             bytes(r.peak_live_bytes),
             res,
             ratio
@@ -166,7 +170,9 @@ pub fn notes(rows: &[Row]) -> String {
         "ns: wall time per alloc+free pair (all threads); vs ours: median time over \
          bitnet-memory's (>1: bitnet-memory is faster);\npeak res: growth of VmHWM over one \
          run in a fresh process (the median over --cold-runs processes); res/live: peak res / \
-         peak live.\n",
+         peak live.\nfaults: page faults of one timed run (median over the repeats), each a page \
+         first touched or touched again after the allocator handed it back; cold faults: of the \
+         cold run.\n",
     );
     for r in rows {
         if let Some(m) = r.metrics_peak_reserved_bytes {
@@ -452,6 +458,45 @@ mod tests {
             .iter()
             .all(|r| r.met.is_none() && r.verdict == "n/a"));
         assert!(ratio_rows(&[]).is_empty());
+    }
+
+    #[test]
+    fn the_table_shows_faults_where_counted() {
+        let row = |allocator: &str, faults: Option<u64>, cold: Option<u64>| Row {
+            workload: "churn".into(),
+            allocator: allocator.into(),
+            threads: 1,
+            pairs: 10,
+            median_ns_per_pair: 2.0,
+            min_ns_per_pair: 1.0,
+            max_ns_per_pair: 3.0,
+            peak_live_bytes: 100,
+            peak_reserved_bytes: 200,
+            repeats: 3,
+            pairs_per_sec: 5e8,
+            events: 20,
+            median_ns_per_event: 1.0,
+            time_vs_bitnet_memory: None,
+            reserved_over_live: 2.0,
+            resident_measured: true,
+            metrics_peak_reserved_bytes: None,
+            metrics_peak_live_bytes: None,
+            cold_ns_per_event: None,
+            faults_per_run: faults,
+            cold_faults: cold,
+        };
+        let t = table(&[
+            row("ours", Some(1831), Some(16826)),
+            row("peer", None, None),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].contains("vs ours   faults cold faults"));
+        // workload, allocator, thr, pairs, three times, vs ours, then the two fault columns.
+        let ours: Vec<&str> = lines[1].split_whitespace().collect();
+        let peer: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!((ours[8], ours[9]), ("1831", "16826"));
+        assert_eq!((peer[8], peer[9]), ("-", "-"));
+        assert!(notes(&[]).contains("cold faults: of the cold run"));
     }
 
     #[test]

@@ -151,10 +151,6 @@ pub fn run(args: Args) -> CmdResult {
         );
     }
     print!("{out}{}", notes(&rows));
-    println!(
-        "faults: page faults of one timed run (median over the repeats), each a page first \
-         touched or touched again after the allocator handed it back; cold faults: of the cold run."
-    );
     if let Some(path) = &args.json {
         let mut report = Report {
             results: rows,
