@@ -25,6 +25,9 @@ struct Pretend {
     moving: bool,
     /// `move_pages` calls: source address, destination address, length.
     moved: std::sync::Mutex<Vec<(usize, usize, usize)>>,
+    /// Keeps every page: refuses each move and hands nothing back (as the CPU device does
+    /// with a chunk it took from the system allocator).
+    stuck: bool,
 }
 
 impl DeviceBackend for Pretend {
@@ -46,6 +49,9 @@ impl DeviceBackend for Pretend {
     fn release_chunk(&self, _chunk: Chunk) {}
     fn decommit(&self, _chunk: &Chunk, offset: usize, len: usize) -> usize {
         assert!(offset.is_multiple_of(PAGE) && len.is_multiple_of(PAGE) && len > 0);
+        if self.stuck {
+            return 0;
+        }
         self.decommitted.fetch_add(len, Relaxed);
         len
     }
@@ -58,6 +64,9 @@ impl DeviceBackend for Pretend {
             self.moving,
             "a move asked of a backend that does not move pages"
         );
+        if self.stuck {
+            return false;
+        }
         self.moved
             .lock()
             .unwrap()
@@ -353,5 +362,32 @@ fn pages_over_the_limit_move_into_the_request() {
         assert!(len >= 4 * PAGE);
     }
     assert_eq!(pool.resident_free_bytes(), 0);
+    pool.check_invariants();
+}
+
+/// Pages that neither move nor go back stay counted: the request takes fresh pages past
+/// the limit and the free block keeps its pages, in the books as on the device.
+#[test]
+fn pages_that_cannot_move_or_go_back_stay_counted() {
+    let backend = Pretend {
+        moving: true,
+        stuck: true,
+        ..Pretend::default()
+    };
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let free = usize::MAX;
+    let a = user(&mut pool, &backend, 8 * MIB, free);
+    let _sep = user(&mut pool, &backend, MIB, free);
+    pool.free_user_token(a.addr, a.token);
+    let before = pool.committed();
+    let _c = user(&mut pool, &backend, 12 * MIB, before);
+    assert_eq!(pool.committed(), before + 12 * MIB);
+    assert_eq!(
+        pool.resident_free_bytes(),
+        8 * MIB,
+        "a's pages are still there"
+    );
+    assert_eq!((pool.moved_total, pool.purged_total), (0, 0));
+    assert!(backend.moved.lock().unwrap().is_empty());
     pool.check_invariants();
 }
