@@ -322,9 +322,9 @@ pub fn ratio_table(rows: &[RatioRow], allocators: &[&str]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn json_has_the_stable_shape_and_room_for_sections() {
-        let row = Row {
+    /// A row of glibc on small-mix, one thread, with made-up figures.
+    fn sample_row() -> Row {
+        Row {
             workload: "small-mix".into(),
             allocator: "glibc".into(),
             threads: 1,
@@ -346,7 +346,12 @@ mod tests {
             cold_ns_per_event: None,
             faults_per_run: None,
             cold_faults: None,
-        };
+        }
+    }
+
+    #[test]
+    fn json_has_the_stable_shape_and_room_for_sections() {
+        let row = sample_row();
         let mut r = Report {
             results: vec![row],
             ..Report::default()
@@ -463,27 +468,11 @@ mod tests {
     #[test]
     fn the_table_shows_faults_where_counted() {
         let row = |allocator: &str, faults: Option<u64>, cold: Option<u64>| Row {
-            workload: "churn".into(),
             allocator: allocator.into(),
-            threads: 1,
-            pairs: 10,
-            median_ns_per_pair: 2.0,
-            min_ns_per_pair: 1.0,
-            max_ns_per_pair: 3.0,
-            peak_live_bytes: 100,
-            peak_reserved_bytes: 200,
-            repeats: 3,
-            pairs_per_sec: 5e8,
-            events: 20,
-            median_ns_per_event: 1.0,
             time_vs_bitnet_memory: None,
-            reserved_over_live: 2.0,
-            resident_measured: true,
-            metrics_peak_reserved_bytes: None,
-            metrics_peak_live_bytes: None,
-            cold_ns_per_event: None,
             faults_per_run: faults,
             cold_faults: cold,
+            ..sample_row()
         };
         let t = table(&[
             row("ours", Some(1831), Some(16826)),
