@@ -57,7 +57,7 @@ impl OverlapIndex {
         Placed(vec![0; self.max_end.len()])
     }
 
-    /// Marks interval `i` placed (a no-op for one of zero length).
+    /// Marks interval `i` placed (a no-op for one never live, which the index leaves out).
     pub(super) fn place(&self, placed: &mut Placed, i: usize) {
         let at = self.pos[i];
         if at == usize::MAX {
@@ -80,7 +80,7 @@ impl OverlapIndex {
     }
 
     /// Calls `f` with the position (see [`position`](Self::position)) of every placed
-    /// interval (of non-zero length) that overlaps `[start, end)`, in position order.
+    /// interval that overlaps `[start, end)`, in position order.
     pub(super) fn placed_overlapping(
         &self,
         placed: &Placed,
@@ -97,8 +97,8 @@ impl OverlapIndex {
         }
     }
 
-    /// Where interval `i` sits in the index (`usize::MAX` for one of zero length): the
-    /// callers keep per-position tables, read in order while visiting.
+    /// Where interval `i` sits in the index (`usize::MAX` for one never live): the callers
+    /// keep per-position tables, read in order while visiting.
     pub(super) fn position(&self, i: usize) -> usize {
         self.pos[i]
     }
