@@ -28,9 +28,20 @@ pub const SMALL_SERIES: [&str; 4] = [
     "1 MiB - 16 MiB",
 ];
 
-/// The recorded numpy trace beside the repository.
+/// The recorded numpy trace: `BITNET_TRACE` if set, else `../shared/traces/` beside the
+/// repository. Panics, saying where it looked, when the file is not there.
 pub fn numpy_trace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces/numpy-serving.csv")
+    let path = std::env::var_os("BITNET_TRACE").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces/numpy-serving.csv"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "the recorded trace is not at {}: these tests read numpy-serving.csv from \
+         ../shared/traces/ beside the repository; set BITNET_TRACE to its path",
+        path.display()
+    );
+    path
 }
 
 /// A fresh directory under the system's temp dir, removed on drop.
