@@ -200,7 +200,7 @@ fn plan_with(blocks: &[Interval], exact: bool) -> Plan {
     let mut by_start: Vec<usize> = (0..blocks.len()).collect();
     by_start.sort_by_key(|&i| (blocks[i].start, std::cmp::Reverse(blocks[i].size)));
 
-    let candidates: [Heuristic<'_>; 5] = [
+    let mut candidates: Vec<Heuristic<'_>> = vec![
         (
             "size-decreasing first fit",
             Box::new(|| place::place_in_order(blocks, &index, &by_size, Fit::First)),
@@ -208,10 +208,6 @@ fn plan_with(blocks: &[Interval], exact: bool) -> Plan {
         (
             "size-decreasing best fit",
             Box::new(|| place::place_in_order(blocks, &index, &by_size, Fit::Best)),
-        ),
-        (
-            "alignment-then-size-decreasing first fit",
-            Box::new(|| place::place_in_order(blocks, &index, &by_align, Fit::First)),
         ),
         (
             "start-order first fit",
@@ -223,13 +219,19 @@ fn plan_with(blocks: &[Interval], exact: bool) -> Plan {
         ),
     ];
     // With one alignment for every block (the usual case) the alignment order is the size
-    // order, and its first fit the same plan: it is not run twice.
-    let same_orders = by_align == by_size;
+    // order, and its first fit the same plan as the first candidate's: only run it when
+    // the orders differ.
+    if by_align != by_size {
+        candidates.insert(
+            2,
+            (
+                "alignment-then-size-decreasing first fit",
+                Box::new(|| place::place_in_order(blocks, &index, &by_align, Fit::First)),
+            ),
+        );
+    }
     let mut best: Option<Plan> = None;
     for (name, run) in candidates {
-        if same_orders && name.starts_with("alignment") {
-            continue;
-        }
         let (offsets, arena_bytes) = run();
         if best.as_ref().is_none_or(|b| arena_bytes < b.arena_bytes) {
             best = Some(Plan {
@@ -243,7 +245,7 @@ fn plan_with(blocks: &[Interval], exact: bool) -> Plan {
             break; // optimal
         }
     }
-    let mut best = best.expect("five candidates");
+    let mut best = best.expect("four or five candidates");
     let movable = blocks.iter().filter(|b| b.size > 0 && b.lives()).count();
     if exact && movable <= EXACT_LIMIT && best.arena_bytes > peak {
         let (offsets, arena) = place::exhaustive(blocks, peak, best.arena_bytes);

@@ -316,6 +316,15 @@ fn requests_are_placed_by_the_page_map() {
     pool.check_invariants();
 }
 
+/// A TLSF pool of 64 MiB chunks holding an 8 MiB block (returned) and a 1 MiB block
+/// after it, with no resident limit.
+fn with_8mib_block(backend: &Pretend) -> (LargePool, Block) {
+    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let a = user(&mut pool, backend, 8 * MIB, usize::MAX);
+    let _sep = user(&mut pool, backend, MIB, usize::MAX);
+    (pool, a)
+}
+
 /// With a backend that moves pages, the pages a request needs past the limit come from
 /// free blocks by moving, in runs of at least 4 pages; shorter runs are handed back. The
 /// books: the moved pages count once (at the request), the source pages are not
@@ -326,10 +335,8 @@ fn pages_over_the_limit_move_into_the_request() {
         moving: true,
         ..Pretend::default()
     };
-    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
+    let (mut pool, a) = with_8mib_block(&backend);
     let free = usize::MAX;
-    let a = user(&mut pool, &backend, 8 * MIB, free);
-    let _sep = user(&mut pool, &backend, MIB, free);
     let x = user(&mut pool, &backend, 2 * PAGE, free);
     let _sep2 = user(&mut pool, &backend, MIB, free);
     pool.free_user_token(a.addr, a.token);
@@ -374,10 +381,7 @@ fn pages_that_cannot_move_or_go_back_stay_counted() {
         stuck: true,
         ..Pretend::default()
     };
-    let mut pool = LargePool::new(Box::new(Tlsf::new()), 64 * MIB, 64 * MIB);
-    let free = usize::MAX;
-    let a = user(&mut pool, &backend, 8 * MIB, free);
-    let _sep = user(&mut pool, &backend, MIB, free);
+    let (mut pool, a) = with_8mib_block(&backend);
     pool.free_user_token(a.addr, a.token);
     let before = pool.committed();
     let _c = user(&mut pool, &backend, 12 * MIB, before);
