@@ -2,12 +2,13 @@
 //! reused: benchmark workloads as deterministic operation streams ([`workload`]), the
 //! allocators compared ([`contenders`]), the runners ([`run`]), the method (warm-up,
 //! alternating repeats, medians: [`engine`]), resident memory from child processes
-//! ([`resident`]) and the report ([`report`]). Each subcommand lives in [`cmd`].
+//! ([`resident`]), the page size as a condition ([`pages`]) and the report ([`report`]). Each subcommand lives in [`cmd`].
 
 pub mod cmd;
 pub mod contenders;
 pub mod engine;
 pub mod leakcheck;
+pub mod pages;
 pub mod progress;
 pub mod report;
 pub mod resident;

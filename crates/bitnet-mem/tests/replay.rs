@@ -108,6 +108,48 @@ fn the_replay_command_prints_the_exact_peak() {
         assert_eq!(r["workload"], "replay");
     }
     assert_eq!(v["trace"]["peak_live_bytes"], PEAK);
+    assert!(
+        v["pages"]["huge_pages_disabled"].is_boolean(),
+        "{}",
+        v["pages"]
+    );
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn no_huge_pages_disables_them_for_the_run_and_says_so() {
+    let path = std::env::temp_dir().join(format!("bitnet-mem-small-{}.csv", std::process::id()));
+    std::fs::write(&path, TRACE).unwrap();
+    let json = path.with_extension("json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-mem"))
+        .args(["replay", "--no-huge-pages", "--allocator", "bitnet-memory"])
+        .args([
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--cold-runs",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The header reads the setting back from the kernel rather than echoing the flag.
+    assert!(stdout.contains("4 KiB pages only"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    assert_eq!(v["pages"]["huge_pages_disabled"], true);
+    assert_eq!(v["results"][0]["pairs"], 6);
 }
 
 #[test]

@@ -50,6 +50,11 @@ pub struct Args {
     /// Fresh child processes per allocator for peak reserved and cold time (medians).
     #[arg(long, default_value_t = 1)]
     pub cold_runs: usize,
+    /// Run every allocator on 4 KiB pages: transparent huge pages disabled for this
+    /// process and its cold children (Linux `PR_SET_THP_DISABLE`), to compare allocators
+    /// on equal pages.
+    #[arg(long)]
+    pub no_huge_pages: bool,
 }
 
 impl Args {
@@ -84,6 +89,9 @@ impl Args {
 
 /// Runs the benchmark.
 pub fn run(args: Args) -> CmdResult {
+    if args.no_huge_pages {
+        crate::pages::disable_huge_pages()?;
+    }
     let mut workloads = if args.workloads.is_empty() {
         WorkloadName::ALL
             .into_iter()
@@ -134,13 +142,14 @@ pub fn run(args: Args) -> CmdResult {
     }
     progress.finish();
     println!(
-        "bitnet-mem bench{}: {} repeats after {} warm-up, seed {}, scale {}, bitnet-memory config {:?}",
+        "bitnet-mem bench{}: {} repeats after {} warm-up, seed {}, scale {}, bitnet-memory config {:?}; {}",
         if args.quick { " --quick" } else { "" },
         method.repeats,
         method.warmup,
         args.seed,
         args.scale,
-        args.config
+        args.config,
+        crate::pages::describe()
     );
     print!("{}", table(&report.results));
     print!("{}", notes(&report.results));
@@ -154,6 +163,7 @@ pub fn run(args: Args) -> CmdResult {
     report.add_section("reserved_over_live", &ratios)?;
     report.add_section("tracking", &tracking)?;
     report.add_section("cleanup", &cleanup)?;
+    report.add_section("pages", crate::pages::section())?;
     if let Some(path) = &args.json {
         report.write_json(path)?;
         println!("JSON written to {}", path.display());

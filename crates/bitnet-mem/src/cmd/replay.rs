@@ -39,10 +39,18 @@ pub struct Args {
     /// bitnet-memory's configuration.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
     pub config: Preset,
+    /// Run every allocator on 4 KiB pages: transparent huge pages disabled for this
+    /// process and its cold children (Linux `PR_SET_THP_DISABLE`), to compare allocators
+    /// on equal pages.
+    #[arg(long)]
+    pub no_huge_pages: bool,
 }
 
 /// Replays the trace.
 pub fn run(args: Args) -> CmdResult {
+    if args.no_huge_pages {
+        crate::pages::disable_huge_pages()?;
+    }
     let trace =
         Trace::from_path(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let s = trace.summary();
@@ -103,11 +111,12 @@ pub fn run(args: Args) -> CmdResult {
     let _ = writeln!(
         out,
         "replayed in file order on {} thread(s), one byte written per 4 KiB page of each new block, \
-         {} repeats after {} warm-up; cold ns/ev, cold faults and peak res: medians of {} runs, each in a fresh process",
+         {} repeats after {} warm-up; cold ns/ev, cold faults and peak res: medians of {} runs, each in a fresh process; {}",
         spec.threads,
         method.repeats,
         method.warmup,
-        method.cold_runs
+        method.cold_runs,
+        crate::pages::describe()
     );
     let _ = writeln!(
         out,
@@ -168,6 +177,7 @@ pub fn run(args: Args) -> CmdResult {
                 "live_bytes_at_end": s.live_bytes_at_end,
             }),
         )?;
+        report.add_section("pages", crate::pages::section())?;
         report.write_json(path)?;
         println!("JSON written to {}", path.display());
     }
