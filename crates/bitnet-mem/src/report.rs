@@ -281,6 +281,79 @@ pub fn ratio_rows(rows: &[Row]) -> Vec<RatioRow> {
     out
 }
 
+/// The trace target: ours at most [`RATIO_TARGET`] resident growth over the live peak, and
+/// faster per event than every peer measured ([`RATIO_PEERS`]), warm and cold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceVerdict {
+    /// The bound on ours' resident growth / live peak.
+    pub target: f64,
+    /// Ours' resident growth / live peak.
+    pub reserved_over_live: f64,
+    /// The peers ours was compared with.
+    pub peers: Vec<String>,
+    /// Whether every part holds.
+    pub met: bool,
+    /// `met (...)` or `missed (...)`, with each figure that decided it.
+    pub verdict: String,
+}
+
+/// The trace target over the rows of one `replay`; `None` without ours, without a peer, or
+/// without the fresh processes (no resident or cold figure to judge by).
+pub fn trace_verdict(rows: &[Row]) -> Option<TraceVerdict> {
+    let ours = rows.iter().find(|r| r.allocator == "bitnet-memory")?;
+    let ours_cold = ours.cold_ns_per_event.filter(|_| ours.resident_measured)?;
+    let peers: Vec<&Row> = rows
+        .iter()
+        .filter(|r| RATIO_PEERS.contains(&r.allocator.as_str()))
+        .collect();
+    if peers.is_empty() {
+        return None;
+    }
+    let mut why = Vec::new();
+    if ours.reserved_over_live > RATIO_TARGET {
+        why.push(format!(
+            "ours {:.2} > {RATIO_TARGET:.2}",
+            ours.reserved_over_live
+        ));
+    }
+    for p in &peers {
+        if p.median_ns_per_event <= ours.median_ns_per_event {
+            why.push(format!(
+                "warm: {} {} <= ours {} ns/event",
+                p.allocator,
+                ns(p.median_ns_per_event),
+                ns(ours.median_ns_per_event)
+            ));
+        }
+        if let Some(c) = p.cold_ns_per_event.filter(|&c| c <= ours_cold) {
+            why.push(format!(
+                "cold: {} {} <= ours {} ns/event",
+                p.allocator,
+                ns(c),
+                ns(ours_cold)
+            ));
+        }
+    }
+    let names: Vec<String> = peers.iter().map(|p| p.allocator.clone()).collect();
+    let met = why.is_empty();
+    let verdict = if met {
+        format!(
+            "met (ours {:.2}; faster per event than {}, warm and cold)",
+            ours.reserved_over_live,
+            names.join(", ")
+        )
+    } else {
+        format!("missed ({})", why.join("; "))
+    };
+    Some(TraceVerdict {
+        target: RATIO_TARGET,
+        reserved_over_live: ours.reserved_over_live,
+        peers: names,
+        met,
+        verdict,
+    })
+}
+
 /// The peak reserved / peak live section as text: a column per allocator in `allocators`
 /// order (those with no figure on a workload read `-`).
 pub fn ratio_table(rows: &[RatioRow], allocators: &[&str]) -> String {
@@ -404,6 +477,58 @@ mod tests {
             faults_per_run: None,
             cold_faults: None,
         }
+    }
+
+    /// A replay row: warm and cold ns per event, resident growth / live peak.
+    fn replay_row(allocator: &str, warm: f64, cold: f64, ratio: f64) -> Row {
+        Row {
+            median_ns_per_event: warm,
+            cold_ns_per_event: Some(cold),
+            ..row("replay", allocator, 1, ratio)
+        }
+    }
+
+    #[test]
+    fn trace_verdicts() {
+        let peers = || {
+            vec![
+                replay_row("glibc", 4000.0, 3500.0, 1.25),
+                replay_row("mimalloc", 650.0, 2200.0, 1.65),
+                replay_row("limit", 400.0, 400.0, 3.26),
+            ]
+        };
+        let with = |ours: Row| {
+            let mut rows = peers();
+            rows.insert(0, ours);
+            trace_verdict(&rows).expect("ours and peers measured")
+        };
+        let v = with(replay_row("bitnet-memory", 600.0, 1200.0, 1.06));
+        assert!(v.met, "{}", v.verdict);
+        assert_eq!(v.peers, ["glibc", "mimalloc"], "the limit is not a peer");
+        assert!(v.verdict.starts_with("met (ours 1.06"), "{}", v.verdict);
+
+        let v = with(replay_row("bitnet-memory", 600.0, 1200.0, 1.11));
+        assert!(!v.met);
+        assert!(v.verdict.contains("ours 1.11 > 1.10"), "{}", v.verdict);
+
+        // A tie is not faster; warm and cold are judged apart.
+        let v = with(replay_row("bitnet-memory", 650.0, 1200.0, 1.06));
+        assert!(!v.met);
+        assert!(v.verdict.contains("warm: mimalloc 650"), "{}", v.verdict);
+        assert!(!v.verdict.contains("cold"), "{}", v.verdict);
+        let v = with(replay_row("bitnet-memory", 600.0, 2500.0, 1.06));
+        assert!(v.verdict.contains("cold: mimalloc"), "{}", v.verdict);
+        assert!(!v.verdict.contains("glibc"), "{}", v.verdict);
+
+        // Nothing to judge by: no peer, or no fresh processes.
+        let ours = replay_row("bitnet-memory", 600.0, 1200.0, 1.06);
+        assert!(trace_verdict(std::slice::from_ref(&ours)).is_none());
+        let mut no_children = peers();
+        no_children.push(Row {
+            resident_measured: false,
+            ..ours
+        });
+        assert!(trace_verdict(&no_children).is_none());
     }
 
     #[test]

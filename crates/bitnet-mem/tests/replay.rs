@@ -170,3 +170,45 @@ fn a_bad_trace_is_refused_with_its_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 3: free of unknown id 2"), "{err}");
 }
+
+#[test]
+fn with_a_peer_and_fresh_processes_the_replay_judges_the_target() {
+    let path = std::env::temp_dir().join(format!("bitnet-mem-target-{}.csv", std::process::id()));
+    std::fs::write(&path, TRACE).unwrap();
+    let json = path.with_extension("json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-mem"))
+        .args([
+            "replay",
+            "--allocator",
+            "bitnet-memory",
+            "--allocator",
+            "glibc",
+        ])
+        .args([
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--cold-runs",
+            "1",
+            "--json",
+        ])
+        .arg(&json)
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // Which way it goes on a 10-event trace is noise; that it is judged, and how, is not.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("target (resident growth / live peak <= 1.10"))
+        .unwrap_or_else(|| panic!("no target line:\n{stdout}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    std::fs::remove_file(&json).unwrap();
+    let met = v["target"]["met"].as_bool().expect("target.met");
+    assert_eq!(line.contains("): met ("), met, "{line}");
+    assert_eq!(v["target"]["peers"], serde_json::json!(["glibc"]));
+}

@@ -4,7 +4,7 @@ use super::CmdResult;
 use crate::contenders::Kind;
 use crate::engine::{bench_workload, steps, Method, Preset, Spec};
 use crate::progress::Progress;
-use crate::report::{bytes, notes, ns, Report};
+use crate::report::{bytes, notes, ns, trace_verdict, Report};
 use crate::workload::WorkloadName;
 use bitnet_memory::trace::Trace;
 use std::fmt::Write as _;
@@ -159,6 +159,14 @@ pub fn run(args: Args) -> CmdResult {
             ratio
         );
     }
+    let verdict = trace_verdict(&rows);
+    if let Some(v) = &verdict {
+        let _ = writeln!(
+            out,
+            "target (resident growth / live peak <= {:.2}, and faster per event than every peer, warm and cold): {}",
+            v.target, v.verdict
+        );
+    }
     print!("{out}{}", notes(&rows));
     if let Some(path) = &args.json {
         let mut report = Report {
@@ -178,6 +186,9 @@ pub fn run(args: Args) -> CmdResult {
             }),
         )?;
         report.add_section("pages", crate::pages::section())?;
+        if let Some(v) = &verdict {
+            report.add_section("target", v)?;
+        }
         report.write_json(path)?;
         println!("JSON written to {}", path.display());
     }
