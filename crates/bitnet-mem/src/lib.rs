@@ -2,7 +2,8 @@
 //! reused: benchmark workloads as deterministic operation streams ([`workload`]), the
 //! allocators compared ([`contenders`]), the runners ([`run`]), the method (warm-up,
 //! alternating repeats, medians: [`engine`]), resident memory from child processes
-//! ([`resident`]), the page size as a condition ([`pages`]) and the report ([`report`]). Each subcommand lives in [`cmd`].
+//! ([`resident`]), the page size as a condition ([`pages`]) and the report ([`report`]).
+//! Each subcommand lives in [`cmd`].
 
 pub mod cmd;
 pub mod contenders;
