@@ -1,6 +1,7 @@
 //! Results: one [`Row`] per workload, allocator and thread count; a table for people and a
 //! JSON document (`{"results": [...]}`, with room for sections beside `results`).
 
+use crate::contenders::Kind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -222,9 +223,24 @@ pub struct RatioRow {
     pub verdict: String,
 }
 
+/// Why ours' peak reserved / peak live misses [`RATIO_TARGET`], if it does.
+fn over_target(ours: f64) -> Option<String> {
+    (ours > RATIO_TARGET).then(|| format!("ours {ours:.2} > {RATIO_TARGET:.2}"))
+}
+
+/// A verdict from the reasons for a miss: `(true, met)` when there are none, else
+/// `(false, "missed (reason; ...)")`.
+fn judge(why: &[String], met: String) -> (bool, String) {
+    if why.is_empty() {
+        (true, met)
+    } else {
+        (false, format!("missed ({})", why.join("; ")))
+    }
+}
+
 /// The peak reserved / peak live section from the 1-thread rows of [`RATIO_WORKLOADS`].
 pub fn ratio_rows(rows: &[Row]) -> Vec<RatioRow> {
-    let ours_name = "bitnet-memory";
+    let ours_name = Kind::BitnetMemory.name();
     let mut out = Vec::new();
     for w in RATIO_WORKLOADS {
         let rs: Vec<&Row> = rows
@@ -247,10 +263,7 @@ pub fn ratio_rows(rows: &[Row]) -> Vec<RatioRow> {
         let (met, verdict) = match ratios.get(ours_name) {
             None => (None, "n/a".to_string()),
             Some(&ours) => {
-                let mut why = Vec::new();
-                if ours > RATIO_TARGET {
-                    why.push(format!("ours {ours:.2} > {RATIO_TARGET:.2}"));
-                }
+                let mut why: Vec<String> = over_target(ours).into_iter().collect();
                 let lower: Vec<String> = RATIO_PEERS
                     .iter()
                     .filter_map(|p| ratios.get(*p).map(|&v| (p, v)))
@@ -260,11 +273,8 @@ pub fn ratio_rows(rows: &[Row]) -> Vec<RatioRow> {
                 if !lower.is_empty() {
                     why.push(format!("peers <= ours: {}", lower.join(", ")));
                 }
-                if why.is_empty() {
-                    (Some(true), "met".to_string())
-                } else {
-                    (Some(false), format!("missed ({})", why.join("; ")))
-                }
+                let (met, verdict) = judge(&why, "met".to_string());
+                (Some(met), verdict)
             }
         };
         out.push(RatioRow {
@@ -300,7 +310,9 @@ pub struct TraceVerdict {
 /// The trace target over the rows of one `replay`; `None` without ours, without a peer, or
 /// without the fresh processes (no resident or cold figure to judge by).
 pub fn trace_verdict(rows: &[Row]) -> Option<TraceVerdict> {
-    let ours = rows.iter().find(|r| r.allocator == "bitnet-memory")?;
+    let ours = rows
+        .iter()
+        .find(|r| r.allocator == Kind::BitnetMemory.name())?;
     let ours_cold = ours.cold_ns_per_event.filter(|_| ours.resident_measured)?;
     let peers: Vec<&Row> = rows
         .iter()
@@ -309,13 +321,7 @@ pub fn trace_verdict(rows: &[Row]) -> Option<TraceVerdict> {
     if peers.is_empty() {
         return None;
     }
-    let mut why = Vec::new();
-    if ours.reserved_over_live > RATIO_TARGET {
-        why.push(format!(
-            "ours {:.2} > {RATIO_TARGET:.2}",
-            ours.reserved_over_live
-        ));
-    }
+    let mut why: Vec<String> = over_target(ours.reserved_over_live).into_iter().collect();
     for p in &peers {
         if p.median_ns_per_event <= ours.median_ns_per_event {
             why.push(format!(
@@ -335,16 +341,14 @@ pub fn trace_verdict(rows: &[Row]) -> Option<TraceVerdict> {
         }
     }
     let names: Vec<String> = peers.iter().map(|p| p.allocator.clone()).collect();
-    let met = why.is_empty();
-    let verdict = if met {
+    let (met, verdict) = judge(
+        &why,
         format!(
             "met (ours {:.2}; faster per event than {}, warm and cold)",
             ours.reserved_over_live,
             names.join(", ")
-        )
-    } else {
-        format!("missed ({})", why.join("; "))
-    };
+        ),
+    );
     Some(TraceVerdict {
         target: RATIO_TARGET,
         reserved_over_live: ours.reserved_over_live,
