@@ -15,8 +15,5 @@ pub(crate) mod strategy;
 pub(crate) mod thread_cache;
 pub(crate) mod tlsf;
 
-#[cfg(test)]
-mod strategy_tests;
-
 pub use fragmentation::FragmentationReport;
 pub use hybrid::TrimReport;

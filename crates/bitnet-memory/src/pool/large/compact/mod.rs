@@ -334,5 +334,4 @@ impl LargePool {
 }
 
 #[cfg(test)]
-#[path = "compact_tests.rs"]
 mod tests;

@@ -6,7 +6,7 @@
 //! merged; see LESSONS.md, point 2, and the tests.)
 #![deny(unsafe_code)]
 
-use super::strategy::{Block, BlockStrategy, SysVec};
+use crate::pool::strategy::{Block, BlockStrategy, SysVec};
 use hashbrown::{DefaultHashBuilder, HashSet};
 use std::alloc::System;
 
@@ -113,7 +113,7 @@ impl BlockStrategy for Buddy {
         "buddy"
     }
 
-    fn chunk_fence(&mut self) -> Option<&mut dyn super::large::compact::ChunkFence> {
+    fn chunk_fence(&mut self) -> Option<&mut dyn crate::pool::large::compact::ChunkFence> {
         Some(self)
     }
 
@@ -248,9 +248,7 @@ impl BlockStrategy for Buddy {
     }
 }
 
-#[path = "buddy_fence.rs"]
 mod fence;
 
 #[cfg(test)]
-#[path = "buddy_tests.rs"]
 mod tests;

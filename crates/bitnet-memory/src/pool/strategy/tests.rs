@@ -1,5 +1,5 @@
 //! Shared checks for every [`BlockStrategy`].
-use super::strategy::{Block, BlockStrategy};
+use super::{Block, BlockStrategy};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
 /// Random allocate/free against a model of live ranges; invariants after every step.
@@ -36,7 +36,7 @@ pub fn exercise(s: &mut dyn BlockStrategy, chunk: usize, seed: u64, steps: usize
         s.free(b.token);
     }
     s.check_invariants();
-    let mut out = super::strategy::SysVec::new_in(std::alloc::System);
+    let mut out = super::SysVec::new_in(std::alloc::System);
     s.remove_empty_chunks(&mut out, u64::MAX);
     out.sort();
     assert_eq!(out.as_slice(), &[0, 1], "every chunk empty again");

@@ -1,5 +1,5 @@
 use super::*;
-use crate::pool::strategy_tests::{exercise, fill_and_empty};
+use crate::pool::strategy::tests::{exercise, fill_and_empty};
 
 #[test]
 fn random_operations_keep_invariants() {

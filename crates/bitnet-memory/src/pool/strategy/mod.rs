@@ -95,7 +95,10 @@ pub trait BlockStrategy: Send {
     fn check_invariants(&self);
     /// What compaction needs of the strategy; `None` (the default): its chunks are never
     /// compacted.
-    fn chunk_fence(&mut self) -> Option<&mut dyn super::large::compact::ChunkFence> {
+    fn chunk_fence(&mut self) -> Option<&mut dyn crate::pool::large::compact::ChunkFence> {
         None
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

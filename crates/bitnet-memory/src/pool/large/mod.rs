@@ -3,9 +3,9 @@
 //! ones, and the strategies are O(1) (TLSF) or close to it (buddy).
 #![deny(unsafe_code)]
 
-use super::resident::ResidentPages;
-use super::strategy::{Block, BlockStrategy, SysVec};
 use crate::device::{Chunk, DeviceBackend, DeviceError, HUGE_PAGE};
+use crate::pool::resident::ResidentPages;
+use crate::pool::strategy::{Block, BlockStrategy, SysVec};
 use hashbrown::{DefaultHashBuilder, HashMap};
 use std::alloc::System;
 
@@ -14,7 +14,6 @@ use std::alloc::System;
 /// pages a third (measured in C: 2.5 us and 0.9 us per page against 4 us).
 const MIN_MOVE: usize = 4 * 4096;
 
-#[path = "compact.rs"]
 pub(crate) mod compact;
 
 /// Why the pool could not grow.
@@ -618,5 +617,4 @@ impl LargePool {
 }
 
 #[cfg(test)]
-#[path = "large_tests.rs"]
 mod tests;

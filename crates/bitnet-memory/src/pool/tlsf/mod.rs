@@ -7,7 +7,7 @@
 //! two bitmap scans.
 #![deny(unsafe_code)]
 
-use super::strategy::{Block, BlockStrategy, Fresh, SysVec};
+use crate::pool::strategy::{Block, BlockStrategy, Fresh, SysVec};
 use std::alloc::System;
 
 const NIL: u32 = u32::MAX;
@@ -506,7 +506,7 @@ impl BlockStrategy for Tlsf {
         "best-fit (TLSF)"
     }
 
-    fn chunk_fence(&mut self) -> Option<&mut dyn super::large::compact::ChunkFence> {
+    fn chunk_fence(&mut self) -> Option<&mut dyn crate::pool::large::compact::ChunkFence> {
         Some(self)
     }
 
@@ -836,9 +836,7 @@ impl BlockStrategy for Tlsf {
     }
 }
 
-#[path = "tlsf_fence.rs"]
 mod fence;
 
 #[cfg(test)]
-#[path = "tlsf_tests.rs"]
 mod tests;

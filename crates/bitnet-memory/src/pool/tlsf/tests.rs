@@ -1,5 +1,5 @@
 use super::*;
-use crate::pool::strategy_tests::{exercise, fill_and_empty};
+use crate::pool::strategy::tests::{exercise, fill_and_empty};
 
 #[test]
 #[cfg_attr(miri, ignore = "pure arithmetic, too slow under Miri")]
