@@ -1,6 +1,7 @@
 //! [`Allocation`]: the RAII handle of one block.
 
 use crate::device::DeviceId;
+use crate::leak::BlockRef;
 use crate::manager::Inner;
 use crate::pool::hybrid::ZERO;
 use std::fmt;
@@ -95,24 +96,21 @@ impl<'m> Allocation<'m> {
         if self.slot != 0 {
             self.inner.tracker.mark_persistent(self.slot);
         } else if self.token != ZERO {
-            self.inner.persist_untracked(self);
+            self.inner.leak_cx().persist_untracked(self.block_ref());
         }
         self
     }
 
-    /// Sets leak-detection mark bits; returns the bits set before.
-    pub(crate) fn set_marks(&self, m: u8) -> u8 {
-        self.marks.fetch_or(m, Relaxed)
-    }
-
-    /// The pool token of the block (size class or large-block token).
-    pub(crate) fn token(&self) -> u64 {
-        self.token
-    }
-
-    /// The tracking slot (0: untracked).
-    pub(crate) fn slot(&self) -> u32 {
-        self.slot
+    /// What leak detection needs of this allocation (it never sees the handle itself).
+    pub(crate) fn block_ref(&self) -> BlockRef<'_> {
+        BlockRef {
+            device: DeviceId(self.device),
+            addr: self.ptr.as_ptr().addr(),
+            len: self.len,
+            token: self.token,
+            slot: self.slot,
+            marks: &self.marks,
+        }
     }
 
     /// Size in bytes, as requested.
@@ -202,7 +200,9 @@ impl Drop for Allocation<'_> {
         if self.token != ZERO {
             let marks = self.marks.load(Relaxed);
             if marks != 0 {
-                self.inner.note_marked_drop(self, marks);
+                self.inner
+                    .leak_cx()
+                    .note_marked_drop(self.block_ref(), marks);
             }
             self.inner.free(
                 self.device,

@@ -41,6 +41,7 @@ pub mod pool;
 pub mod snapshot;
 pub mod trace;
 pub mod tracking;
+mod view;
 
 pub use allocation::Allocation;
 pub use cleanup::{CleanupConfig, CleanupReport, OomInfo, PressureLevel};
@@ -48,10 +49,8 @@ pub use config::{MemoryConfig, Strategy, TrackingConfig};
 pub use device::{CpuBackend, DeviceBackend, DeviceId, FailingBackend};
 pub use error::{MemoryError, Result};
 pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
-pub use leak::{
-    LeakCheck, LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode,
-};
-pub use manager::{ManagerBuilder, MemoryManager, RawBlock, MAX_HISTORY};
+pub use leak::{LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode};
+pub use manager::{LeakCheck, ManagerBuilder, MemoryManager, RawBlock, MAX_HISTORY};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};
 pub use pool::{FragmentationReport, TrimReport};

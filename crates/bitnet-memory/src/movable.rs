@@ -426,14 +426,17 @@ impl Inner {
             pinned_skipped: s.pinned_skipped,
             duration: t.elapsed(),
         };
-        self.record_cleanup(&CleanupReport {
-            strategy,
-            cached_blocks_flushed: 0,
-            blocks_released: report.chunks_released,
-            bytes_released: report.bytes_released,
-            duration: report.duration,
-            success: report.pinned_skipped == 0,
-        });
+        self.cleanup.record(
+            &self.view(),
+            &CleanupReport {
+                strategy,
+                cached_blocks_flushed: 0,
+                blocks_released: report.chunks_released,
+                bytes_released: report.bytes_released,
+                duration: report.duration,
+                success: report.pinned_skipped == 0,
+            },
+        );
         report
     }
 }

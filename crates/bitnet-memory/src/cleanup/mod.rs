@@ -6,6 +6,8 @@
 //!   (critical pressure, `mm.emergency_cleanup()`): this thread's cache flushed, other
 //!   threads' caches flushed by them at their next free, empty slabs and chunks released,
 //!   every dirty free page handed back.
+//! - The engine (`engine`) owns the logic of every run; the manager calls it and shows
+//!   it the pools through a narrow view, never its internals.
 //! - Decay ([`worker`]): a background thread hands back pages of free blocks idle for
 //!   longer than the decay time and releases chunks that stayed empty that long.
 //! - Pressure ([`pressure`]): levels from the budget and the memory the device has left;
@@ -14,6 +16,7 @@
 //!   after trim-and-retry did not help; the allocation is retried once after them.
 #![deny(unsafe_code)]
 
+pub(crate) mod engine;
 pub mod pressure;
 pub mod worker;
 
@@ -151,6 +154,7 @@ pub struct OomInfo {
 }
 
 /// An out-of-memory observer: runs before an allocation fails; may free memory through
-/// the manager it is given (raw blocks, caches it owns), after which the allocation is
-/// retried once.
-pub type OomObserver = Box<dyn Fn(&crate::MemoryManager, &OomInfo) + Send + Sync>;
+/// the manager `M` it is given (raw blocks, caches it owns), after which the allocation is
+/// retried once. The manager keeps them as `OomObserver<MemoryManager>`
+/// ([`MemoryManager::on_out_of_memory`](crate::MemoryManager::on_out_of_memory)).
+pub type OomObserver<M> = Box<dyn Fn(&M, &OomInfo) + Send + Sync>;

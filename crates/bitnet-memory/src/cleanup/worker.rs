@@ -3,7 +3,7 @@
 //! manager, and stops when the manager is dropped.
 #![deny(unsafe_code)]
 
-use crate::manager::Inner;
+use super::engine::CleanupHost;
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
@@ -24,8 +24,8 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    /// Starts a worker over `inner`, waking every `period`.
-    pub(crate) fn spawn(inner: Weak<Inner>, period: Duration) -> std::io::Result<Self> {
+    /// Starts a worker over `host` (the manager, held weakly), waking every `period`.
+    pub(crate) fn spawn(host: Weak<dyn CleanupHost>, period: Duration) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             stop: Mutex::new(false),
             cv: Condvar::new(),
@@ -47,14 +47,14 @@ impl Worker {
                         return;
                     }
                 }
-                let Some(inner) = inner.upgrade() else {
+                let Some(host) = host.upgrade() else {
                     return;
                 };
-                inner.background_tick();
+                host.engine().background_tick(&*host);
                 s.ticks.fetch_add(1, Relaxed);
                 // If this was the last handle, the manager is dropped here, on this
                 // thread; `stop` then does not join itself.
-                drop(inner);
+                drop(host);
             })?;
         let thread = handle.thread().id();
         Ok(Self {

@@ -1,7 +1,7 @@
 //! Exact counts of live pool blocks per device and size class.
 
 use super::BlockKey;
-use crate::manager::Inner;
+use super::LeakCx;
 use crate::pool::size_class;
 use std::collections::BTreeMap;
 
@@ -17,9 +17,9 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    pub fn now(inner: &Inner) -> Self {
+    pub fn now(cx: &LeakCx<'_>) -> Self {
         let mut c = Counts::default();
-        for d in &inner.devices {
+        for d in cx.devices {
             let m = d.metrics();
             c.live_bytes += m.live_bytes;
             for cm in &m.small.classes {

@@ -12,10 +12,10 @@
 //! release it, so it is a confirmed cycle leak. Edges the program records wrongly (an
 //! owner that does not own) are outside what this can judge.
 
+use super::BlockRef;
+use super::LeakCx;
 use super::{DetectContext, LeakDetector, LeakFinding};
-use crate::allocation::Allocation;
 use crate::device::DeviceId;
-use crate::manager::Inner;
 use crate::tracking::metadata::flags;
 use parking_lot::Mutex;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
@@ -54,19 +54,19 @@ impl RelationshipDetector {
         }
     }
 
-    fn node(g: &mut Graph, inner: &Inner, a: &Allocation<'_>) -> NodeIndex {
-        let key = (a.device().0, a.as_ptr().addr());
+    fn node(g: &mut Graph, cx: &LeakCx<'_>, a: &BlockRef<'_>) -> NodeIndex {
+        let key = (a.device.0, a.addr);
         if let Some(&n) = g.index.get(&key) {
             return n;
         }
-        let slot = a.slot();
+        let slot = a.slot;
         let id = if slot != 0 {
-            inner.tracker.read(slot).map_or(0, |m| m.id)
+            cx.tracker.read(slot).map_or(0, |m| m.id)
         } else {
             0
         };
         let n = g.g.add_node(Node {
-            size: a.len(),
+            size: a.len,
             slot,
             id,
             persistent_untracked: false,
@@ -75,21 +75,16 @@ impl RelationshipDetector {
         n
     }
 
-    pub(crate) fn link(
-        &self,
-        inner: &Inner,
-        owner: &Allocation<'_>,
-        owned: &Allocation<'_>,
-    ) -> bool {
-        if !self.enabled.load(Relaxed) || owner.is_empty() || owned.is_empty() {
+    pub(crate) fn link(&self, cx: &LeakCx<'_>, owner: &BlockRef<'_>, owned: &BlockRef<'_>) -> bool {
+        if !self.enabled.load(Relaxed) || owner.len == 0 || owned.len == 0 {
             return false;
         }
         let mut g = self.graph.lock();
         // Mark under the lock, so that a drop racing with this link finds the node.
         let pa = owner.set_marks(super::marks::LINKED);
         let pb = owned.set_marks(super::marks::LINKED);
-        let a = Self::node(&mut g, inner, owner);
-        let b = Self::node(&mut g, inner, owned);
+        let a = Self::node(&mut g, cx, owner);
+        let b = Self::node(&mut g, cx, owned);
         if pa & super::marks::PERSISTED != 0 {
             g.g[a].persistent_untracked = true;
         }
@@ -102,10 +97,10 @@ impl RelationshipDetector {
         true
     }
 
-    pub(crate) fn unlink(&self, owner: &Allocation<'_>, owned: &Allocation<'_>) {
+    pub(crate) fn unlink(&self, owner: &BlockRef<'_>, owned: &BlockRef<'_>) {
         let mut g = self.graph.lock();
-        let ka = (owner.device().0, owner.as_ptr().addr());
-        let kb = (owned.device().0, owned.as_ptr().addr());
+        let ka = (owner.device.0, owner.addr);
+        let kb = (owned.device.0, owned.addr);
         if let (Some(&a), Some(&b)) = (g.index.get(&ka), g.index.get(&kb)) {
             if let Some(e) = g.g.find_edge(a, b) {
                 g.g.remove_edge(e);
@@ -147,7 +142,7 @@ impl LeakDetector for RelationshipDetector {
         self.enabled.store(on, Relaxed);
     }
     fn detect(&self, cx: &DetectContext<'_>, findings: &mut Vec<LeakFinding>) {
-        let inner = cx.inner;
+        let cx = &cx.cx;
         let mut guard = self.graph.lock();
         let gr = &mut *guard;
         let g = &gr.g;
@@ -155,7 +150,7 @@ impl LeakDetector for RelationshipDetector {
             let node = &g[n];
             node.persistent_untracked
                 || (node.slot != 0
-                    && inner
+                    && cx
                         .tracker
                         .read(node.slot)
                         .is_some_and(|m| m.id == node.id && m.flags & flags::PERSISTENT != 0))
@@ -183,10 +178,10 @@ impl LeakDetector for RelationshipDetector {
             let site = scc.iter().find_map(|&n| {
                 let node = &g[n];
                 (node.slot != 0)
-                    .then(|| inner.tracker.read(node.slot))
+                    .then(|| cx.tracker.read(node.slot))
                     .flatten()
                     .filter(|m| m.id == node.id)
-                    .and_then(|m| inner.tracker.site_name(m.site))
+                    .and_then(|m| cx.tracker.site_name(m.site))
             });
             let f = LeakFinding {
                 detector: "relationship",
@@ -207,7 +202,7 @@ impl LeakDetector for RelationshipDetector {
         }
         for (k, id, info) in announce {
             if gr.announced.insert(k) {
-                inner.emit_confirmed(id, &|| info.clone());
+                cx.emit_confirmed(id, &|| info.clone());
             }
         }
     }

@@ -21,8 +21,8 @@
 //!   half against a threshold of 2.33).
 
 use super::counts::Counts;
+use super::LeakCx;
 use super::{DetectContext, LeakConfig, LeakDetector, LeakFinding};
-use crate::manager::Inner;
 use crate::tracking::metadata::flags;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -117,27 +117,27 @@ impl GrowthDetector {
     }
 
     /// Live non-persistent bytes now.
-    fn value(inner: &Inner, counts: Option<&Counts>) -> i64 {
+    fn value(cx: &LeakCx<'_>, counts: Option<&Counts>) -> i64 {
         let live = match counts {
             Some(c) => c.live_bytes,
-            None => inner.devices.iter().map(|d| d.metrics().live_bytes).sum(),
+            None => cx.devices.iter().map(|d| d.metrics().live_bytes).sum(),
         };
-        let persistent: usize = inner
+        let persistent: usize = cx
             .tracker
             .live()
             .iter()
             .filter(|(_, m)| m.flags & flags::PERSISTENT != 0)
             .map(|(_, m)| m.size_bytes())
             .sum();
-        live as i64 - persistent as i64 - inner.leak.persisted_bytes() as i64
+        live as i64 - persistent as i64 - cx.leak.persisted_bytes() as i64
     }
 
     /// Ends one step: takes a value and, every half window, runs the test.
-    pub(crate) fn sample(&self, inner: &Inner, counts: Option<&Counts>) {
+    pub(crate) fn sample(&self, cx: &LeakCx<'_>, counts: Option<&Counts>) {
         if !self.enabled.load(Relaxed) {
             return;
         }
-        let v = Self::value(inner, counts);
+        let v = Self::value(cx, counts);
         let mut st = self.state.lock();
         st.steps += 1;
         st.values.push_back(v);
@@ -171,7 +171,7 @@ impl GrowthDetector {
                     self.alpha_half
                 ),
             };
-            inner.emit_confirmed(0, &|| f.info.clone());
+            cx.emit_confirmed(0, &|| f.info.clone());
             st.fired.push(f);
             // Judge the next window on fresh values only.
             st.values.clear();

@@ -17,7 +17,6 @@
 //! See `docs/leaks.md` for the definitions and the limits of each.
 #![deny(unsafe_code)]
 
-pub mod check;
 mod counts;
 pub mod graph;
 pub mod growth;
@@ -27,22 +26,18 @@ pub mod signatures;
 #[cfg(test)]
 mod tests;
 
-pub use check::LeakCheck;
 pub use report::{ClassGroup, LeakReport, SiteGroup};
 pub use scope::LeakScope;
 
-use crate::allocation::Allocation;
 use crate::device::DeviceId;
-use crate::error::{MemoryError, Result};
 use crate::events::{EventKind, MemoryEvent};
-use crate::manager::Inner;
 use crate::pool::hybrid::SMALL;
 use crate::tracking::metadata::CompactAllocationMetadata;
-use crate::MemoryManager;
-use counts::Counts;
+use crate::view::ManagerView;
+pub(crate) use counts::Counts;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Bits of an allocation's leak marks.
@@ -188,7 +183,7 @@ impl std::fmt::Display for LeakFinding {
 
 /// What a detector may look at.
 pub struct DetectContext<'a> {
-    pub(crate) inner: &'a Inner,
+    pub(crate) cx: LeakCx<'a>,
     /// When the check runs.
     pub now: Instant,
 }
@@ -196,26 +191,17 @@ pub struct DetectContext<'a> {
 impl DetectContext<'_> {
     /// Every live tracked allocation.
     pub fn live_records(&self) -> Vec<CompactAllocationMetadata> {
-        self.inner
-            .tracker
-            .live()
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect()
+        self.cx.tracker.live().into_iter().map(|(_, m)| m).collect()
     }
 
     /// `file:line:column` of a site index.
     pub fn site_name(&self, site: u16) -> Option<String> {
-        self.inner.tracker.site_name(site)
+        self.cx.tracker.site_name(site)
     }
 
     /// Exact live bytes (requested) over all devices.
     pub fn live_bytes(&self) -> usize {
-        self.inner
-            .devices
-            .iter()
-            .map(|d| d.metrics().live_bytes)
-            .sum()
+        self.cx.live_bytes()
     }
 }
 
@@ -267,12 +253,73 @@ impl LeakState {
             .collect()
     }
 
+    /// Adds a detector of the user's; it runs after the built-in ones.
+    pub(crate) fn add_custom(&self, d: Box<dyn LeakDetector>) {
+        self.custom.write().push(d);
+    }
+
+    /// Switches every detector named `name` on or off; `false` when none has that name.
+    pub(crate) fn set_enabled(&self, name: &str, on: bool) -> bool {
+        let builtin: [&dyn LeakDetector; 4] =
+            [&self.scopes, &self.growth, &self.graph, &self.signatures];
+        let mut found = false;
+        for d in builtin {
+            if d.name() == name {
+                d.set_enabled(on);
+                found = true;
+            }
+        }
+        for d in self.custom.read().iter() {
+            if d.name() == name {
+                d.set_enabled(on);
+                found = true;
+            }
+        }
+        found
+    }
+
     pub(crate) fn persisted_bytes(&self) -> usize {
         self.persisted.lock().values().map(|&(_, b)| b).sum()
     }
 }
 
-impl Inner {
+/// What leak detection sees of one manager: the manager's narrow view and the detectors'
+/// own state. `Copy`; the manager makes one for each call.
+#[derive(Clone, Copy)]
+pub(crate) struct LeakCx<'a> {
+    /// The pools, tracker, bus and history.
+    pub(crate) view: ManagerView<'a>,
+    /// Scopes, links, persisted blocks, detectors.
+    pub(crate) leak: &'a LeakState,
+}
+
+impl<'a> std::ops::Deref for LeakCx<'a> {
+    type Target = ManagerView<'a>;
+    fn deref(&self) -> &ManagerView<'a> {
+        &self.view
+    }
+}
+
+/// What leak detection needs of one live block handle (an `Allocation`): where the block
+/// is, its size, pool token and tracking slot, and its leak-mark bits.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockRef<'a> {
+    pub(crate) device: DeviceId,
+    pub(crate) addr: usize,
+    pub(crate) len: usize,
+    pub(crate) token: u64,
+    pub(crate) slot: u32,
+    pub(crate) marks: &'a AtomicU8,
+}
+
+impl BlockRef<'_> {
+    /// Sets mark bits; returns the bits set before.
+    pub(crate) fn set_marks(&self, m: u8) -> u8 {
+        self.marks.fetch_or(m, Relaxed)
+    }
+}
+
+impl LeakCx<'_> {
     /// Hook from the allocation slow path: a tracked allocation was made.
     #[inline]
     pub(crate) fn note_tracked_alloc(&self, slot: u32, device: DeviceId, token: u64) {
@@ -281,43 +328,41 @@ impl Inner {
 
     /// Hook from `Allocation::drop` for allocations with leak marks.
     #[cold]
-    pub(crate) fn note_marked_drop(&self, a: &Allocation<'_>, m: u8) {
-        let key = BlockKey::from_token(a.device(), a.token());
+    pub(crate) fn note_marked_drop(&self, a: BlockRef<'_>, m: u8) {
+        let key = BlockKey::from_token(a.device, a.token);
         if m & marks::PERSISTED != 0 {
             let mut p = self.leak.persisted.lock();
             if let Some(e) = p.get_mut(&key) {
                 e.0 -= 1;
-                e.1 -= a.len();
+                e.1 -= a.len;
                 if e.0 == 0 {
                     p.remove(&key);
                 }
             }
         }
         if m & marks::LINKED != 0 {
-            self.leak.graph.remove(a.device(), a.as_ptr().addr());
+            self.leak.graph.remove(a.device, a.addr);
         }
     }
 
     /// `persist()` of an untracked allocation.
-    pub(crate) fn persist_untracked(&self, a: &Allocation<'_>) {
+    pub(crate) fn persist_untracked(&self, a: BlockRef<'_>) {
         if a.set_marks(marks::PERSISTED) & marks::PERSISTED != 0 {
             return;
         }
-        let key = BlockKey::from_token(a.device(), a.token());
+        let key = BlockKey::from_token(a.device, a.token);
         let mut p = self.leak.persisted.lock();
         let e = p.entry(key).or_default();
         e.0 += 1;
-        e.1 += a.len();
+        e.1 += a.len;
         drop(p);
-        self.leak
-            .graph
-            .set_persistent(a.device(), a.as_ptr().addr());
+        self.leak.graph.set_persistent(a.device, a.addr);
     }
 
     /// Runs every enabled detector; emits `LeakConfirmed` for newly confirmed findings.
     pub(crate) fn run_detectors(&self) -> Vec<LeakFinding> {
         let cx = DetectContext {
-            inner: self,
+            cx: *self,
             now: Instant::now(),
         };
         let mut findings = Vec::new();
@@ -364,7 +409,7 @@ impl Inner {
     }
 }
 
-impl Inner {
+impl LeakCx<'_> {
     /// The shutdown report: called when the last handle drops (from `Inner`'s `Drop`).
     pub(crate) fn report_at_shutdown(&self) {
         if self.leak.shutdown == ShutdownMode::Silent {
@@ -380,90 +425,5 @@ impl Inner {
             ShutdownMode::Panic if !std::thread::panicking() => panic!("{msg}"),
             _ => eprintln!("{msg}"),
         }
-    }
-}
-
-impl MemoryManager {
-    /// Everything live now, grouped by allocation site, largest first; untracked live
-    /// blocks as exact per-class counts (no site); and what the detectors find.
-    pub fn leak_report(&self) -> LeakReport {
-        let inner = self.inner();
-        let mut r = inner.live_report();
-        r.findings = inner.run_detectors();
-        r
-    }
-
-    /// Runs the detectors: confirmed and suspected leaks, grouped by site.
-    pub fn check_leaks(&self) -> Vec<LeakFinding> {
-        self.inner().run_detectors()
-    }
-
-    /// [`check_leaks`](Self::check_leaks) as an error for runs that must fail on a
-    /// leak: [`MemoryError::MemoryLeakDetected`] when any confirmed leak stands.
-    pub fn check_no_leaks(&self) -> Result<()> {
-        let (mut n, mut bytes) = (0, 0);
-        for f in self.check_leaks().iter().filter(|f| f.confirmed) {
-            n += f.count;
-            bytes += f.bytes;
-        }
-        if n == 0 {
-            Ok(())
-        } else {
-            Err(MemoryError::MemoryLeakDetected {
-                leak_count: n,
-                memory_size: bytes,
-            })
-        }
-    }
-
-    /// Records that `owner` keeps `owned` alive (a tensor view keeps its parent). Both
-    /// become nodes of the relationship graph until dropped. Returns `false` (and records
-    /// nothing) when the detector is off or either allocation is zero-sized.
-    pub fn link(&self, owner: &Allocation<'_>, owned: &Allocation<'_>) -> bool {
-        self.inner().leak.graph.link(self.inner(), owner, owned)
-    }
-
-    /// Allocations that are nodes of the relationship graph now (linked and not dropped).
-    pub fn linked_allocations(&self) -> usize {
-        self.inner().leak.graph.nodes()
-    }
-
-    /// Removes the record that `owner` keeps `owned` alive.
-    pub fn unlink(&self, owner: &Allocation<'_>, owned: &Allocation<'_>) {
-        self.inner().leak.graph.unlink(owner, owned)
-    }
-
-    /// Ends one step for the growth detector without a scope (scopes end steps by
-    /// themselves when the outermost one ends).
-    pub fn leak_step(&self) {
-        let inner = self.inner();
-        inner.leak.growth.sample(inner, None);
-    }
-
-    /// Adds a detector of your own; it runs after the built-in ones, before site
-    /// signatures group the findings.
-    pub fn add_leak_detector(&self, d: Box<dyn LeakDetector>) {
-        self.inner().leak.custom.write().push(d);
-    }
-
-    /// Switches a detector on or off by name (`"scope"`, `"growth"`, `"relationship"`,
-    /// `"site"`, or a custom one); returns `false` when no detector has that name.
-    pub fn set_leak_detector(&self, name: &str, on: bool) -> bool {
-        let l = &self.inner().leak;
-        let builtin: [&dyn LeakDetector; 4] = [&l.scopes, &l.growth, &l.graph, &l.signatures];
-        let mut found = false;
-        for d in builtin {
-            if d.name() == name {
-                d.set_enabled(on);
-                found = true;
-            }
-        }
-        for d in l.custom.read().iter() {
-            if d.name() == name {
-                d.set_enabled(on);
-                found = true;
-            }
-        }
-        found
     }
 }

@@ -2,9 +2,9 @@
 //! untracked rest as exact per-class counts.
 
 use super::counts::Counts;
+use super::LeakCx;
 use super::{BlockKey, LeakFinding};
 use crate::device::DeviceId;
-use crate::manager::Inner;
 use crate::tracking::metadata::{flags, CompactAllocationMetadata};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -65,12 +65,12 @@ impl LeakReport {
 /// Builds a report from exact `counts` (minus `baseline`, if any) and the tracked `records`
 /// to show (those live now, or those made since the baseline).
 pub(crate) fn build(
-    inner: &Inner,
+    cx: &LeakCx<'_>,
     counts: &Counts,
     baseline: Option<&Counts>,
     records: impl Iterator<Item = CompactAllocationMetadata>,
 ) -> LeakReport {
-    let now = inner.tracker.now_ms();
+    let now = cx.tracker.now_ms();
     let mut by_site: HashMap<u16, SiteGroup> = HashMap::new();
     let mut guessed: HashMap<BlockKey, usize> = HashMap::new();
     let (mut n_tracked, mut tracked_bytes) = (0usize, 0usize);
@@ -78,7 +78,7 @@ pub(crate) fn build(
         n_tracked += 1;
         tracked_bytes += m.size_bytes();
         let dev = DeviceId(m.device);
-        let class = inner
+        let class = cx
             .devices
             .get(m.device as usize)
             .and_then(|d| d.class_for(m.size_bytes().max(1), 1));
@@ -89,7 +89,7 @@ pub(crate) fn build(
             })
             .or_default() += 1;
         let g = by_site.entry(m.site).or_insert_with(|| SiteGroup {
-            site: inner
+            site: cx
                 .tracker
                 .site_name(m.site)
                 .unwrap_or_else(|| "(unknown site)".to_string()),
@@ -108,7 +108,7 @@ pub(crate) fn build(
             g.ids.push(m.id);
         }
         if g.backtrace.is_none() && m.flags & flags::BACKTRACE != 0 {
-            g.backtrace = inner.tracker.sites.backtrace(m.id).map(|b| b.to_string());
+            g.backtrace = cx.tracker.sites.backtrace(m.id).map(|b| b.to_string());
         }
     }
     // Exact increase per class over the baseline (or the live count without one).

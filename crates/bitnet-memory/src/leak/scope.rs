@@ -21,11 +21,10 @@
 //!   netted out. Untracked suspects carry no site.
 
 use super::counts::Counts;
+use super::LeakCx;
 use super::{BlockKey, DetectContext, LeakConfig, LeakDetector, LeakFinding};
 use crate::device::DeviceId;
-use crate::manager::Inner;
 use crate::tracking::metadata::flags;
-use crate::MemoryManager;
 use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -103,7 +102,7 @@ pub(crate) struct ScopeDetector {
 /// An open leak scope; it ends when dropped, on the thread that opened it.
 #[must_use = "the scope ends when this guard is dropped"]
 pub struct LeakScope<'m> {
-    inner: &'m Inner,
+    cx: LeakCx<'m>,
     id: u64,
     /// Scopes belong to the thread that opened them.
     _not_send: PhantomData<*const ()>,
@@ -122,15 +121,13 @@ impl std::fmt::Debug for LeakScope<'_> {
     }
 }
 
-impl MemoryManager {
-    /// Opens a leak scope on this thread: allocations made inside that are still live
-    /// (and not persistent) when it ends are suspects, and leaks once the grace period
-    /// passed. The end of an outermost scope is also one step of the growth detector.
-    pub fn scope(&self, name: &str) -> LeakScope<'_> {
-        let inner = self.inner();
+impl<'m> LeakScope<'m> {
+    /// Opens a scope named `name` on this thread (what
+    /// [`MemoryManager::scope`](crate::MemoryManager::scope) calls).
+    pub(crate) fn open(cx: LeakCx<'m>, name: &str) -> Self {
         LeakScope {
-            inner,
-            id: inner.leak.scopes.begin(inner, name),
+            id: cx.leak.scopes.begin(&cx, name),
+            cx,
             _not_send: PhantomData,
         }
     }
@@ -138,9 +135,9 @@ impl MemoryManager {
 
 impl Drop for LeakScope<'_> {
     fn drop(&mut self) {
-        let d = &self.inner.leak.scopes;
+        let d = &self.cx.leak.scopes;
         let outermost = if self.id != 0 {
-            d.end(self.inner, self.id)
+            d.end(&self.cx, self.id)
         } else {
             d.threads
                 .get()
@@ -148,7 +145,7 @@ impl Drop for LeakScope<'_> {
                 .unwrap_or(true)
         };
         if outermost {
-            self.inner.leak.growth.sample(self.inner, None);
+            self.cx.leak.growth.sample(&self.cx, None);
         }
     }
 }
@@ -168,7 +165,7 @@ impl ScopeDetector {
         }
     }
 
-    fn begin(&self, inner: &Inner, name: &str) -> u64 {
+    fn begin(&self, cx: &LeakCx<'_>, name: &str) -> u64 {
         if !self.enabled.load(Relaxed) {
             return 0;
         }
@@ -182,14 +179,14 @@ impl ScopeDetector {
         let others = self.active.fetch_add(1, Relaxed) - t.stack.len();
         let begins_at_start = self.begins.fetch_add(1, Relaxed) + 1;
         t.begins += 1;
-        let start = (self.exact && others == 0).then(|| Counts::now(inner));
+        let start = (self.exact && others == 0).then(|| Counts::now(cx));
         let my_begins_at_start = t.begins;
         t.stack.push(Frame {
             id,
             name: Arc::from(name),
             owned: Vec::new(),
             persisted_start: if start.is_some() {
-                inner.leak.persisted_counts()
+                cx.leak.persisted_counts()
             } else {
                 HashMap::new()
             },
@@ -203,7 +200,7 @@ impl ScopeDetector {
 
     /// A tracked allocation was made: it belongs to this thread's innermost scope.
     #[inline]
-    pub(crate) fn note_tracked(&self, inner: &Inner, slot: u32, device: DeviceId, token: u64) {
+    pub(crate) fn note_tracked(&self, cx: &LeakCx<'_>, slot: u32, device: DeviceId, token: u64) {
         if self.active.load(Relaxed) == 0 {
             return;
         }
@@ -212,7 +209,7 @@ impl ScopeDetector {
             return;
         };
         if let Some(f) = t.stack.last_mut() {
-            if let Some(m) = inner.tracker.read(slot) {
+            if let Some(m) = cx.tracker.read(slot) {
                 f.owned.push(Owned {
                     slot,
                     id: m.id,
@@ -224,7 +221,7 @@ impl ScopeDetector {
     }
 
     /// Ends scope `id`; returns whether no scope is open on this thread any more.
-    fn end(&self, inner: &Inner, id: u64) -> bool {
+    fn end(&self, cx: &LeakCx<'_>, id: u64) -> bool {
         let Some(t) = self.threads.get() else {
             return true;
         };
@@ -240,7 +237,7 @@ impl ScopeDetector {
         let mut suspects = Vec::new();
         let mut held: HashMap<BlockKey, usize> = HashMap::new();
         for o in &frame.owned {
-            let Some(m) = inner.tracker.read(o.slot).filter(|m| m.id == o.id) else {
+            let Some(m) = cx.tracker.read(o.slot).filter(|m| m.id == o.id) else {
                 continue;
             };
             *held.entry(o.key).or_default() += 1;
@@ -257,8 +254,8 @@ impl ScopeDetector {
             > (t.begins - frame.my_begins_at_start);
         let mut untracked: HashMap<BlockKey, usize> = HashMap::new();
         if let (Some(start), false) = (&frame.start, others_began) {
-            let end = Counts::now(inner);
-            let persisted = inner.leak.persisted_counts();
+            let end = Counts::now(cx);
+            let persisted = cx.leak.persisted_counts();
             for (k, &n) in &end.blocks {
                 let delta = n as i64
                     - start.get(k) as i64
@@ -296,7 +293,7 @@ impl ScopeDetector {
                 Suspect::Tracked { id, .. } => *id,
                 Suspect::Untracked { .. } => 0,
             };
-            inner.emit_potential(id, &method);
+            cx.emit_potential(id, &method);
         }
         self.pending
             .lock()
@@ -305,13 +302,13 @@ impl ScopeDetector {
                 deadline: now + self.grace,
                 suspect,
             }));
-        self.confirm(inner, Instant::now());
+        self.confirm(cx, Instant::now());
         outermost
     }
 
     /// Moves suspects past their grace period to the confirmed list when still live;
     /// forgets confirmed tracked ones that were freed late after all.
-    fn confirm(&self, inner: &Inner, now: Instant) {
+    fn confirm(&self, cx: &LeakCx<'_>, now: Instant) {
         let due: Vec<Pending> = {
             let mut p = self.pending.lock();
             let (due, keep) = p.drain(..).partition(|x| x.deadline <= now);
@@ -321,17 +318,15 @@ impl ScopeDetector {
         let counts = due
             .iter()
             .any(|p| matches!(p.suspect, Suspect::Untracked { .. }))
-            .then(|| Counts::now(inner));
+            .then(|| Counts::now(cx));
         let mut confirmed = self.confirmed.lock();
         confirmed.retain(|c| match c.suspect {
-            Suspect::Tracked { slot, id, .. } => {
-                inner.tracker.read(slot).is_some_and(|m| m.id == id)
-            }
+            Suspect::Tracked { slot, id, .. } => cx.tracker.read(slot).is_some_and(|m| m.id == id),
             Suspect::Untracked { .. } => true,
         });
         for mut p in due {
             let still = match &mut p.suspect {
-                Suspect::Tracked { slot, id, .. } => inner
+                Suspect::Tracked { slot, id, .. } => cx
                     .tracker
                     .read(*slot)
                     .is_some_and(|m| m.id == *id && m.flags & flags::PERSISTENT == 0),
@@ -349,23 +344,22 @@ impl ScopeDetector {
                 }
             };
             if still {
-                let (id, info) = describe(inner, &p);
-                inner.emit_confirmed(id, &|| info.clone());
+                let (id, info) = describe(cx, &p);
+                cx.emit_confirmed(id, &|| info.clone());
                 confirmed.push(p);
             }
         }
     }
 }
 
-fn describe(inner: &Inner, p: &Pending) -> (u32, String) {
+fn describe(cx: &LeakCx<'_>, p: &Pending) -> (u32, String) {
     match &p.suspect {
         Suspect::Tracked { id, size, site, .. } => (
             *id,
             format!(
                 "{size} B allocated in scope '{}' at {} outlived it",
                 p.scope,
-                inner
-                    .tracker
+                cx.tracker
                     .site_name(*site)
                     .unwrap_or_else(|| "(unknown site)".into())
             ),
@@ -383,12 +377,12 @@ fn describe(inner: &Inner, p: &Pending) -> (u32, String) {
     }
 }
 
-fn finding(inner: &Inner, p: &Pending, confirmed: bool) -> LeakFinding {
-    let (_, info) = describe(inner, p);
+fn finding(cx: &LeakCx<'_>, p: &Pending, confirmed: bool) -> LeakFinding {
+    let (_, info) = describe(cx, p);
     match &p.suspect {
         Suspect::Tracked { id, size, site, .. } => LeakFinding {
             detector: "scope",
-            site: inner.tracker.site_name(*site),
+            site: cx.tracker.site_name(*site),
             ids: vec![*id],
             count: 1,
             bytes: *size,
@@ -418,19 +412,19 @@ impl LeakDetector for ScopeDetector {
         self.enabled.store(on, Relaxed);
     }
     fn detect(&self, cx: &DetectContext<'_>, findings: &mut Vec<LeakFinding>) {
-        self.confirm(cx.inner, cx.now);
+        self.confirm(&cx.cx, cx.now);
         for p in self.confirmed.lock().iter() {
-            findings.push(finding(cx.inner, p, true));
+            findings.push(finding(&cx.cx, p, true));
         }
         for p in self.pending.lock().iter() {
             let live = match p.suspect {
                 Suspect::Tracked { slot, id, .. } => {
-                    cx.inner.tracker.read(slot).is_some_and(|m| m.id == id)
+                    cx.cx.tracker.read(slot).is_some_and(|m| m.id == id)
                 }
                 Suspect::Untracked { .. } => true,
             };
             if live {
-                findings.push(finding(cx.inner, p, false));
+                findings.push(finding(&cx.cx, p, false));
             }
         }
     }

@@ -1,26 +1,25 @@
 //! [`LeakCheck`]: "nothing leaked between here and there", for tests.
-//!
-//! The check belongs to one manager and keeps no global state, so any number of tests in
-//! one binary may run checks at once on managers of their own (dhat allows one profiler
-//! per process).
-//!
-//! What it means, exactly: at [`assert_no_leaks`](LeakCheck::assert_no_leaks), for every
-//! device and size class (and the large pool) the pool's exact count of live blocks is
-//! at most what it was at [`start`](LeakCheck::start), live requested bytes are at most
-//! what they were, and no tracked allocation made since the start is still live. The
-//! counts cover every thread that uses the manager, so threads working for the test must
-//! be joined (or otherwise finished) before the check; a thread still running may be
-//! caught between its allocation and its free. An old block freed while a new untracked
-//! one of the same class leaks nets out in the counts; with full tracking the record
-//! of the new one still shows it, so the check is exact there.
 
-use super::counts::Counts;
-use super::report::{self, LeakReport};
+use super::MemoryManager;
 use crate::error::{MemoryError, Result};
-use crate::MemoryManager;
+use crate::leak::{report, Counts, LeakReport};
 use std::collections::HashSet;
 
-/// A leak check over one manager; see the [module docs](self).
+/// A leak check over one manager.
+///
+/// The check belongs to one manager and keeps no global state, so any number of tests in
+/// one binary may run checks at once on managers of their own (dhat allows one profiler
+/// per process).
+///
+/// What it means, exactly: at [`assert_no_leaks`](LeakCheck::assert_no_leaks), for every
+/// device and size class (and the large pool) the pool's exact count of live blocks is
+/// at most what it was at [`start`](LeakCheck::start), live requested bytes are at most
+/// what they were, and no tracked allocation made since the start is still live. The
+/// counts cover every thread that uses the manager, so threads working for the test must
+/// be joined (or otherwise finished) before the check; a thread still running may be
+/// caught between its allocation and its free. An old block freed while a new untracked
+/// one of the same class leaks nets out in the counts; with full tracking the record
+/// of the new one still shows it, so the check is exact there.
 ///
 /// ```
 /// use bitnet_memory::{LeakCheck, MemoryConfig, MemoryManager};
@@ -43,16 +42,11 @@ pub struct LeakCheck<'m> {
 impl<'m> LeakCheck<'m> {
     /// Takes the baseline: exact live counts and the live tracked allocations.
     pub fn start(mm: &'m MemoryManager) -> Self {
-        let inner = mm.inner();
-        let tracked = inner
-            .tracker
-            .live()
-            .into_iter()
-            .map(|(_, m)| m.id)
-            .collect();
+        let cx = mm.inner.leak_cx();
+        let tracked = cx.tracker.live().into_iter().map(|(_, m)| m.id).collect();
         Self {
             mm,
-            start: Counts::now(inner),
+            start: Counts::now(&cx),
             tracked,
         }
     }
@@ -60,15 +54,15 @@ impl<'m> LeakCheck<'m> {
     /// What was left behind since the start: tracked allocations by site, the untracked
     /// rest as exact per-class counts.
     pub fn leaks(&self) -> LeakReport {
-        let inner = self.mm.inner();
-        let now = Counts::now(inner);
-        let fresh = inner
+        let cx = self.mm.inner.leak_cx();
+        let now = Counts::now(&cx);
+        let fresh = cx
             .tracker
             .live()
             .into_iter()
             .map(|(_, m)| m)
             .filter(|m| !self.tracked.contains(&m.id));
-        let mut r = report::build(inner, &now, Some(&self.start), fresh);
+        let mut r = report::build(&cx, &now, Some(&self.start), fresh);
         if r.allocations == 0 && now.live_bytes > self.start.live_bytes {
             // Same blocks, more bytes: only possible when blocks changed hands; say so.
             r.bytes = now.live_bytes - self.start.live_bytes;
