@@ -6,21 +6,8 @@ use crate::error::MemoryError;
 pub use crate::leak::LeakConfig;
 pub use crate::tracking::TrackingConfig;
 
-/// How a device pool serves requests: the seed's allocation strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Strategy {
-    /// Size classes with thread caches up to [`MemoryConfig::small_threshold`], best fit
-    /// (TLSF) above it. The default, and the fastest.
-    #[default]
-    Hybrid,
-    /// Best fit for every size: a two-level segregated fit, O(1), neighbours coalesce.
-    /// Least rounding waste, one lock for all sizes.
-    BestFit,
-    /// Buddy system for every size: power-of-two blocks that split and merge.
-    BuddySystem,
-    /// Size classes (slabs) for every size up to 1 GiB; best fit only above that.
-    SlabAllocator,
-}
+use crate::pool::config::PoolConfig;
+pub use crate::pool::config::Strategy;
 
 /// Largest alignment any request may ask for: 1 GiB.
 pub const MAX_ALIGN: usize = 1 << 30;
@@ -195,6 +182,23 @@ impl MemoryConfig {
             Strategy::Hybrid => self.small_threshold,
             Strategy::BestFit | Strategy::BuddySystem => 0,
             Strategy::SlabAllocator => 1 << 30,
+        }
+    }
+
+    /// What the pool of one device needs of this configuration, with that device's
+    /// `budget`: the manager's settings mapped down to the pool's own.
+    pub(crate) fn pool_config(&self, budget: Option<usize>) -> PoolConfig {
+        PoolConfig {
+            strategy: self.strategy,
+            class_limit: self.class_limit(),
+            thread_cache: self.thread_cache,
+            thread_cache_bytes: self.thread_cache_bytes,
+            min_chunk: self.min_chunk,
+            max_chunk: self.max_chunk,
+            retain_fraction: self.retain_fraction,
+            min_retain: self.min_retain,
+            huge_pages: self.huge_pages,
+            budget,
         }
     }
 

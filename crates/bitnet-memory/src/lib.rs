@@ -41,6 +41,7 @@ pub mod pool;
 pub mod snapshot;
 pub mod trace;
 pub mod tracking;
+mod units;
 mod view;
 
 pub use allocation::Allocation;

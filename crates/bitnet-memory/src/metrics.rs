@@ -25,138 +25,12 @@ pub struct LatencyPercentiles {
     pub mean_ns: f64,
 }
 
-/// Counters of one size class.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ClassMetrics {
-    /// Block size of the class in bytes.
-    pub block_size: usize,
-    /// Blocks owned by allocations.
-    pub live_blocks: usize,
-    /// Blocks cached by threads.
-    pub cached_blocks: usize,
-    /// Blocks free in the central list (including not yet carved ones).
-    pub free_blocks: usize,
-    /// Slabs held by the class.
-    pub slabs: usize,
-    /// Bytes of those slabs.
-    pub slab_bytes: usize,
-}
-
-/// The small-block pool (size classes) of one device.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SmallPoolMetrics {
-    /// Blocks owned by allocations.
-    pub live_blocks: usize,
-    /// Bytes of those blocks (class sizes).
-    pub live_block_bytes: usize,
-    /// Bytes cached by threads.
-    pub cached_bytes: usize,
-    /// Bytes free in central lists.
-    pub free_bytes: usize,
-    /// Bytes of slabs (live + cached + free).
-    pub slab_bytes: usize,
-    /// Per class, only classes that hold a slab.
-    pub classes: Vec<ClassMetrics>,
-}
-
-/// The large-block pool of one device.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LargePoolMetrics {
-    /// Strategy name.
-    pub strategy: String,
-    /// Blocks owned by allocations.
-    pub live_blocks: usize,
-    /// Bytes of those blocks (as rounded by the strategy).
-    pub live_block_bytes: usize,
-    /// Free bytes inside chunks.
-    pub free_bytes: usize,
-    /// Largest free block in bytes.
-    pub largest_free: usize,
-    /// Chunks held from the device.
-    pub chunks: usize,
-}
-
-/// One device pool.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct DeviceMetrics {
-    /// The device.
-    pub device: DeviceId,
-    /// Backend name.
-    pub backend: String,
-    /// Requested bytes of live allocations.
-    pub live_bytes: usize,
-    /// Highest `live_bytes` seen (exact with one thread; with several, each thread's
-    /// unpublished change of under 1 MiB may be counted at its own maximum).
-    pub peak_live_bytes: usize,
-    /// Bytes of device memory the pool holds committed: the pages under blocks it handed
-    /// out (and slab blocks it carved), less those handed back since. What the resident
-    /// set sees when owners touch what they asked for.
-    pub reserved_bytes: usize,
-    /// Highest `reserved_bytes` seen.
-    pub peak_reserved_bytes: usize,
-    /// Bytes of chunks mapped from the device (address space; the budget counts these).
-    pub mapped_bytes: usize,
-    /// Bytes of free blocks whose pages were handed back so far.
-    pub purged_bytes: usize,
-    /// Bytes of free blocks' pages moved into requests' fresh pages so far, instead of
-    /// handed back and faulted in again (devices that can move pages: the CPU on Linux
-    /// 6.8 and later).
-    #[serde(default)]
-    pub moved_bytes: usize,
-    /// Live allocations.
-    pub live_allocations: usize,
-    /// Allocations made so far.
-    pub allocations: u64,
-    /// Frees made so far.
-    pub frees: u64,
-    /// The budget, if any.
-    pub budget: Option<usize>,
-    /// Largest request served by size classes now (moves under `Strategy::Hybrid`).
-    #[serde(default)]
-    pub small_threshold: usize,
-    /// Small-block pool.
-    pub small: SmallPoolMetrics,
-    /// Large-block pool.
-    pub large: LargePoolMetrics,
-    /// Where the reserved bytes that are not live go, and how split up free memory is.
-    #[serde(default)]
-    pub fragmentation: crate::pool::FragmentationReport,
-}
-
-impl DeviceMetrics {
-    /// Bytes of blocks owned by allocations (class or strategy sizes).
-    pub fn live_block_bytes(&self) -> usize {
-        self.small.live_block_bytes + self.large.live_block_bytes
-    }
-    /// Rounding and padding: block bytes beyond what was requested.
-    pub fn padding_bytes(&self) -> usize {
-        self.live_block_bytes().saturating_sub(self.live_bytes)
-    }
-    /// Reserved bytes not owned by any allocation (cached or free).
-    pub fn free_bytes(&self) -> usize {
-        self.reserved_bytes.saturating_sub(self.live_block_bytes())
-    }
-    /// `live / reserved`, 1.0 when nothing is reserved.
-    pub fn utilization(&self) -> f64 {
-        ratio(self.live_bytes, self.reserved_bytes, 1.0)
-    }
-    /// `reserved / live`, the overhead ratio the benchmarks report.
-    pub fn reserved_over_live(&self) -> f64 {
-        ratio(self.reserved_bytes, self.live_bytes, 1.0)
-    }
-    /// External fragmentation of the large pool: `1 - largest free / free`.
-    pub fn external_fragmentation(&self) -> f64 {
-        1.0 - ratio(self.large.largest_free, self.large.free_bytes, 1.0)
-    }
-}
-
-fn ratio(a: usize, b: usize, empty: f64) -> f64 {
-    if b == 0 {
-        empty
-    } else {
-        a as f64 / b as f64
-    }
-}
+use crate::pool::stats::ratio;
+pub use crate::pool::stats::{
+    ClassStats as ClassMetrics, LargePoolStats as LargePoolMetrics, PoolStats as DeviceMetrics,
+    SmallPoolStats as SmallPoolMetrics,
+};
+pub use crate::units::fmt_bytes;
 
 /// Metrics of a whole manager.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -390,24 +264,6 @@ impl MetricsSnapshot {
             &[(String::new(), self.events_dropped as f64)],
         );
         out
-    }
-}
-
-/// Formats bytes with a binary unit, three significant digits (`1.5 KiB`, `300 MiB`).
-pub fn fmt_bytes(b: usize) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else if v >= 100.0 {
-        format!("{v:.0} {}", UNITS[u])
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -143,51 +143,7 @@ pub struct DeviceSnapshot {
     pub pools: Vec<PoolSnapshot>,
 }
 
-/// One pool of a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PoolSnapshot {
-    /// `"small"` (size classes) or `"large"` (TLSF / buddy / best fit).
-    pub pool: String,
-    /// Strategy name of the pool, if it has one (e.g. `"tlsf"`).
-    #[serde(default)]
-    pub strategy: Option<String>,
-    /// Chunks (slabs of the small pool, chunks of the large pool).
-    pub chunks: Vec<ChunkSnapshot>,
-}
-
-/// One chunk and its blocks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkSnapshot {
-    /// Index of the chunk inside its pool.
-    pub index: u64,
-    /// Offset of the chunk in the device's address space (an address on the CPU).
-    pub base_offset: u64,
-    /// Chunk size.
-    pub size: u64,
-    /// Blocks by increasing offset, not overlapping, inside the chunk. Bytes covered
-    /// by no block (e.g. not yet carved from a slab) may be left out.
-    pub blocks: Vec<BlockSnapshot>,
-}
-
-/// One block of a chunk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockSnapshot {
-    /// Offset inside the chunk.
-    pub offset: u64,
-    /// Block size (the class size or the strategy's rounded size).
-    pub size: u64,
-    /// Owned by an allocation; `false` for free and thread-cached blocks.
-    pub live: bool,
-    /// Size class of the block (small pool only).
-    #[serde(default)]
-    pub size_class: Option<u64>,
-    /// Allocation id, when the block is live and tracked.
-    #[serde(default)]
-    pub allocation_id: Option<u64>,
-    /// Allocation site (`file:line`), when tracked.
-    #[serde(default)]
-    pub site: Option<String>,
-}
+pub use crate::pool::snapshot::{BlockSnapshot, ChunkSnapshot, PoolSnapshot};
 
 /// One history event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

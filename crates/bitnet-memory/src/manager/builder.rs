@@ -47,7 +47,9 @@ impl ManagerBuilder {
             .devices
             .into_iter()
             .enumerate()
-            .map(|(i, (b, budget))| DevicePool::new(DeviceId(i as u8), b, &self.config, budget))
+            .map(|(i, (b, budget))| {
+                DevicePool::new(DeviceId(i as u8), b, &self.config.pool_config(budget))
+            })
             .collect();
         let ndev = devices.len();
         let inner = Arc::new(Inner {

@@ -23,7 +23,8 @@
 #![deny(unsafe_code)]
 
 use super::size_class::{self, SINGLE_BLOCK_CLASS};
-use crate::metrics::{fmt_bytes, DeviceMetrics};
+use super::stats::PoolStats;
+use crate::units::fmt_bytes;
 
 /// Evaluations (background ticks, one per second by default) between two switches.
 pub const COOLDOWN: u32 = 10;
@@ -41,7 +42,7 @@ pub struct Observation<'a> {
     /// The configured threshold, the highest it may go.
     pub max_threshold: usize,
     /// The pool's counters now.
-    pub metrics: &'a DeviceMetrics,
+    pub metrics: &'a PoolStats,
     /// Requests above the current threshold and at or under `max_threshold` served by the
     /// large pool since the last evaluation.
     pub band_requests: u64,
@@ -167,7 +168,8 @@ pub fn decide(o: &Observation<'_>) -> Option<Switch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::ClassMetrics;
+    use crate::pool::stats::ClassStats as ClassMetrics;
+    use crate::pool::stats::PoolStats as DeviceMetrics;
 
     fn metrics(live: usize, reserved: usize, classes: &[(usize, usize, usize)]) -> DeviceMetrics {
         let mut m = DeviceMetrics {

@@ -143,7 +143,7 @@ impl FragmentationReport {
 
 impl fmt::Display for FragmentationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::metrics::fmt_bytes as b;
+        use crate::units::fmt_bytes as b;
         write!(
             f,
             "utilization {:.1}% ({} live of {} reserved); internal waste {} (rounding {}, slab \

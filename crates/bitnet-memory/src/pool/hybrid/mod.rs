@@ -2,18 +2,21 @@
 //! large-block strategy for the rest, the budget, trimming and the counters.
 #![deny(unsafe_code)]
 
-use super::central::Central;
-use super::fragmentation;
-use super::large::{Grant, GrowError, LargePool};
-use super::size_class::{self, SLAB_ALIGN};
-use super::strategy::BlockStrategy;
-use super::thread_cache::{CacheLayout, ThreadCache};
-use super::{buddy::Buddy, tlsf::Tlsf};
-use crate::config::{MemoryConfig, Strategy};
+mod maintain;
+mod report;
+
 use crate::device::{DeviceBackend, DeviceId};
 use crate::error::MemoryError;
-use crate::metrics::{ClassMetrics, DeviceMetrics, LargePoolMetrics, SmallPoolMetrics};
-use crate::snapshot::PoolSnapshot;
+use crate::pool::central::Central;
+use crate::pool::config::{PoolConfig, Strategy};
+use crate::pool::fragmentation;
+use crate::pool::large::{Grant, GrowError, LargePool};
+use crate::pool::size_class::{self, SLAB_ALIGN};
+use crate::pool::snapshot::PoolSnapshot;
+use crate::pool::stats::{ClassStats, LargePoolStats, PoolStats, SmallPoolStats};
+use crate::pool::strategy::BlockStrategy;
+use crate::pool::thread_cache::{CacheLayout, ThreadCache};
+use crate::pool::{buddy::Buddy, tlsf::Tlsf};
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use std::cell::Cell;
@@ -101,17 +104,12 @@ struct AdaptState {
 
 impl DevicePool {
     /// A pool over `backend` configured by `config`.
-    pub fn new(
-        id: DeviceId,
-        backend: Box<dyn DeviceBackend>,
-        config: &MemoryConfig,
-        budget: Option<usize>,
-    ) -> Self {
+    pub fn new(id: DeviceId, backend: Box<dyn DeviceBackend>, config: &PoolConfig) -> Self {
         let strategy: Box<dyn BlockStrategy> = match config.strategy {
             Strategy::BuddySystem => Box::new(Buddy::new()),
             _ => Box::new(Tlsf::new()),
         };
-        let class_limit = config.class_limit();
+        let class_limit = config.class_limit;
         let nclasses = size_class::classes_for_threshold(class_limit);
         // The threshold is rounded up to its class.
         let class_limit = if nclasses == 0 {
@@ -142,7 +140,7 @@ impl DevicePool {
                 at: std::time::Instant::now(),
                 band_requests: 0,
                 uncacheable_requests: 0,
-                since_switch: super::adaptive::COOLDOWN,
+                since_switch: crate::pool::adaptive::COOLDOWN,
             }),
             layout: CacheLayout::new(caps),
             central: (0..nclasses)
@@ -155,7 +153,7 @@ impl DevicePool {
                 large
             }),
             caches: ThreadLocal::new(),
-            budget: budget.unwrap_or(usize::MAX),
+            budget: config.budget.unwrap_or(usize::MAX),
             retain_fraction: config.retain_fraction,
             min_retain: config.min_retain,
             published_live: CachePadded::new(AtomicI64::new(0)),
@@ -195,49 +193,6 @@ impl DevicePool {
         if self.class_limit.load(Relaxed) & FIXED == 0 {
             self.class_limit.fetch_or(FIXED, SeqCst);
         }
-    }
-
-    /// Dynamic strategy selection (see [`super::adaptive`]): evaluates the waste and
-    /// traffic since the last call and moves the threshold if they say so. Returns the
-    /// old and new threshold and the reason.
-    pub(crate) fn adapt(&self) -> Option<(usize, usize, String)> {
-        let mut st = self.adapt_state.lock();
-        let requests = self.band_requests.load(Relaxed);
-        let uncacheable = self.uncacheable_requests.load(Relaxed);
-        let seconds = st.at.elapsed().as_secs_f64();
-        st.since_switch = st.since_switch.saturating_add(1);
-        let current = self.class_limit.load(SeqCst);
-        if current & FIXED != 0 {
-            return None;
-        }
-        let metrics = self.metrics();
-        let decision = super::adaptive::decide(&super::adaptive::Observation {
-            threshold: current,
-            max_threshold: self.max_class_limit,
-            metrics: &metrics,
-            band_requests: requests - st.band_requests,
-            seconds,
-            since_switch: st.since_switch,
-            cached_limit: self.cached_limit(),
-            uncacheable_requests: uncacheable - st.uncacheable_requests,
-        });
-        st.at = std::time::Instant::now();
-        st.band_requests = requests;
-        st.uncacheable_requests = uncacheable;
-        let s = decision?;
-        // Fails if an adapter pinned the threshold meanwhile: then it stays.
-        self.class_limit
-            .compare_exchange(current, s.threshold, SeqCst, SeqCst)
-            .ok()?;
-        st.since_switch = 0;
-        if s.threshold < current {
-            // Blocks of the classes now above the threshold would wait in the caches for
-            // requests that no longer come: every thread flushes at its next free.
-            for c in self.caches.iter() {
-                c.flush_requested.store(true, Relaxed);
-            }
-        }
-        Some((current, s.threshold, s.reason))
     }
 
     #[inline]
@@ -373,13 +328,13 @@ impl DevicePool {
         Ok((b.addr, b.token))
     }
 
-    /// Compacts the movable `blocks` of this pool (see [`super::large::compact`]), under
+    /// Compacts the movable `blocks` of this pool (see [`crate::pool::large::compact`]), under
     /// the large-pool lock, copies included.
     pub(crate) fn compact(
         &self,
-        blocks: &[&super::large::compact::MoveCell],
+        blocks: &[&crate::pool::large::compact::MoveCell],
         copy: &mut dyn FnMut(usize, usize, usize),
-    ) -> super::large::compact::CompactStats {
+    ) -> crate::pool::large::compact::CompactStats {
         let mut large = self.large.lock();
         let stats = large.compact(blocks, &*self.backend, copy);
         // Moves may have filled clean holes (they do not ask the limit): hand back what
@@ -439,7 +394,7 @@ impl DevicePool {
                 central.take(1, |a| first = Some(a));
             }
         }
-        if let Some((slab, from, to)) = central.newly_carved(super::resident::PAGE) {
+        if let Some((slab, from, to)) = central.newly_carved(crate::pool::resident::PAGE) {
             let mut large = self.large.lock();
             large.take_pages(&slab, from, to - from, &self.grant(size));
         }
@@ -598,285 +553,6 @@ impl DevicePool {
         (0..self.central.len())
             .map(|class| self.drain_cache(c, class, usize::MAX))
             .sum()
-    }
-
-    /// Gives back what is not owned: this thread's cached blocks, empty slabs, empty
-    /// chunks. Other threads' caches are flushed by those threads at their next free.
-    pub fn trim(&self) -> TrimReport {
-        let mut report = TrimReport::default();
-        for c in self.caches.iter() {
-            c.flush_requested.store(true, Relaxed);
-        }
-        if let Some(c) = self.caches.get() {
-            c.flush_requested.store(false, Relaxed);
-            report.cached_blocks_flushed = self.flush_all(c);
-        }
-        let (mut large, slabs) = self.return_empty_slabs();
-        report.slabs_released = slabs;
-        let r = large.release_empty(&*self.backend);
-        report.bytes_purged = large.purge_to(0, &*self.backend);
-        report.chunks_released = r.chunks;
-        report.bytes_released = r.bytes;
-        report
-    }
-
-    /// Hands every wholly free slab of every class back to the large pool; returns the
-    /// large pool, still locked, and how many slabs went back.
-    fn return_empty_slabs(&self) -> (parking_lot::MutexGuard<'_, LargePool>, usize) {
-        // On the system allocator: pushing happens under a class lock, and the pool may
-        // be the global allocator.
-        let mut slabs = super::strategy::SysVec::new_in(std::alloc::System);
-        for central in self.central.iter() {
-            central.lock().release_empty_slabs(|s| slabs.push(s));
-        }
-        let mut large = self.large.lock();
-        let n = slabs.len();
-        for s in slabs {
-            large.free_slab(s.block);
-        }
-        (large, n)
-    }
-
-    /// Releases what has been idle: empty slabs, pages of free blocks freed more than
-    /// `idle_ms` ago, chunks empty for that long.
-    pub fn decay(&self, idle_ms: u64) -> TrimReport {
-        let mut report = TrimReport::default();
-        let (mut large, slabs) = self.return_empty_slabs();
-        report.slabs_released = slabs;
-        let before = large.now_ms().saturating_sub(idle_ms);
-        report.bytes_purged = large.purge_idle(before, &*self.backend);
-        let r = large.release_idle(&*self.backend, before);
-        report.chunks_released = r.chunks;
-        report.bytes_released = r.bytes;
-        report
-    }
-
-    /// Inputs of the pressure level: mapped bytes, budget, device capacity and what the
-    /// device has left.
-    pub fn pressure_inputs(&self) -> (usize, Option<usize>, Option<usize>, Option<usize>) {
-        let mapped = self.large.lock().reserved;
-        (
-            mapped,
-            (self.budget != usize::MAX).then_some(self.budget),
-            self.backend.capacity(),
-            self.backend.available(),
-        )
-    }
-
-    /// Free bytes of the large pool whose pages may be resident.
-    pub fn dirty_free_bytes(&self) -> usize {
-        self.large.lock().resident_free_bytes()
-    }
-
-    /// The error to report for a request of `size` bytes that failed with `e`.
-    pub(crate) fn grow_error(&self, e: GrowError, size: usize) -> MemoryError {
-        let m = self.metrics();
-        match e {
-            GrowError::Budget { needed } => MemoryError::BudgetExceeded {
-                device: self.id,
-                requested: size,
-                needed,
-                budget: self.budget,
-                reserved: m.reserved_bytes,
-                live: m.live_bytes,
-            },
-            GrowError::Device(cause) => {
-                let free = m.free_bytes();
-                MemoryError::OutOfMemory {
-                    device: self.id,
-                    requested: size,
-                    reserved: m.reserved_bytes,
-                    live: m.live_bytes,
-                    largest_free: m.large.largest_free,
-                    free,
-                    fragmentation: 100.0 * m.external_fragmentation(),
-                    cause: cause.reason,
-                    pool_report: m.fragmentation.to_string(),
-                }
-            }
-        }
-    }
-
-    /// Counters of this pool.
-    pub fn metrics(&self) -> DeviceMetrics {
-        let mut allocs = self.uncached_allocs.load(Relaxed);
-        let mut live = self.published_live.load(Relaxed);
-        let mut live_max = live;
-        let mut cached = vec![0usize; self.central.len()];
-        for c in self.caches.iter() {
-            allocs += c.allocs.load(Relaxed);
-            live += c.live_delta.load(Relaxed);
-            live_max += c.delta_max.load(Relaxed).max(0);
-            for (class, n) in cached.iter_mut().enumerate() {
-                *n += c.len(class);
-            }
-        }
-        let mut small = SmallPoolMetrics::default();
-        // Grown before any class lock is taken: no allocation may happen under one (the
-        // pool may be the global allocator).
-        let mut layouts = Vec::with_capacity(self.central.len());
-        small.classes.reserve(self.central.len());
-        for (class, central) in self.central.iter().enumerate() {
-            let central = central.lock();
-            if central.slab_count() == 0 && central.handed_out == 0 {
-                continue;
-            }
-            layouts.push(fragmentation::ClassLayout::capture(&central, cached[class]));
-            let block_size = size_class::class_size(class);
-            let live_blocks = central.handed_out.saturating_sub(cached[class]);
-            let (slabs, slab_bytes) = if size_class::is_single(class) {
-                // Each block handed out is its own one-block slab.
-                (central.handed_out, central.handed_out * block_size)
-            } else {
-                (central.slab_count(), central.slab_bytes())
-            };
-            let cm = ClassMetrics {
-                block_size,
-                live_blocks,
-                cached_blocks: cached[class],
-                free_blocks: central.free_blocks(),
-                slabs,
-                slab_bytes,
-            };
-            small.live_blocks += live_blocks;
-            small.live_block_bytes += live_blocks * block_size;
-            small.cached_bytes += cm.cached_blocks * block_size;
-            small.free_bytes += cm.free_blocks * block_size;
-            small.slab_bytes += cm.slab_bytes;
-            small.classes.push(cm);
-        }
-        // Read the large pool under its lock, then build the (allocating) report without
-        // it: the pool may be the global allocator.
-        let mut free_sizes = super::strategy::SysVec::new_in(std::alloc::System);
-        let large = self.large.lock();
-        large.free_block_sizes(&mut free_sizes);
-        let (user_blocks, user_bytes) = (large.user_blocks(), large.user_bytes);
-        let (committed, peak_committed) = (large.committed(), large.peak_committed);
-        let (mapped, purged, moved) = (large.reserved, large.purged_total, large.moved_total);
-        let strategy = large.strategy_name();
-        let (large_free, largest_free, chunks) = (
-            large.free_bytes(),
-            large.largest_free(),
-            large.chunk_count(),
-        );
-        drop(large);
-        let live_allocations = small.live_blocks + user_blocks;
-        // Every free ends one allocation, so frees need no counter of their own.
-        let frees = allocs.saturating_sub(live_allocations as u64);
-        let live_bytes = live.max(0) as usize;
-        let peak = self.peak_live.load(Relaxed).max(live_max).max(0) as usize;
-        DeviceMetrics {
-            device: self.id,
-            backend: self.backend.name().to_string(),
-            live_bytes,
-            peak_live_bytes: peak.max(live_bytes),
-            reserved_bytes: committed,
-            peak_reserved_bytes: peak_committed,
-            mapped_bytes: mapped,
-            purged_bytes: purged,
-            moved_bytes: moved,
-            live_allocations,
-            allocations: allocs,
-            frees,
-            budget: (self.budget != usize::MAX).then_some(self.budget),
-            small_threshold: self.class_threshold(),
-            small,
-            large: LargePoolMetrics {
-                strategy: strategy.to_string(),
-                live_blocks: user_blocks,
-                live_block_bytes: user_bytes,
-                free_bytes: large_free,
-                largest_free,
-                chunks,
-            },
-            fragmentation: fragmentation::analyze(
-                live_bytes,
-                mapped,
-                user_bytes,
-                &mut layouts,
-                &free_sizes,
-            ),
-        }
-    }
-
-    /// The pools of this device as snapshot data. `owner` names the allocation of a live
-    /// block. Each class and the large pool are copied under their own lock, one after
-    /// the other: exact when no other thread uses the pool, else each part is.
-    pub(crate) fn snapshot_pools(&self, owner: super::snapshot::Owner<'_>) -> Vec<PoolSnapshot> {
-        use super::strategy::SysVec;
-        use std::alloc::System;
-        // Thread caches are read as `check_invariants` reads them: plain atomic loads.
-        let mut cached = std::collections::HashSet::new();
-        let mut tmp = Vec::new();
-        for c in self.caches.iter() {
-            for class in 0..self.central.len() {
-                tmp.clear();
-                c.peek(&self.layout, class, c.len(class), &mut tmp);
-                cached.extend(tmp.iter().copied());
-            }
-        }
-        let mut small = super::snapshot::SmallPoolBuilder::new(&cached, owner);
-        for (class, central) in self.central.iter().enumerate() {
-            if size_class::is_single(class) {
-                continue; // one-block slabs are blocks of the large pool
-            }
-            let (mut slabs, mut free) = (SysVec::new_in(System), SysVec::new_in(System));
-            let c = central.lock();
-            slabs.extend_from_slice(c.slabs());
-            free.extend_from_slice(c.free_list());
-            let uncarved = c.uncarved();
-            drop(c);
-            small.add_class(size_class::class_size(class), &slabs, &free, uncarved);
-        }
-        let large = self.large.lock();
-        let (layout, strategy) = (large.layout(), large.strategy_name());
-        drop(large);
-        vec![
-            small.finish(),
-            super::snapshot::large_pool(strategy, &layout, &cached, owner),
-        ]
-    }
-
-    /// Committed bytes now (what `reserved_bytes` of the metrics reads).
-    pub(crate) fn committed_now(&self) -> usize {
-        self.large.lock().committed()
-    }
-
-    /// Live bytes now: the published count plus every thread's unpublished change (exact
-    /// when no other thread is allocating).
-    pub(crate) fn live_now(&self) -> usize {
-        let live = self.published_live.load(Relaxed)
-            + self
-                .caches
-                .iter()
-                .map(|c| c.live_delta.load(Relaxed))
-                .sum::<i64>();
-        live.max(0) as usize
-    }
-
-    /// Checks what holds even while other threads use the pool: the large pool's blocks,
-    /// chunks and byte accounts (a released chunk that still held a live block or slab
-    /// breaks them). Cleanup runs it in test builds.
-    #[cfg_attr(not(feature = "invariants"), allow(dead_code))]
-    pub fn check_invariants_racy(&self) {
-        self.large.lock().check_invariants();
-    }
-
-    /// Panics if an invariant of the pool does not hold.
-    pub fn check_invariants(&self) {
-        for (class, central) in self.central.iter().enumerate() {
-            let mut cached = Vec::new();
-            for c in self.caches.iter() {
-                // Reading another thread's stack is a plain atomic read; a thread busy in
-                // this pool may race with the check, so tests call it when quiescent.
-                let n = c.len(class);
-                let mut tmp = Vec::new();
-                c.peek(&self.layout, class, n, &mut tmp);
-                cached.extend(tmp);
-            }
-            central.lock().check_invariants(&cached);
-        }
-        self.large.lock().check_invariants();
     }
 }
 

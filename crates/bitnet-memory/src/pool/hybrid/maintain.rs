@@ -1,0 +1,147 @@
+//! Upkeep of a device pool: dynamic strategy selection (the class threshold), trimming,
+//! decay, the pressure figures and the error a failed growth becomes. The cleanup engine
+//! (`crate::cleanup`) decides when these run; the pool only does them.
+
+use super::*;
+
+impl DevicePool {
+    /// Dynamic strategy selection (see [`super::adaptive`]): evaluates the waste and
+    /// traffic since the last call and moves the threshold if they say so. Returns the
+    /// old and new threshold and the reason.
+    pub(crate) fn adapt(&self) -> Option<(usize, usize, String)> {
+        let mut st = self.adapt_state.lock();
+        let requests = self.band_requests.load(Relaxed);
+        let uncacheable = self.uncacheable_requests.load(Relaxed);
+        let seconds = st.at.elapsed().as_secs_f64();
+        st.since_switch = st.since_switch.saturating_add(1);
+        let current = self.class_limit.load(SeqCst);
+        if current & FIXED != 0 {
+            return None;
+        }
+        let metrics = self.metrics();
+        let decision = crate::pool::adaptive::decide(&crate::pool::adaptive::Observation {
+            threshold: current,
+            max_threshold: self.max_class_limit,
+            metrics: &metrics,
+            band_requests: requests - st.band_requests,
+            seconds,
+            since_switch: st.since_switch,
+            cached_limit: self.cached_limit(),
+            uncacheable_requests: uncacheable - st.uncacheable_requests,
+        });
+        st.at = std::time::Instant::now();
+        st.band_requests = requests;
+        st.uncacheable_requests = uncacheable;
+        let s = decision?;
+        // Fails if an adapter pinned the threshold meanwhile: then it stays.
+        self.class_limit
+            .compare_exchange(current, s.threshold, SeqCst, SeqCst)
+            .ok()?;
+        st.since_switch = 0;
+        if s.threshold < current {
+            // Blocks of the classes now above the threshold would wait in the caches for
+            // requests that no longer come: every thread flushes at its next free.
+            for c in self.caches.iter() {
+                c.flush_requested.store(true, Relaxed);
+            }
+        }
+        Some((current, s.threshold, s.reason))
+    }
+
+    /// Gives back what is not owned: this thread's cached blocks, empty slabs, empty
+    /// chunks. Other threads' caches are flushed by those threads at their next free.
+    pub fn trim(&self) -> TrimReport {
+        let mut report = TrimReport::default();
+        for c in self.caches.iter() {
+            c.flush_requested.store(true, Relaxed);
+        }
+        if let Some(c) = self.caches.get() {
+            c.flush_requested.store(false, Relaxed);
+            report.cached_blocks_flushed = self.flush_all(c);
+        }
+        let (mut large, slabs) = self.return_empty_slabs();
+        report.slabs_released = slabs;
+        let r = large.release_empty(&*self.backend);
+        report.bytes_purged = large.purge_to(0, &*self.backend);
+        report.chunks_released = r.chunks;
+        report.bytes_released = r.bytes;
+        report
+    }
+
+    /// Hands every wholly free slab of every class back to the large pool; returns the
+    /// large pool, still locked, and how many slabs went back.
+    fn return_empty_slabs(&self) -> (parking_lot::MutexGuard<'_, LargePool>, usize) {
+        // On the system allocator: pushing happens under a class lock, and the pool may
+        // be the global allocator.
+        let mut slabs = crate::pool::strategy::SysVec::new_in(std::alloc::System);
+        for central in self.central.iter() {
+            central.lock().release_empty_slabs(|s| slabs.push(s));
+        }
+        let mut large = self.large.lock();
+        let n = slabs.len();
+        for s in slabs {
+            large.free_slab(s.block);
+        }
+        (large, n)
+    }
+
+    /// Releases what has been idle: empty slabs, pages of free blocks freed more than
+    /// `idle_ms` ago, chunks empty for that long.
+    pub fn decay(&self, idle_ms: u64) -> TrimReport {
+        let mut report = TrimReport::default();
+        let (mut large, slabs) = self.return_empty_slabs();
+        report.slabs_released = slabs;
+        let before = large.now_ms().saturating_sub(idle_ms);
+        report.bytes_purged = large.purge_idle(before, &*self.backend);
+        let r = large.release_idle(&*self.backend, before);
+        report.chunks_released = r.chunks;
+        report.bytes_released = r.bytes;
+        report
+    }
+
+    /// Inputs of the pressure level: mapped bytes, budget, device capacity and what the
+    /// device has left.
+    pub fn pressure_inputs(&self) -> (usize, Option<usize>, Option<usize>, Option<usize>) {
+        let mapped = self.large.lock().reserved;
+        (
+            mapped,
+            (self.budget != usize::MAX).then_some(self.budget),
+            self.backend.capacity(),
+            self.backend.available(),
+        )
+    }
+
+    /// Free bytes of the large pool whose pages may be resident.
+    pub fn dirty_free_bytes(&self) -> usize {
+        self.large.lock().resident_free_bytes()
+    }
+
+    /// The error to report for a request of `size` bytes that failed with `e`.
+    pub(crate) fn grow_error(&self, e: GrowError, size: usize) -> MemoryError {
+        let m = self.metrics();
+        match e {
+            GrowError::Budget { needed } => MemoryError::BudgetExceeded {
+                device: self.id,
+                requested: size,
+                needed,
+                budget: self.budget,
+                reserved: m.reserved_bytes,
+                live: m.live_bytes,
+            },
+            GrowError::Device(cause) => {
+                let free = m.free_bytes();
+                MemoryError::OutOfMemory {
+                    device: self.id,
+                    requested: size,
+                    reserved: m.reserved_bytes,
+                    live: m.live_bytes,
+                    largest_free: m.large.largest_free,
+                    free,
+                    fragmentation: 100.0 * m.external_fragmentation(),
+                    cause: cause.reason,
+                    pool_report: m.fragmentation.to_string(),
+                }
+            }
+        }
+    }
+}
