@@ -20,6 +20,9 @@ pub(crate) mod engine;
 pub mod pressure;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use crate::device::DeviceId;
 use crate::error::MemoryError;
 use crate::events::CleanupStrategy;
