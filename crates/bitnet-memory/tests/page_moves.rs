@@ -25,17 +25,19 @@ fn pages_move_between_chunks_with_their_bytes() {
         eprintln!("kernel before 6.8: no page moves to test");
         return;
     }
-    assert!(backend.moves_pages(), "a 6.8+ kernel moves pages");
+    let mover = backend.page_mover().expect("a 6.8+ kernel moves pages");
     let src = backend.allocate_chunk(MIB, PAGE).unwrap();
     let dst = backend.allocate_chunk(MIB, PAGE).unwrap();
     let at = |c: &bitnet_memory::device::Chunk, off: usize| {
-        std::ptr::with_exposed_provenance_mut::<u8>(c.base + off)
+        std::ptr::with_exposed_provenance_mut::<u8>(
+            c.host.expect("a CPU chunk has a host address") + off,
+        )
     };
     for p in 0..16 {
         // SAFETY: inside the 1 MiB chunk just mapped, which nothing else uses.
         unsafe { at(&src, p * PAGE).write(p as u8 + 1) };
     }
-    assert!(backend.move_pages(&src, 0, &dst, 64 * 1024, 16 * PAGE));
+    assert!(mover.move_pages(&src, 0, &dst, 64 * 1024, 16 * PAGE));
     for p in 0..16 {
         // SAFETY: as above, both chunks are ours and mapped.
         let (moved, left) = unsafe {
@@ -50,7 +52,7 @@ fn pages_move_between_chunks_with_their_bytes() {
     // A destination page that holds data refuses a move, and nothing changes.
     // SAFETY: as above.
     unsafe { at(&src, 32 * PAGE).write(7) };
-    assert!(!backend.move_pages(&src, 32 * PAGE, &dst, 64 * 1024, PAGE));
+    assert!(!mover.move_pages(&src, 32 * PAGE, &dst, 64 * 1024, PAGE));
     // SAFETY: as above.
     assert_eq!(unsafe { at(&src, 32 * PAGE).read() }, 7);
     backend.release_chunk(src);

@@ -1,7 +1,7 @@
 //! The CPU backend: aligned chunks from the system allocator, big ones from `mmap`.
 
 use super::HUGE_PAGE;
-use super::{Chunk, DeviceBackend, DeviceError};
+use super::{Chunk, ChunkHandle, Decommit, DeviceBackend, DeviceError, HugePages, PageMover};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
@@ -14,9 +14,21 @@ const TAG_MMAP: u32 = 1;
 /// A mapped chunk registered with the process's userfaultfd: its pages can move.
 const TAG_MMAP_MOVABLE: u32 = 2;
 
+/// How the chunk was obtained (low byte) and, for heap chunks, log2 of its alignment:
+/// what the handle of a CPU chunk holds.
+fn tag(chunk: &Chunk) -> u32 {
+    chunk.handle.0 as u32
+}
+
+/// A CPU chunk's host address (every CPU chunk has one; 0 only for a chunk that is not
+/// ours, which no check below lets through to memory).
+fn base(chunk: &Chunk) -> usize {
+    chunk.host.unwrap_or(0)
+}
+
 /// Whether a chunk's memory comes from `map_chunk`.
 fn is_mapped(chunk: &Chunk) -> bool {
-    chunk.tag == TAG_MMAP || chunk.tag == TAG_MMAP_MOVABLE
+    chunk.host.is_some() && (tag(chunk) == TAG_MMAP || tag(chunk) == TAG_MMAP_MOVABLE)
 }
 
 /// Set once the kernel refused `MADV_HUGEPAGE`: no huge pages to ask for.
@@ -24,7 +36,7 @@ static NO_HUGE: AtomicBool = AtomicBool::new(false);
 
 /// Host memory. Small chunks come from the system allocator (aligned, zero-filled), chunks
 /// of 256 KiB and more from anonymous `mmap` (zero pages), so releasing them returns their pages to the OS at once
-/// and [`decommit`](DeviceBackend::decommit) can hand back pages of a cached range with
+/// and [`decommit_range`](Decommit::decommit_range) can hand back pages of a cached range with
 /// `madvise(MADV_DONTNEED)`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuBackend {
@@ -74,34 +86,60 @@ impl DeviceBackend for CpuBackend {
                 return Err(err(size, align, "the system allocator returned null"));
             }
             return Ok(Chunk {
-                base: ptr.expose_provenance(),
-                size,
                 // The alignment goes into the tag so that release uses the same layout.
-                tag: TAG_HEAP | (align.trailing_zeros() << 8),
+                handle: ChunkHandle(u64::from(TAG_HEAP | (align.trailing_zeros() << 8))),
+                size,
+                host: Some(ptr.expose_provenance()),
             });
         }
         map_chunk(size, align)
     }
 
     fn release_chunk(&self, chunk: Chunk) {
-        if chunk.tag & 0xff == TAG_HEAP {
-            let ptr = std::ptr::with_exposed_provenance_mut::<u8>(chunk.base);
-            let align = 1usize << (chunk.tag >> 8);
+        if chunk.host.is_none() {
+            return; // not a chunk of this backend: nothing of ours to give back
+        }
+        if tag(&chunk) & 0xff == TAG_HEAP {
+            let ptr = std::ptr::with_exposed_provenance_mut::<u8>(base(&chunk));
+            let align = 1usize << (tag(&chunk) >> 8);
             let layout = Layout::from_size_align(chunk.size, align).expect("valid chunk");
             // SAFETY: the chunk was allocated by `System.alloc` with exactly this layout
             // (size from the chunk, alignment from its tag) and is released once.
             unsafe { System.dealloc(ptr, layout) };
         } else {
-            unmap(chunk.base, chunk.size);
+            unmap(base(&chunk), chunk.size);
         }
     }
 
-    fn decommit(&self, chunk: &Chunk, offset: usize, len: usize) -> usize {
+    fn capacity(&self) -> Option<usize> {
+        meminfo_kib("MemTotal:").map(|k| k * 1024)
+    }
+
+    fn available(&self) -> Option<usize> {
+        meminfo_kib("MemAvailable:").map(|k| k * 1024)
+    }
+
+    fn decommit(&self) -> Option<&dyn Decommit> {
+        Some(self)
+    }
+
+    fn huge_pages(&self) -> Option<&dyn HugePages> {
+        Some(self)
+    }
+
+    /// Page moves need userfaultfd's `UFFDIO_MOVE` (Linux 6.8 and later).
+    fn page_mover(&self) -> Option<&dyn PageMover> {
+        (!cfg!(miri) && uffd::get().is_some()).then_some(self as &dyn PageMover)
+    }
+}
+
+impl Decommit for CpuBackend {
+    fn decommit_range(&self, chunk: &Chunk, offset: usize, len: usize) -> usize {
         if !is_mapped(chunk) || cfg!(miri) {
             return 0;
         }
-        let start = (chunk.base + offset).next_multiple_of(PAGE);
-        let end = (chunk.base + offset + len) & !(PAGE - 1);
+        let start = (base(chunk) + offset).next_multiple_of(PAGE);
+        let end = (base(chunk) + offset + len) & !(PAGE - 1);
         if end <= start {
             return 0;
         }
@@ -116,12 +154,14 @@ impl DeviceBackend for CpuBackend {
             0
         }
     }
+}
 
+impl HugePages for CpuBackend {
     fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
         if !is_mapped(chunk) || cfg!(miri) || NO_HUGE.load(Relaxed) || len == 0 {
             return;
         }
-        let start = chunk.base + offset;
+        let start = base(chunk) + offset;
         debug_assert!(start.is_multiple_of(HUGE_PAGE) && len.is_multiple_of(HUGE_PAGE));
         // Huge pages for the range just long enough to fault it in, then back to the
         // chunk's "no huge pages": khugepaged must never fill pages in behind the pool's
@@ -134,29 +174,19 @@ impl DeviceBackend for CpuBackend {
         advise(start, len, libc::MADV_POPULATE_WRITE);
         advise(start, len, libc::MADV_NOHUGEPAGE);
     }
+}
 
-    fn moves_pages(&self) -> bool {
-        !cfg!(miri) && uffd::get().is_some()
-    }
-
+impl PageMover for CpuBackend {
     fn move_pages(&self, src: &Chunk, from: usize, dst: &Chunk, to: usize, len: usize) -> bool {
-        if src.tag != TAG_MMAP_MOVABLE || dst.tag != TAG_MMAP_MOVABLE || cfg!(miri) || len == 0 {
+        if tag(src) != TAG_MMAP_MOVABLE || tag(dst) != TAG_MMAP_MOVABLE || cfg!(miri) || len == 0 {
             return false;
         }
         let Some(fd) = uffd::get() else {
             return false;
         };
-        let (a, b) = (src.base + from, dst.base + to);
+        let (a, b) = (base(src) + from, base(dst) + to);
         debug_assert!(a.is_multiple_of(PAGE) && b.is_multiple_of(PAGE) && len.is_multiple_of(PAGE));
         uffd::move_pages(fd, a, b, len)
-    }
-
-    fn capacity(&self) -> Option<usize> {
-        meminfo_kib("MemTotal:").map(|k| k * 1024)
-    }
-
-    fn available(&self) -> Option<usize> {
-        meminfo_kib("MemAvailable:").map(|k| k * 1024)
     }
 }
 
@@ -202,9 +232,9 @@ fn map_chunk(size: usize, align: usize) -> Result<Chunk, DeviceError> {
     advise(base, size, libc::MADV_NOHUGEPAGE);
     let movable = uffd::get().is_some_and(|fd| uffd::register(fd, base, size));
     Ok(Chunk {
-        base,
+        handle: ChunkHandle(u64::from(if movable { TAG_MMAP_MOVABLE } else { TAG_MMAP })),
         size,
-        tag: if movable { TAG_MMAP_MOVABLE } else { TAG_MMAP },
+        host: Some(base),
     })
 }
 

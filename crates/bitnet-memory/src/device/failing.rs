@@ -1,6 +1,6 @@
 //! A backend that fails on demand, so out-of-memory and trimming paths run in tests.
 
-use super::{Chunk, CpuBackend, DeviceBackend, DeviceError};
+use super::{Chunk, CpuBackend, Decommit, DeviceBackend, DeviceError, HugePages};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -121,12 +121,12 @@ impl DeviceBackend for FailingBackend {
         self.state.inner.release_chunk(chunk);
     }
 
-    fn decommit(&self, chunk: &Chunk, offset: usize, len: usize) -> usize {
-        self.state.inner.decommit(chunk, offset, len)
+    fn decommit(&self) -> Option<&dyn Decommit> {
+        self.state.inner.decommit()
     }
 
-    fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
-        self.state.inner.fault_in_huge(chunk, offset, len)
+    fn huge_pages(&self) -> Option<&dyn HugePages> {
+        self.state.inner.huge_pages()
     }
 
     fn capacity(&self) -> Option<usize> {

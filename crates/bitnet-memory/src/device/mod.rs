@@ -1,14 +1,20 @@
 //! The device layer: where chunks of memory come from.
 //!
 //! A [`DeviceBackend`] hands out large chunks and takes them back; everything finer (blocks
-//! inside chunks) is the pool's business and works on addresses and offsets only, so the
-//! same pool code can later sub-allocate device memory that the host cannot touch.
+//! inside chunks) is the pool's business. A [`Chunk`] is an opaque handle and a size, with
+//! a host address only on devices the host can address, and the pool asks the backend for
+//! anything in (chunk, offset) terms, so the same pool code sub-allocates device memory
+//! that the host cannot touch. What only some devices do (decommit, huge pages, page
+//! moves) is a capability the backend offers or not.
 
 mod cpu;
 mod failing;
 
 pub use cpu::CpuBackend;
 pub use failing::FailingBackend;
+
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
@@ -39,19 +45,29 @@ impl fmt::Display for DeviceId {
     }
 }
 
-/// A contiguous range of device memory owned by the pool until released.
+/// The backend's own name for a chunk: opaque to the pool, which only hands it back
+/// (the CPU backend keeps how the chunk was obtained in it; a GPU backend would keep the
+/// index of its buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChunkHandle(pub u64);
+
+/// A contiguous range of device memory owned by the pool until released: an opaque
+/// handle and a size, and a host address only where the host can address it.
 ///
-/// `base` is an address in the device's address space; for host-visible devices it is a
-/// host address whose provenance the backend has exposed, so the pool can hand out
-/// pointers into the chunk (see [`DeviceBackend::host_visible`]).
+/// The pool never does arithmetic on the handle; it talks to the backend in (chunk,
+/// offset) pairs. For its own bookkeeping it gives each chunk a base in a pool-private
+/// address space: the host address where there is one (so a block's address is the
+/// pointer users get, with no lookup on the hot path), else a number of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk {
-    /// First address of the chunk.
-    pub base: usize,
+    /// The backend's name for the chunk.
+    pub handle: ChunkHandle,
     /// Size in bytes.
     pub size: usize,
-    /// Backend-private tag (for the CPU backend: how the chunk was obtained).
-    pub tag: u32,
+    /// First byte's host address, with its provenance exposed
+    /// (`ptr.expose_provenance()`): `Some` exactly when the device is
+    /// [`host_visible`](DeviceBackend::host_visible).
+    pub host: Option<usize>,
 }
 
 /// Why a device refused a chunk.
@@ -71,64 +87,78 @@ pub const HUGE_PAGE: usize = 2 << 20;
 
 /// Source of device memory: chunks in, chunks out.
 ///
+/// Six required methods; what only some devices can do is a capability the backend
+/// describes ([`decommit`](Self::decommit), [`huge_pages`](Self::huge_pages),
+/// [`page_mover`](Self::page_mover)): `None` means the device cannot, and the pool then
+/// neither asks nor counts on it, rather than calling a default that silently does
+/// nothing.
+///
 /// Implementations must be thread-safe; the pool calls them rarely (growing, trimming) and
 /// never on its hot path.
 pub trait DeviceBackend: Send + Sync + 'static {
     /// Short name for reports (`"cpu"`).
     fn name(&self) -> &str;
 
-    /// Whether chunk addresses can be dereferenced by the host. Only then do
-    /// [`Allocation::as_slice`](crate::Allocation::as_slice) and friends work.
+    /// Whether the host can address the device's memory. Only then do chunks carry a
+    /// host address, and [`Allocation::as_slice`](crate::Allocation::as_slice) and friends
+    /// work.
     fn host_visible(&self) -> bool;
 
-    /// Obtains a chunk of at least `size` bytes whose base is aligned to `align` (a power
-    /// of two). A host-visible backend must hand out initialized bytes (the CPU backend
-    /// zero-fills), because allocations expose them as `&[u8]`; it must also expose the
-    /// provenance of `base` (`ptr.expose_provenance()`), since the pool turns addresses
-    /// back into pointers.
+    /// Obtains a chunk of at least `size` bytes aligned to `align` (a power of two). A
+    /// host-visible backend gives its host address (aligned, provenance exposed) and must
+    /// hand out initialized bytes (the CPU backend zero-fills), because allocations expose
+    /// them as `&[u8]`; other backends give `host: None`.
     fn allocate_chunk(&self, size: usize, align: usize) -> Result<Chunk, DeviceError>;
 
     /// Gives a chunk back. The pool calls this only for chunks none of whose blocks is
     /// owned, so nothing refers to the memory any more.
     fn release_chunk(&self, chunk: Chunk);
 
-    /// Hands the pages of `[offset, offset + len)` of a chunk back to the device while the
-    /// pool keeps the range (it reads as zero or garbage when reused). Returns the bytes
-    /// actually handed back. The default does nothing.
-    fn decommit(&self, _chunk: &Chunk, _offset: usize, _len: usize) -> usize {
-        0
-    }
-
-    /// Faults in `[offset, offset + len)` of a chunk (offsets and length whole multiples of
-    /// [`HUGE_PAGE`] in address) with huge pages where the device can, for an owner about to
-    /// write all of it. Only a speed hint: the pool counts the range as resident either way,
-    /// and no page outside the range may become resident. The default does nothing.
-    fn fault_in_huge(&self, _chunk: &Chunk, _offset: usize, _len: usize) {}
-
-    /// Moves the pages of `[from, from + len)` of chunk `src` to `[to, to + len)` of chunk
-    /// `dst` (whole pages), leaving the source range as a decommit leaves it: the pool
-    /// hands a free block's resident pages to a request instead of handing them back and
-    /// faulting fresh ones in. Whether it did; where it did not, nothing changed. The
-    /// default moves nothing.
-    fn move_pages(
-        &self,
-        _src: &Chunk,
-        _from: usize,
-        _dst: &Chunk,
-        _to: usize,
-        _len: usize,
-    ) -> bool {
-        false
-    }
-
-    /// Whether [`move_pages`](Self::move_pages) may move anything. The default: no.
-    fn moves_pages(&self) -> bool {
-        false
-    }
-
     /// Total memory of the device in bytes, if known.
     fn capacity(&self) -> Option<usize>;
 
     /// Memory the device can still give, in bytes, if known.
     fn available(&self) -> Option<usize>;
+
+    /// Handing pages of a range back while the pool keeps the range, if the device can.
+    fn decommit(&self) -> Option<&dyn Decommit> {
+        None
+    }
+
+    /// Faulting ranges in with huge pages, if the device can.
+    fn huge_pages(&self) -> Option<&dyn HugePages> {
+        None
+    }
+
+    /// Moving pages from one range to another, if the device can (now: the check may
+    /// depend on the running kernel).
+    fn page_mover(&self) -> Option<&dyn PageMover> {
+        None
+    }
+}
+
+/// Capability: hand the pages of part of a chunk back to the device.
+pub trait Decommit: Send + Sync {
+    /// Hands the pages of `[offset, offset + len)` of `chunk` back to the device while the
+    /// pool keeps the range (it reads as zero or garbage when reused). Returns the bytes
+    /// actually handed back (0 where this chunk cannot, e.g. a heap chunk of the CPU).
+    fn decommit_range(&self, chunk: &Chunk, offset: usize, len: usize) -> usize;
+}
+
+/// Capability: fault a range in with huge pages.
+pub trait HugePages: Send + Sync {
+    /// Faults in `[offset, offset + len)` of `chunk` (offsets and length whole multiples
+    /// of [`HUGE_PAGE`] in the device's address space) with huge pages where it can, for an
+    /// owner about to write all of it. Only a speed hint: the pool counts the range as
+    /// resident either way, and no page outside the range may become resident.
+    fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize);
+}
+
+/// Capability: move pages between chunks instead of copying them.
+pub trait PageMover: Send + Sync {
+    /// Moves the pages of `[from, from + len)` of chunk `src` to `[to, to + len)` of chunk
+    /// `dst` (whole pages), leaving the source range as a decommit leaves it: the pool
+    /// hands a free block's resident pages to a request instead of handing them back and
+    /// faulting fresh ones in. Whether it did; where it did not, nothing changed.
+    fn move_pages(&self, src: &Chunk, from: usize, dst: &Chunk, to: usize, len: usize) -> bool;
 }

@@ -16,8 +16,8 @@
 #![deny(unsafe_code)]
 
 pub mod metadata;
-pub mod sites;
 mod settings;
+pub mod sites;
 
 pub use settings::{TrackingConfig, TrackingStats};
 
@@ -28,7 +28,6 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
 use thread_local::ThreadLocal;
-
 
 /// What to do for one allocation, decided before it is made.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -9,6 +9,11 @@ use crate::pool::strategy::{Block, BlockStrategy, SysVec};
 use hashbrown::{DefaultHashBuilder, HashMap};
 use std::alloc::System;
 
+/// Where the pool's own address space for chunks without a host address starts: above
+/// every user-space host address of x86-64 and aarch64 (48-bit), so a synthetic block
+/// address never equals a host one in tables keyed by address.
+const SYNTHETIC_BASE: usize = 1 << 48;
+
 /// Shortest run of pages worth a move rather than a hand-back and a fault: on the
 /// machines here a move of one page costs about as much as the fault it saves, of four
 /// pages a third (measured in C: 2.5 us and 0.9 us per page against 4 us).
@@ -78,10 +83,24 @@ pub struct LargeLayout {
     pub free: SysVec<(usize, usize)>,
 }
 
+/// A chunk the pool holds: the backend's chunk and where it lies in the pool's address
+/// space (`base`: its host address where it has one, else a synthetic one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Held {
+    /// The backend's chunk, handed back as is in every call.
+    pub(crate) chunk: Chunk,
+    /// First address of the chunk in the pool's address space.
+    pub(crate) base: usize,
+    /// Size in bytes.
+    pub(crate) size: usize,
+}
+
 /// Large-block state of one device.
 pub struct LargePool {
     strategy: Box<dyn BlockStrategy>,
-    chunks: SysVec<Option<Chunk>>,
+    chunks: SysVec<Option<Held>>,
+    /// Next free address of the synthetic address space (chunks without a host address).
+    next_synthetic: usize,
     /// `(base, id)` of the live chunks, by base: which chunk holds an address.
     by_base: SysVec<(usize, u32)>,
     free_ids: SysVec<u32>,
@@ -122,6 +141,7 @@ impl LargePool {
         Self {
             strategy,
             chunks: SysVec::new_in(System),
+            next_synthetic: SYNTHETIC_BASE,
             by_base: SysVec::new_in(System),
             free_ids: SysVec::new_in(System),
             reserved: 0,
@@ -166,6 +186,7 @@ impl LargePool {
             .backend
             .allocate_chunk(csize, calign)
             .map_err(GrowError::Device)?;
+        let chunk = self.place(chunk, calign, g.backend)?;
         let id = match self.free_ids.pop() {
             Some(id) => id,
             None => {
@@ -180,6 +201,48 @@ impl LargePool {
         self.resident.add_chunk(id, chunk.size);
         self.strategy.add_chunk(id, chunk.base, chunk.size);
         Ok(())
+    }
+
+    /// Gives a fresh chunk its base in the pool's address space: its host address on a
+    /// host-visible device (which must give one, aligned), else the next synthetic range
+    /// aligned to `align`, never reused.
+    fn place(
+        &mut self,
+        chunk: Chunk,
+        align: usize,
+        backend: &dyn DeviceBackend,
+    ) -> Result<Held, GrowError> {
+        let bad = |reason: &str| {
+            GrowError::Device(DeviceError {
+                size: chunk.size,
+                align,
+                reason: format!("{}: {reason}", backend.name()),
+            })
+        };
+        let base = if backend.host_visible() {
+            match chunk.host {
+                Some(h) if h != 0 && h.is_multiple_of(align) => h,
+                _ => {
+                    backend.release_chunk(chunk);
+                    return Err(bad(
+                        "a host-visible backend gave a chunk without an aligned host address",
+                    ));
+                }
+            }
+        } else {
+            let base = self.next_synthetic.next_multiple_of(align.max(4096));
+            let Some(end) = base.checked_add(chunk.size) else {
+                backend.release_chunk(chunk);
+                return Err(bad("the pool's address space for device chunks is used up"));
+            };
+            self.next_synthetic = end;
+            base
+        };
+        Ok(Held {
+            chunk,
+            base,
+            size: chunk.size,
+        })
     }
 
     /// Allocates a block, growing by one chunk if no free block fits. Its owner may touch
@@ -242,7 +305,9 @@ impl LargePool {
                     .untouched(b.chunk, start - c.base, end - start)
                     > 0
             {
-                backend.fault_in_huge(c, start - c.base, end - start);
+                if let Some(h) = backend.huge_pages() {
+                    h.fault_in_huge(&c.chunk, start - c.base, end - start);
+                }
             }
         }
         self.count_pages(b.chunk, offset, len);
@@ -291,7 +356,12 @@ impl LargePool {
         // The request's fresh runs, before any page is taken (its block is not free).
         let mut fresh: SysVec<(usize, usize)> = SysVec::new_in(System);
         let mut dst = None;
-        if let Some((chunk, offset, len)) = into.filter(|_| backend.moves_pages()) {
+        let (mover, decommit) = (backend.page_mover(), backend.decommit());
+        if mover.is_none() && decommit.is_none() {
+            // Nothing can take pages off this device's chunks: they all stay counted.
+            return 0;
+        }
+        if let Some((chunk, offset, len)) = into.filter(|_| mover.is_some()) {
             dst = Some(self.chunks[chunk as usize].expect("live chunk"));
             self.resident
                 .untouched_runs(chunk, offset, len, &mut |o, l| fresh.push((o, l)));
@@ -300,7 +370,7 @@ impl LargePool {
         let (mut f, mut purged) = (0, 0);
         let taken = self.take_free_pages(excess, &mut |src, mut o, l| {
             let mut left = l;
-            if let Some(dst) = dst.as_ref() {
+            if let (Some(dst), Some(mover)) = (dst.as_ref(), mover) {
                 while left >= MIN_MOVE {
                     while f < fresh.len() && fresh[f].1 < MIN_MOVE {
                         f += 1;
@@ -309,7 +379,7 @@ impl LargePool {
                         break;
                     };
                     let piece = left.min(room);
-                    if !backend.move_pages(src, o, dst, to, piece) {
+                    if !mover.move_pages(src, o, &dst.chunk, to, piece) {
                         // Partly moved, perhaps: the rest goes back, and this run faults in.
                         f += 1;
                         break;
@@ -323,7 +393,7 @@ impl LargePool {
             if left == 0 {
                 return true;
             }
-            let back = backend.decommit(src, o, left) > 0;
+            let back = decommit.is_some_and(|d| d.decommit_range(src, o, left) > 0);
             if back {
                 purged += left;
             }
@@ -356,7 +426,8 @@ impl LargePool {
             .strategy
             .purge(excess, &mut |chunk, offset, len, want| {
                 let c = chunks[chunk as usize].as_ref().expect("live chunk");
-                let got = resident.purge(chunk, (offset, len), want, &mut |o, l| hand(c, o, l));
+                let got =
+                    resident.purge(chunk, (offset, len), want, &mut |o, l| hand(&c.chunk, o, l));
                 (got, resident.resident_in(chunk, offset, len) > 0)
             });
         for (c, id, offset, len) in self.free_spans() {
@@ -366,7 +437,7 @@ impl LargePool {
             taken += self
                 .resident
                 .purge(id, (offset, len), excess - taken, &mut |o, l| {
-                    hand(&c, o, l)
+                    hand(&c.chunk, o, l)
                 });
         }
         taken
@@ -382,7 +453,7 @@ impl LargePool {
 
     /// Every free block as `(chunk, chunk id, offset in the chunk, length)`, in address
     /// order within each chunk.
-    fn free_spans(&self) -> SysVec<(Chunk, u32, usize, usize)> {
+    fn free_spans(&self) -> SysVec<(Held, u32, usize, usize)> {
         let mut spans = SysVec::new_in(System);
         self.strategy.free_block_spans(&mut spans);
         let mut out = SysVec::with_capacity_in(spans.len(), System);
@@ -399,12 +470,12 @@ impl LargePool {
 
     /// Takes chunk `id` out of the tables (its memory goes back to the device after).
     fn forget_chunk(&mut self, id: u32) -> Chunk {
-        let chunk = self.chunks[id as usize].take().expect("live chunk");
+        let held = self.chunks[id as usize].take().expect("live chunk");
         self.by_base.retain(|&(_, i)| i != id);
         self.free_ids.push(id);
-        self.reserved -= chunk.size;
+        self.reserved -= held.size;
         self.resident.remove_chunk(id);
-        chunk
+        held.chunk
     }
 
     /// Allocates a block that serves as a whole one-block slab of a size class, of which
@@ -499,8 +570,8 @@ impl LargePool {
     /// Gives every chunk back, owned or not. Only for the pool's own drop.
     pub fn release_all(&mut self, backend: &dyn DeviceBackend) {
         for c in self.chunks.iter_mut() {
-            if let Some(chunk) = c.take() {
-                backend.release_chunk(chunk);
+            if let Some(held) = c.take() {
+                backend.release_chunk(held.chunk);
             }
         }
         self.reserved = 0;
@@ -524,13 +595,16 @@ impl LargePool {
 
     /// Hands back the pages of free blocks freed before `before` (ms).
     pub fn purge_idle(&mut self, before: u64, backend: &dyn DeviceBackend) -> usize {
+        let Some(decommit) = backend.decommit() else {
+            return 0; // the device cannot take pages back: they stay counted
+        };
         let (chunks, resident) = (&self.chunks, &mut self.resident);
         let purged = self
             .strategy
             .purge_freed_before(before, &mut |chunk, offset, len, want| {
                 let c = chunks[chunk as usize].as_ref().expect("live chunk");
                 resident.purge(chunk, (offset, len), want, &mut |o, l| {
-                    backend.decommit(c, o, l) > 0
+                    decommit.decommit_range(&c.chunk, o, l) > 0
                 })
             });
         self.purged_total += purged;

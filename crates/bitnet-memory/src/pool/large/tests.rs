@@ -4,7 +4,9 @@
 //! succeeds, so every purge is counted and Miri can run it.
 
 use super::{Grant, LargePool};
-use crate::device::{Chunk, DeviceBackend, DeviceError};
+use crate::device::{
+    Chunk, ChunkHandle, Decommit, DeviceBackend, DeviceError, HugePages, PageMover,
+};
 use crate::pool::buddy::Buddy;
 use crate::pool::resident::PAGE;
 
@@ -41,13 +43,31 @@ impl DeviceBackend for Pretend {
         let span = (size + align).next_multiple_of(1 << 30);
         let base = (1 << 40) + self.next.fetch_add(span, Relaxed);
         Ok(Chunk {
-            base: base.next_multiple_of(align),
+            handle: ChunkHandle(0),
             size,
-            tag: 0,
+            host: Some(base.next_multiple_of(align)),
         })
     }
     fn release_chunk(&self, _chunk: Chunk) {}
-    fn decommit(&self, _chunk: &Chunk, offset: usize, len: usize) -> usize {
+    fn decommit(&self) -> Option<&dyn Decommit> {
+        Some(self)
+    }
+    fn page_mover(&self) -> Option<&dyn PageMover> {
+        self.moving.then_some(self as &dyn PageMover)
+    }
+    fn huge_pages(&self) -> Option<&dyn HugePages> {
+        Some(self)
+    }
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+    fn available(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl Decommit for Pretend {
+    fn decommit_range(&self, _chunk: &Chunk, offset: usize, len: usize) -> usize {
         assert!(offset.is_multiple_of(PAGE) && len.is_multiple_of(PAGE) && len > 0);
         if self.stuck {
             return 0;
@@ -55,9 +75,9 @@ impl DeviceBackend for Pretend {
         self.decommitted.fetch_add(len, Relaxed);
         len
     }
-    fn moves_pages(&self) -> bool {
-        self.moving
-    }
+}
+
+impl PageMover for Pretend {
     fn move_pages(&self, src: &Chunk, from: usize, dst: &Chunk, to: usize, len: usize) -> bool {
         assert!(from.is_multiple_of(PAGE) && to.is_multiple_of(PAGE) && len.is_multiple_of(PAGE));
         assert!(
@@ -70,19 +90,17 @@ impl DeviceBackend for Pretend {
         self.moved
             .lock()
             .unwrap()
-            .push((src.base + from, dst.base + to, len));
+            .push((src.host.unwrap() + from, dst.host.unwrap() + to, len));
         true
     }
+}
+
+impl HugePages for Pretend {
     fn fault_in_huge(&self, chunk: &Chunk, offset: usize, len: usize) {
         let h = crate::device::HUGE_PAGE;
-        assert!((chunk.base + offset).is_multiple_of(h) && len.is_multiple_of(h) && len > 0);
+        let base = chunk.host.expect("a host address");
+        assert!((base + offset).is_multiple_of(h) && len.is_multiple_of(h) && len > 0);
         self.huge.lock().unwrap().push((offset, len));
-    }
-    fn capacity(&self) -> Option<usize> {
-        None
-    }
-    fn available(&self) -> Option<usize> {
-        None
     }
 }
 

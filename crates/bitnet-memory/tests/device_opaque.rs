@@ -1,0 +1,153 @@
+//! A device the host cannot address (as a GPU's memory is): chunks are handles with no host
+//! address and the backend offers no capability. The same pool code serves it: blocks,
+//! frees, trims, metrics and leak checks work; host views are refused; no capability is
+//! asked of it.
+
+use bitnet_memory::device::{Chunk, ChunkHandle, DeviceError};
+use bitnet_memory::{
+    DeviceBackend, DeviceId, LeakCheck, LeakConfig, MemoryConfig, MemoryManager, Strategy,
+};
+use std::alloc::Layout;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+/// "Device memory": buffers the backend keeps by handle, never shown to the host.
+#[derive(Default)]
+struct Buffers {
+    next: AtomicU64,
+    live: Mutex<HashMap<u64, Vec<u8>>>,
+    allocated: AtomicUsize,
+    released: AtomicUsize,
+}
+
+#[derive(Clone, Default)]
+struct Opaque(Arc<Buffers>);
+
+impl DeviceBackend for Opaque {
+    fn name(&self) -> &str {
+        "opaque"
+    }
+    fn host_visible(&self) -> bool {
+        false
+    }
+    fn allocate_chunk(&self, size: usize, _align: usize) -> Result<Chunk, DeviceError> {
+        let id = self.0.next.fetch_add(1, SeqCst);
+        self.0.live.lock().unwrap().insert(id, vec![0; size]);
+        self.0.allocated.fetch_add(1, SeqCst);
+        Ok(Chunk {
+            handle: ChunkHandle(id),
+            size,
+            host: None,
+        })
+    }
+    fn release_chunk(&self, chunk: Chunk) {
+        let gone = self.0.live.lock().unwrap().remove(&chunk.handle.0);
+        assert!(gone.is_some(), "released a chunk it never gave: {chunk:?}");
+        assert_eq!(gone.unwrap().len(), chunk.size);
+        self.0.released.fetch_add(1, SeqCst);
+    }
+    fn capacity(&self) -> Option<usize> {
+        Some(1 << 30)
+    }
+    fn available(&self) -> Option<usize> {
+        let used: usize = self.0.live.lock().unwrap().values().map(Vec::len).sum();
+        Some((1 << 30) - used)
+    }
+}
+
+fn manager(strategy: Strategy) -> (MemoryManager, Opaque) {
+    let dev = Opaque::default();
+    let mut config = MemoryConfig::default().min_chunk(4 << 20);
+    config.strategy = strategy;
+    config.leak = LeakConfig::off();
+    let mm = MemoryManager::builder(config)
+        .device(dev.clone(), Some(64 << 20))
+        .build()
+        .unwrap();
+    (mm, dev)
+}
+
+const DEV: DeviceId = DeviceId(0);
+
+#[test]
+fn an_opaque_device_offers_no_capability() {
+    let d = Opaque::default();
+    assert!(d.decommit().is_none() && d.huge_pages().is_none() && d.page_mover().is_none());
+}
+
+#[test]
+fn blocks_on_a_device_the_host_cannot_see_are_served_freed_and_trimmed() {
+    for strategy in [Strategy::Hybrid, Strategy::BestFit, Strategy::BuddySystem] {
+        let (mm, dev) = manager(strategy);
+        let check = LeakCheck::start(&mm);
+        let sizes = [64usize, 4096, 100_000, 3 << 20, 48, 1 << 20];
+        let blocks: Vec<_> = sizes
+            .iter()
+            .map(|&s| {
+                mm.try_allocate_on(DEV, Layout::from_size_align(s, 64).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let m = mm.metrics();
+        let d = &m.devices[0];
+        assert_eq!(d.backend, "opaque");
+        assert_eq!(d.live_bytes, sizes.iter().sum::<usize>(), "{strategy:?}");
+        assert!(d.reserved_bytes >= d.live_bytes && d.mapped_bytes >= d.reserved_bytes);
+        // No two blocks overlap, none sits at address 0.
+        let mut spans: Vec<(usize, usize)> = blocks
+            .iter()
+            .map(|a| (a.as_ptr().addr(), a.len()))
+            .collect();
+        spans.sort();
+        assert!(spans[0].0 != 0);
+        assert!(
+            spans.windows(2).all(|w| w[0].0 + w[0].1 <= w[1].0),
+            "{spans:?}"
+        );
+        // The host may not look.
+        assert!(blocks.iter().all(|a| a.try_as_slice().is_none()));
+        mm.check_invariants();
+        drop(blocks);
+        check.assert_no_leaks();
+        assert_eq!(mm.metrics().devices[0].live_bytes, 0);
+        let r = mm.trim();
+        assert!(r.chunks_released > 0, "{strategy:?}: {r:?}");
+        let m = mm.metrics();
+        assert_eq!(
+            m.devices[0].mapped_bytes, 0,
+            "{strategy:?}: every chunk went back"
+        );
+        assert_eq!(
+            dev.0.allocated.load(SeqCst),
+            dev.0.released.load(SeqCst),
+            "{strategy:?}"
+        );
+        assert!(dev.0.live.lock().unwrap().is_empty());
+        mm.check_invariants();
+    }
+}
+
+#[test]
+fn a_budget_on_an_opaque_device_is_a_clear_error_and_loses_nothing() {
+    let (mm, _dev) = manager(Strategy::Hybrid);
+    let keep = mm
+        .try_allocate_on(DEV, Layout::from_size_align(40 << 20, 256).unwrap())
+        .unwrap();
+    let err = mm
+        .try_allocate_on(DEV, Layout::from_size_align(40 << 20, 256).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("budget"), "{err}");
+    assert_eq!(mm.metrics().devices[0].live_bytes, 40 << 20);
+    drop(keep);
+}
+
+#[test]
+fn zeroed_allocations_on_an_opaque_device_do_not_touch_the_host() {
+    let (mm, _dev) = manager(Strategy::Hybrid);
+    let a = mm
+        .try_allocate_zeroed_on(DEV, Layout::from_size_align(4096, 64).unwrap())
+        .unwrap();
+    assert!(a.try_as_slice().is_none());
+    assert_eq!(a.len(), 4096);
+}
