@@ -130,7 +130,9 @@ impl<'m> Allocation<'m> {
         DeviceId(self.device)
     }
 
-    /// Address of the first byte (a device address on devices the host cannot see).
+    /// Address of the first byte. On a device the host cannot see it is an address in the
+    /// pool's own address space: a name for the block, unique while it lives, never to be
+    /// dereferenced.
     #[inline]
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
