@@ -1,5 +1,8 @@
+use super::bins::{bin_lower_bound, mapping_insert, mapping_search};
+use super::blocks::{clip, hull};
 use super::*;
 use crate::pool::strategy::tests::{exercise, fill_and_empty};
+use crate::pool::strategy::BlockStrategy;
 
 #[test]
 #[cfg_attr(miri, ignore = "pure arithmetic, too slow under Miri")]
