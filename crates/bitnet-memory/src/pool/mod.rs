@@ -1,6 +1,7 @@
 //! The memory pool optimizer: size classes, thread caches, and the large-block strategies
 //! behind one trait. Everything here works on addresses and offsets and is safe code; only
 //! [`crate::device`] and [`crate::allocation`] touch memory.
+#![deny(unsafe_code)]
 
 pub mod adaptive;
 pub(crate) mod buddy;
