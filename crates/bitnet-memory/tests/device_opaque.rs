@@ -151,3 +151,33 @@ fn zeroed_allocations_on_an_opaque_device_do_not_touch_the_host() {
     assert!(a.try_as_slice().is_none());
     assert_eq!(a.len(), 4096);
 }
+
+#[test]
+fn a_device_that_cannot_decommit_keeps_its_free_pages_counted() {
+    // Two large blocks in one chunk: freeing one leaves a free block in a chunk that cannot
+    // go back. The pool may not claim its pages went back: the device never offered that.
+    let dev = Opaque::default();
+    let mut config = MemoryConfig::default().min_chunk(32 << 20);
+    config.leak = LeakConfig::off();
+    let mm = MemoryManager::builder(config)
+        .device(dev.clone(), Some(64 << 20))
+        .build()
+        .unwrap();
+    let big = Layout::from_size_align(8 << 20, 4096).unwrap();
+    let a = mm.try_allocate_on(DEV, big).unwrap();
+    let b = mm.try_allocate_on(DEV, big).unwrap();
+    let before = mm.metrics().devices[0].clone();
+    drop(a);
+    let r = mm.trim();
+    let after = mm.metrics().devices[0].clone();
+    assert_eq!(r.bytes_purged, 0, "{r:?}");
+    assert_eq!(r.chunks_released, 0, "a live block holds the chunk: {r:?}");
+    assert_eq!(after.purged_bytes, 0);
+    assert_eq!(after.mapped_bytes, before.mapped_bytes);
+    assert_eq!(
+        after.reserved_bytes, before.reserved_bytes,
+        "the freed block's pages are still the device's: they stay counted"
+    );
+    mm.check_invariants();
+    drop(b);
+}
