@@ -623,6 +623,48 @@ mod tests {
         assert!(spanning >= 3, "{spanning} blocks outlive a whole fall");
     }
 
+    /// FNV-1a over every operation (size, slot, free): equal for equal streams.
+    fn fingerprint(s: &Stream) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for o in &s.ops {
+            for v in [o.size as u64, o.slot as u64, o.free as u64] {
+                h = (h ^ v).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    /// The requests of the inference workload, pinned at the default scale and a few
+    /// others, so that a change to where its shapes come from cannot move the benchmark's
+    /// figures unnoticed: seed 42 (bench's default), 12 tokens (`--quick`).
+    #[test]
+    fn inference_requests_are_pinned() {
+        let s = bitnet_inference(42, ModelShape::b1_58_2b4t(1), 12);
+        assert_eq!((s.allocs, s.peak_live, s.slots), (7740, 10_866_688, 66));
+        // The per-token activations of the 2B4T shapes: f32 rows of hidden (2560), of the
+        // KV width (5 heads of 128) and of the FFN (6912), int8 rows of hidden and FFN,
+        // f32 logits over the vocabulary (128256).
+        for size in [2560 * 4, 640 * 4, 6912 * 4, 2560, 6912, 128_256 * 4] {
+            assert!(
+                s.ops.iter().any(|o| !o.free && o.size == size),
+                "no request of {size} B"
+            );
+        }
+        assert_eq!(fingerprint(&s), 0x7eee_041b_160f_5ed5);
+        // `--scale`: widths divided (hidden kept a multiple of the 20 heads; FFN and
+        // vocabulary at least 16), layers and heads kept.
+        for (scale, peak, print) in [
+            (2, 5_433_344, 0xb640_5ce6_4ba0_45d5),
+            (3, 3_647_856, 0xc8bf_aaf2_2b7f_131d),
+            (8, 1_358_336, 0x3d6f_a58e_87cc_5e55),
+            (1000, 87_520, 0xff28_4786_0791_330d),
+        ] {
+            let s = bitnet_inference(42, ModelShape::b1_58_2b4t(scale), 12);
+            assert_eq!((s.allocs, s.peak_live), (7740, peak), "scale {scale}");
+            assert_eq!(fingerprint(&s), print, "scale {scale}");
+        }
+    }
+
     #[test]
     fn inference_frees_everything_it_allocates() {
         let s = bitnet_inference(1, ModelShape::b1_58_2b4t(8), 40);
