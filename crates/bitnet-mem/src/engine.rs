@@ -7,7 +7,7 @@ use crate::progress::Progress;
 use crate::report::Row;
 use crate::resident::{lower_median, measure_in_child, Resident};
 use crate::run::{run_cross, run_stream, run_streams};
-use crate::workload::{self, ModelShape, Stream, WorkloadName};
+use crate::workload::{self, Stream, WorkloadName};
 use bitnet_memory::trace::Trace;
 use bitnet_memory::{MemoryConfig, MemoryManager};
 use serde::{Deserialize, Serialize};
@@ -100,8 +100,8 @@ impl Work {
             }
             WorkloadName::BitnetInference => {
                 let tokens = if q { 12 } else { 256 };
-                let shape = ModelShape::b1_58_2b4t(spec.scale);
-                each(&|s| workload::bitnet_inference(s, shape, tokens))
+                let model = workload::inference_model(spec.scale);
+                each(&|s| workload::bitnet_inference(s, &model, tokens))
             }
             WorkloadName::Churn => {
                 let cycles = if q { 1 } else { 8 };
