@@ -1,7 +1,7 @@
 //! Results: one [`Row`] per workload, allocator and thread count; a table for people and a
 //! JSON document (`{"results": [...]}`, with room for sections beside `results`).
 
-use crate::contenders::Kind;
+use crate::bench::contenders::Kind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
