@@ -1,11 +1,11 @@
 //! `bitnet-mem bench`: every workload through every allocator, one table.
 
 use super::CmdResult;
-use crate::contenders::Kind;
-use crate::engine::{bench_workload, steps, Method, Preset, Spec};
-use crate::progress::Progress;
-use crate::report::{notes, ratio_rows, ratio_table, table, Report};
-use crate::workload::WorkloadName;
+use crate::bench::contenders::Kind;
+use crate::bench::engine::{bench_workload, steps, Method, Preset, Spec};
+use crate::bench::progress::Progress;
+use crate::bench::report::{notes, ratio_rows, ratio_table, table, Report};
+use crate::bench::workload::WorkloadName;
 use std::path::PathBuf;
 
 /// Options of `bitnet-mem bench`.
@@ -90,7 +90,7 @@ impl Args {
 /// Runs the benchmark.
 pub fn run(args: Args) -> CmdResult {
     if args.no_huge_pages {
-        crate::pages::disable_huge_pages()?;
+        crate::bench::pages::disable_huge_pages()?;
     }
     let mut workloads = if args.workloads.is_empty() {
         WorkloadName::ALL
@@ -149,7 +149,7 @@ pub fn run(args: Args) -> CmdResult {
         args.seed,
         args.scale,
         args.config,
-        crate::pages::describe()
+        crate::bench::pages::describe()
     );
     print!("{}", table(&report.results));
     print!("{}", notes(&report.results));
@@ -157,13 +157,13 @@ pub fn run(args: Args) -> CmdResult {
     let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
     print!("{}", ratio_table(&ratios, &names));
     let repeats = method.repeats.max(3);
-    let tracking = crate::sections::tracking(args.quick, args.seed, repeats);
-    let cleanup = crate::sections::cleanup(args.quick, repeats);
-    print!("{}", crate::sections::print(&tracking, &cleanup));
+    let tracking = crate::bench::sections::tracking(args.quick, args.seed, repeats);
+    let cleanup = crate::bench::sections::cleanup(args.quick, repeats);
+    print!("{}", crate::bench::sections::print(&tracking, &cleanup));
     report.add_section("reserved_over_live", &ratios)?;
     report.add_section("tracking", &tracking)?;
     report.add_section("cleanup", &cleanup)?;
-    report.add_section("pages", crate::pages::section())?;
+    report.add_section("pages", crate::bench::pages::section())?;
     if let Some(path) = &args.json {
         report.write_json(path)?;
         println!("JSON written to {}", path.display());

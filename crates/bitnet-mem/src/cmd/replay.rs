@@ -1,11 +1,11 @@
 //! `bitnet-mem replay FILE`: a trace through every allocator.
 
 use super::CmdResult;
-use crate::contenders::Kind;
-use crate::engine::{bench_workload, steps, Method, Preset, Spec};
-use crate::progress::Progress;
-use crate::report::{bytes, notes, ns, trace_verdict, Report};
-use crate::workload::WorkloadName;
+use crate::bench::contenders::Kind;
+use crate::bench::engine::{bench_workload, steps, Method, Preset, Spec};
+use crate::bench::progress::Progress;
+use crate::bench::report::{bytes, notes, ns, trace_verdict, Report};
+use crate::bench::workload::WorkloadName;
 use bitnet_memory::trace::Trace;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub struct Args {
 /// Replays the trace.
 pub fn run(args: Args) -> CmdResult {
     if args.no_huge_pages {
-        crate::pages::disable_huge_pages()?;
+        crate::bench::pages::disable_huge_pages()?;
     }
     let trace =
         Trace::from_path(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> CmdResult {
         method.repeats,
         method.warmup,
         method.cold_runs,
-        crate::pages::describe()
+        crate::bench::pages::describe()
     );
     let _ = writeln!(
         out,
@@ -185,7 +185,7 @@ pub fn run(args: Args) -> CmdResult {
                 "live_bytes_at_end": s.live_bytes_at_end,
             }),
         )?;
-        report.add_section("pages", crate::pages::section())?;
+        report.add_section("pages", crate::bench::pages::section())?;
         if let Some(v) = &verdict {
             report.add_section("target", v)?;
         }

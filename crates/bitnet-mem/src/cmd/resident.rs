@@ -1,10 +1,10 @@
 //! The hidden child subcommand: measures one allocator's resident growth on one workload
-//! and prints it as one JSON line (see [`crate::resident`]).
+//! and prints it as one JSON line (see [`crate::bench::resident`]).
 
 use super::CmdResult;
-use crate::contenders::Kind;
-use crate::engine::Spec;
-use crate::resident::measure_here;
+use crate::bench::contenders::Kind;
+use crate::bench::engine::Spec;
+use crate::bench::resident::measure_here;
 
 /// Options of the child.
 #[derive(clap::Args, Debug, Clone)]

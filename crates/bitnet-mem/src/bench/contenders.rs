@@ -2,7 +2,7 @@
 //! our pool, glibc malloc, mimalloc, jemalloc (each through its own API, in one process),
 //! and the `limit` row, a pre-filled stack of blocks per size class with no bookkeeping.
 
-use crate::workload::Stream;
+use crate::bench::workload::Stream;
 use bitnet_memory::pool::size_class;
 use bitnet_memory::{Allocation, MemoryManager};
 use serde::{Deserialize, Serialize};
@@ -228,7 +228,7 @@ impl Limit {
             let base = unsafe { System.alloc(layout) };
             let base = NonNull::new(base).unwrap_or_else(|| oom("limit", layout.size(), align));
             // SAFETY: the region was just allocated with `layout`.
-            unsafe { crate::run::touch(base.as_ptr(), layout.size()) };
+            unsafe { crate::bench::run::touch(base.as_ptr(), layout.size()) };
             regions.push((base, layout));
             stacks[class] = (0..n)
                 .rev()

@@ -1,7 +1,7 @@
 //! Runs workloads through a [`Contender`] and times them.
 
-use crate::contenders::Contender;
-use crate::workload::Stream;
+use crate::bench::contenders::Contender;
+use crate::bench::workload::Stream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Barrier};
 use std::time::{Duration, Instant};

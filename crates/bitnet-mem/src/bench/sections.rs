@@ -1,9 +1,9 @@
 //! Sections of `bitnet-mem bench` beside `results`: the cost of tracking (`tracking`) and
 //! of cleanup (`cleanup`), each measured on our pool in one run.
 
-use crate::contenders::Pool;
-use crate::run::run_stream;
-use crate::workload::{self, Stream};
+use crate::bench::contenders::Pool;
+use crate::bench::run::run_stream;
+use crate::bench::workload::{self, Stream};
 use bitnet_memory::{CleanupConfig, MemoryConfig, MemoryManager, TrackingConfig};
 use serde::Serialize;
 use std::alloc::Layout;

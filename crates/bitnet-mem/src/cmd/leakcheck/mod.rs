@@ -1,8 +1,14 @@
-//! `bitnet-mem leakcheck`: the seeded leak-detection suite.
+//! `bitnet-mem leakcheck`: the seeded leak-detection suite. The command's options and
+//! printing are here, the suite itself in [`suite`]: it is this command's engine and
+//! nothing else uses it (it measures the leak detectors, not allocators, so it shares
+//! nothing with [`crate::bench`]), hence a folder beside the other commands rather than a
+//! module at the crate root.
+
+pub mod suite;
 
 use super::CmdResult;
-use crate::leakcheck::{run as run_suite, LeakcheckArgs};
 use std::path::PathBuf;
+use suite::{run as run_suite, LeakcheckArgs};
 
 /// Options of `bitnet-mem leakcheck`.
 #[derive(clap::Args, Debug)]

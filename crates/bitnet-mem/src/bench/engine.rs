@@ -2,12 +2,12 @@
 //! allocators (A B C D A B C D ...), and the resident-memory figure of each allocator from a
 //! fresh child process.
 
-use crate::contenders::{Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC};
-use crate::progress::Progress;
-use crate::report::Row;
-use crate::resident::{lower_median, measure_in_child, Resident};
-use crate::run::{run_cross, run_stream, run_streams};
-use crate::workload::{self, ModelShape, Stream, WorkloadName};
+use crate::bench::contenders::{Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC};
+use crate::bench::progress::Progress;
+use crate::bench::report::Row;
+use crate::bench::resident::{lower_median, measure_in_child, Resident};
+use crate::bench::run::{run_cross, run_stream, run_streams};
+use crate::bench::workload::{self, Stream, WorkloadName};
 use bitnet_memory::trace::Trace;
 use bitnet_memory::{MemoryConfig, MemoryManager};
 use serde::{Deserialize, Serialize};
@@ -100,8 +100,8 @@ impl Work {
             }
             WorkloadName::BitnetInference => {
                 let tokens = if q { 12 } else { 256 };
-                let shape = ModelShape::b1_58_2b4t(spec.scale);
-                each(&|s| workload::bitnet_inference(s, shape, tokens))
+                let model = workload::inference_model(spec.scale);
+                each(&|s| workload::bitnet_inference(s, &model, tokens))
             }
             WorkloadName::Churn => {
                 let cycles = if q { 1 } else { 8 };
@@ -165,7 +165,7 @@ pub struct Outcome {
 
 fn exec<C, F>(work: &Work, make: &F) -> Outcome
 where
-    C: crate::contenders::Contender,
+    C: crate::bench::contenders::Contender,
     F: Fn() -> C + Sync,
 {
     match work {

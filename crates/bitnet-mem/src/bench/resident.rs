@@ -12,8 +12,8 @@
 //! baseline), creates the allocator, runs the workload once (timed: the cold run) and reads
 //! the mark again. Ours also reports its own peak reserved bytes from its metrics.
 
-use crate::contenders::{Kind, Limit};
-use crate::engine::{run_once, Spec, Work};
+use crate::bench::contenders::{Kind, Limit};
+use crate::bench::engine::{run_once, Spec, Work};
 use bitnet_memory::{MemoryConfig, MemoryManager};
 use serde::{Deserialize, Serialize};
 use std::process::Command;
