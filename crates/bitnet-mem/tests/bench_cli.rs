@@ -119,3 +119,21 @@ fn quick_bench_prints_the_reserved_over_live_section_for_churn() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_scale_of_zero_is_refused_with_a_reason() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-mem"))
+        .args([
+            "bench",
+            "--quick",
+            "--workload",
+            "bitnet-inference",
+            "--scale",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--scale 0 ran: {stderr}");
+    assert!(stderr.contains("1 or more"), "{stderr}");
+}

@@ -32,8 +32,8 @@ pub struct Args {
     /// Untimed runs per allocator before the timed ones (default 1).
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Divide the BitNet model's widths by this (bitnet-inference).
-    #[arg(long, default_value_t = 1)]
+    /// Divide the BitNet model's widths by this (bitnet-inference); 1 or more.
+    #[arg(long, default_value_t = 1, value_parser = scale_at_least_one)]
     pub scale: usize,
     /// Seed of the operation streams.
     #[arg(long, default_value_t = 42)]
@@ -55,6 +55,15 @@ pub struct Args {
     /// on equal pages.
     #[arg(long)]
     pub no_huge_pages: bool,
+}
+
+/// `--scale` divides widths: 0 would divide by zero, so it is refused, not read as 1.
+fn scale_at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("the scale divides the model's widths, so it must be 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("not a whole number: {e}")),
+    }
 }
 
 impl Args {
