@@ -1,5 +1,7 @@
 //! Why a trace was rejected: the line and the reason.
 
+use super::record::FIELDS;
+use super::HEADER;
 use std::fmt;
 
 /// Why a line (or an event) was rejected.
@@ -65,14 +67,27 @@ impl fmt::Display for TraceErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::FieldCount { found } => {
-                write!(
-                    f,
-                    "expected 6 fields (op,id,size,align,thread,t_ns), found {found}"
-                )
+                write!(f, "expected 6 fields ({HEADER}), found {found}")?;
+                match FIELDS.get(*found) {
+                    Some(missing) => write!(f, " (missing field `{missing}`)"),
+                    None => f.write_str(" (more than 6 fields)"),
+                }
             }
+            Self::UnknownOp(op) if op == "op" => write!(
+                f,
+                "unknown op \"op\" (expected a or f; the header may only be the first line)"
+            ),
             Self::UnknownOp(op) => write!(f, "unknown op {op:?} (expected a or f)"),
             Self::Malformed { field, value } => {
-                write!(f, "malformed {field} {value:?} (expected a decimal number)")
+                let max = if *field == "thread" {
+                    u64::from(u32::MAX)
+                } else {
+                    u64::MAX
+                };
+                write!(
+                    f,
+                    "malformed field `{field}`: {value:?} (expected decimal digits, at most {max})"
+                )
             }
             Self::BadAlign(a) => {
                 write!(

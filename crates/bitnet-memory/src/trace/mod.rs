@@ -23,24 +23,44 @@
 //! # Ok::<(), bitnet_memory::trace::TraceError>(())
 //! ```
 //!
+//! This is the one reader of the format in the workspace: the planner, the report, replay
+//! and the benchmarks all read traces through it. Every reader accepts the same files:
+//!
+//! - the header `op,id,size,align,thread,t_ns`, optional, and only as the first line;
+//! - blank lines and comment lines (starting with `#`), anywhere: skipped, but counted, so
+//!   line numbers are those an editor shows;
+//! - `\n` or `\r\n` line ends, and a last line without one;
+//! - fields as plain decimal digits: no sign, no spaces, no quotes.
+//!
+//! [`Reader`] checks each line on its own and yields each [`Event`] with its line
+//! ([`LineEvent`]), for consumers with rules of their own; [`Trace::read`] adds the
+//! [`Validator`] (frees name live blocks, ids are never reused). Errors name the line
+//! (from 1) and say what is wrong, naming the field and quoting it where one is at fault.
+//!
 //! One concept per file: [`Event`] and [`Op`] (`event.rs`), [`TraceError`] (`error.rs`),
-//! the line reader (`reader.rs`), the [`Validator`] (`validate.rs`), the checked [`Trace`]
-//! (`checked.rs`), peak, lifetimes and live bytes (`summary.rs`) and the [`TraceWriter`]
-//! (`recorder.rs`).
+//! the CSV reading with line numbers (`reader.rs`, over the `csv` crate), one record into
+//! an event (`record.rs`, by serde), the [`Validator`] (`validate.rs`), the checked
+//! [`Trace`] (`checked.rs`), peak, lifetimes and live bytes (`summary.rs`) and the
+//! [`TraceWriter`] (`recorder.rs`).
 #![deny(unsafe_code)]
 
 mod checked;
 mod error;
 mod event;
 mod reader;
+mod record;
 mod recorder;
 mod summary;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 pub use checked::Trace;
 pub use error::{TraceError, TraceErrorKind};
 pub use event::{Event, Op, HEADER, MAX_TRACE_ALIGN};
-pub use reader::parse_line;
+pub use reader::{LineEvent, Reader};
+pub use record::parse_line;
 pub use recorder::TraceWriter;
 pub use summary::{Lifetime, LiveBytes, Peak, Summary};
 pub use validate::Validator;
