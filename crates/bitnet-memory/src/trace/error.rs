@@ -75,7 +75,7 @@ impl fmt::Display for TraceErrorKind {
             }
             Self::UnknownOp(op) if op == "op" => write!(
                 f,
-                "unknown op \"op\" (expected a or f; the header may only be the first line)"
+                "unknown op \"op\" (expected a or f; a header may only come before the first event)"
             ),
             Self::UnknownOp(op) => write!(f, "unknown op {op:?} (expected a or f)"),
             Self::Malformed { field, value } => {

@@ -26,7 +26,8 @@
 //! This is the one reader of the format in the workspace: the planner, the report, replay
 //! and the benchmarks all read traces through it. Every reader accepts the same files:
 //!
-//! - the header `op,id,size,align,thread,t_ns`, optional, and only as the first line;
+//! - the header `op,id,size,align,thread,t_ns`, optional, before the first event (as the
+//!   first line, or after comment and blank lines only);
 //! - blank lines and comment lines (starting with `#`), anywhere: skipped, but counted, so
 //!   line numbers are those an editor shows;
 //! - `\n` or `\r\n` line ends, and a last line without one;

@@ -1,8 +1,8 @@
 //! Reading trace files: the `csv` crate splits lines and fields, [`Reader`] numbers the
 //! lines and turns each record into an [`Event`], [`Trace::read`] checks them in order.
 //!
-//! What a reader accepts (see `docs/trace-format.md`): an optional header as the first
-//! line; blank lines and lines starting with `#` anywhere (skipped, but counted in line
+//! What a reader accepts (see `docs/trace-format.md`): an optional header before the
+//! first event (as the first line, or after comment and blank lines only); blank lines and lines starting with `#` anywhere (skipped, but counted in line
 //! numbers); `\n` or `\r\n` line ends; a last line with or without a line end. Fields
 //! are never quoted, so a `"` is an ordinary (and malformed) character.
 
@@ -43,6 +43,8 @@ pub struct LineEvent {
 pub struct Reader<R> {
     csv: csv::Reader<Tally<R>>,
     record: ByteRecord,
+    /// An event has been read: a header line is no longer allowed.
+    started: bool,
     done: bool,
 }
 
@@ -86,6 +88,7 @@ impl<R: Read> Reader<R> {
         Self {
             csv,
             record: ByteRecord::new(),
+            started: false,
             done: false,
         }
     }
@@ -124,10 +127,11 @@ impl<R: Read> Reader<R> {
             if r.len() == 1 && &r[0] == b"\r" {
                 continue;
             }
-            if line == 1 && is_header(r) {
+            if !self.started && is_header(r) {
                 continue;
             }
             let event = event_of(r).map_err(|kind| TraceError { line, kind })?;
+            self.started = true;
             return Ok(Some(LineEvent { line, event }));
         }
     }
@@ -166,8 +170,8 @@ impl Trace {
     }
 
     /// Reads and checks a trace: each line with [`Reader`], the events in order with the
-    /// [`Validator`](super::Validator). The first line may be the header; blank lines and
-    /// lines starting with `#` are skipped; `\r\n` line ends are accepted.
+    /// [`Validator`](super::Validator). The header may come before the first event; blank
+    /// lines and lines starting with `#` are skipped; `\r\n` line ends are accepted.
     pub fn read<R: BufRead>(r: R) -> Result<Self, TraceError> {
         Self::read_unbuffered(r)
     }

@@ -36,6 +36,7 @@ fn line_numbers_count_every_line_whatever_its_end() {
         "op,id,size,align,thread,t_ns\r\n# c\r\na,1,8,8,0,1\r\n\r\n#\r\n\r\nf,1,0,0,2,9\r\n",
         "op,id,size,align,thread,t_ns\r\n# c\r\na,1,8,8,0,1\r\n\r\n#\r\n\r\nf,1,0,0,2,9",
         "\n# c\na,1,8,8,0,1\n\n# f,1,0,0,0,0\n\nf,1,0,0,2,9\n\n\n",
+        "# c\nop,id,size,align,thread,t_ns\na,1,8,8,0,1\n\n#\n\nf,1,0,0,2,9",
     ] {
         assert_eq!(lines_and_events(text), expected, "{text:?}");
     }
