@@ -24,13 +24,17 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod adapters;
 pub mod allocation;
 pub mod cleanup;
 pub mod config;
 pub mod device;
 pub mod error;
 pub mod events;
-pub mod global;
+/// The allocator adapters under their first name: everything in [`adapters`].
+pub mod global {
+    pub use crate::adapters::*;
+}
 mod history;
 pub mod leak;
 mod manager;

@@ -282,7 +282,11 @@ fn bad_lines_are_refused_with_their_number() {
         ("a,1,sixteen,16,0,0\n", 1, "`size`"),
         ("a,1,16,16,0\n", 1, "missing field `t_ns`"),
         ("a,1,16,16,0,0,9\n", 1, "more than 6"),
-        ("a,1,16,16,0,0\n\nop,id,size,align,thread,t_ns\n", 3, "`id`"),
+        (
+            "a,1,16,16,0,0\n\nop,id,size,align,thread,t_ns\n",
+            3,
+            "header",
+        ),
     ] {
         let e = planner::parse_trace(text).unwrap_err();
         assert_eq!(e.line, line, "{text:?}: {e}");

@@ -43,3 +43,20 @@ pub enum ReportError {
 
 /// Result of report building.
 pub type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+impl ReportError {
+    /// A trace the reader refused: a read failure of `what`, or a bad line (its number and
+    /// the reader's reason).
+    pub(crate) fn from_trace(e: bitnet_memory::trace::TraceError, what: &str) -> Self {
+        match e.kind {
+            bitnet_memory::trace::TraceErrorKind::Io(message) => ReportError::Io {
+                what: what.to_string(),
+                source: std::io::Error::other(message),
+            },
+            kind => ReportError::Trace {
+                line: e.line,
+                message: kind.to_string(),
+            },
+        }
+    }
+}

@@ -10,7 +10,7 @@ use crate::model::{
 use crate::options::ReportOptions;
 use crate::replay::{PoolReading, Replayer};
 use crate::timeline::Downsampler;
-use crate::trace::{Op, TraceEvent};
+use bitnet_memory::trace::{LineEvent, Op};
 use bitnet_memory::MemoryManager;
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,7 +36,7 @@ struct Scan {
     largest: Option<(u64, u64)>,
 }
 
-fn scan(events: &[TraceEvent]) -> Result<Scan> {
+fn scan(events: &[LineEvent]) -> Result<Scan> {
     let mut live: HashMap<u64, u64> = HashMap::new();
     let mut total = 0u64;
     let mut peak: Option<Peak> = None;
@@ -45,14 +45,14 @@ fn scan(events: &[TraceEvent]) -> Result<Scan> {
     let mut allocs = 0u64;
     let mut threads = std::collections::HashSet::new();
     let mut largest: Option<(u64, u64)> = None;
-    for (i, ev) in events.iter().enumerate() {
+    for (i, &LineEvent { line, event: ev }) in events.iter().enumerate() {
         t = t.max(ev.t_ns);
         threads.insert(ev.thread);
         match ev.op {
             Op::Alloc => {
                 if live.insert(ev.id, ev.size).is_some() {
                     return Err(ReportError::Trace {
-                        line: ev.line,
+                        line,
                         message: format!("allocates id {} which is already live", ev.id),
                     });
                 }
@@ -74,7 +74,7 @@ fn scan(events: &[TraceEvent]) -> Result<Scan> {
             Op::Free => {
                 let Some(size) = live.remove(&ev.id) else {
                     return Err(ReportError::Trace {
-                        line: ev.line,
+                        line,
                         message: format!("frees id {} which is not live", ev.id),
                     });
                 };
@@ -85,7 +85,7 @@ fn scan(events: &[TraceEvent]) -> Result<Scan> {
     Ok(Scan {
         peak,
         used,
-        t0: events.first().map_or(0, |e| e.t_ns),
+        t0: events.first().map_or(0, |e| e.event.t_ns),
         t_end: t,
         allocs,
         threads: threads.len(),
@@ -95,7 +95,7 @@ fn scan(events: &[TraceEvent]) -> Result<Scan> {
 
 /// Builds the report of `events` (in file order).
 pub(crate) fn build(
-    events: &[TraceEvent],
+    events: &[LineEvent],
     opts: &ReportOptions,
     title: String,
 ) -> Result<ReportData> {
@@ -122,7 +122,8 @@ pub(crate) fn build(
     let mut at_peak: Option<PoolReading> = None;
     let mut readings = 0u64;
     let mut reserved_max = 0u64;
-    for (i, ev) in events.iter().enumerate() {
+    for (i, le) in events.iter().enumerate() {
+        let ev = &le.event;
         t = t.max(ev.t_ns);
         match ev.op {
             Op::Alloc => {
@@ -147,7 +148,7 @@ pub(crate) fn build(
         }
         let mut reading = None;
         if let Some(r) = replayer.as_mut() {
-            r.apply(ev)?;
+            r.apply(le)?;
             let last = i + 1 == events.len();
             if (i + 1) % every == 0 || last || Some(i) == peak_index {
                 let now = r.read();

@@ -39,7 +39,6 @@ mod perfetto;
 mod replay;
 pub mod snapshot;
 mod timeline;
-mod trace;
 
 pub use bands::SizeBand;
 pub use error::{ReportError, Result};
@@ -53,6 +52,7 @@ pub use options::{ReplayOptions, ReportOptions};
 pub use perfetto::render_perfetto;
 pub use snapshot::{Snapshot, SNAPSHOT_VERSION};
 
+use bitnet_memory::trace;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -64,10 +64,14 @@ impl ReportData {
         Self::from_trace_reader(text.as_bytes(), opts)
     }
 
-    /// The report of an allocation trace read line by line.
+    /// The report of an allocation trace read line by line, by `bitnet_memory::trace`'s
+    /// reader: the header is optional, blank lines and `#` comments are skipped, each line
+    /// is checked on its own; a bad one is a [`ReportError::Trace`] naming it.
     pub fn from_trace_reader(input: impl BufRead, opts: &ReportOptions) -> Result<Self> {
         let title = opts.title.clone().unwrap_or_else(|| DEFAULT_TITLE.into());
-        let events = trace::parse(input, &title)?;
+        let events = trace::Reader::new(input)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| ReportError::from_trace(e, &title))?;
         from_trace::build(&events, opts, title)
     }
 

@@ -1,7 +1,7 @@
 //! Replay of a trace through a memory manager, to measure what the pool reserves.
 
 use crate::error::{ReportError, Result};
-use crate::trace::{Op, TraceEvent};
+use bitnet_memory::trace::{LineEvent, Op};
 use bitnet_memory::{Allocation, MemoryManager};
 use std::alloc::Layout;
 use std::collections::HashMap;
@@ -29,11 +29,12 @@ impl<'m> Replayer<'m> {
     }
 
     /// Applies one event. The caller has checked that ids match up.
-    pub(crate) fn apply(&mut self, ev: &TraceEvent) -> Result<()> {
+    pub(crate) fn apply(&mut self, le: &LineEvent) -> Result<()> {
         let fail = |message: String| ReportError::Replay {
-            line: ev.line,
+            line: le.line,
             message,
         };
+        let ev = &le.event;
         match ev.op {
             Op::Alloc => {
                 let size = usize::try_from(ev.size)

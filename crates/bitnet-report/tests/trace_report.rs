@@ -67,6 +67,11 @@ fn bad_traces_name_the_line() {
         ("a,1,8,8,0,1\nf,2,0,0,0,2\n", 2, "not live"),
         ("a,1,8,8,0,1\nf,1,0,0,0,2\nf,1,0,0,0,3\n", 3, "not live"),
         ("a,1,8,8,0,1\na,2,8,8,0,two\n", 2, "t_ns"),
+        ("a,1,472,16,0\n", 1, "expected 6 fields"),
+        ("# hand-made\na,1,x,16,0,1\n", 2, "field `size`: \"x\""),
+        ("a,1,4,16,0,1\r\nm,2,4,16,0,2\r\n", 2, "unknown op \"m\""),
+        ("a,1,4,3,0,1\n", 1, "power of two"),
+        ("a,1,4,16,-1,1\n", 1, "field `thread`: \"-1\""),
     ];
     for (text, line, words) in cases {
         match ReportData::from_trace(text, &ReportOptions::default()) {
@@ -79,6 +84,30 @@ fn bad_traces_name_the_line() {
                 );
             }
             other => panic!("{text:?}: expected a trace error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn comments_blank_lines_and_crlf_are_read_like_the_plain_trace() {
+    let plain = report(SMALL_TRACE);
+    let text = format!(
+        "# recorded by hand\r\n\r\n{}",
+        SMALL_TRACE.replace('\n', "\r\n\r\n")
+    );
+    let d = report(&text);
+    assert_eq!(d.peak, plain.peak);
+    assert_eq!(d.timeline.samples, plain.timeline.samples);
+    // Lines still count: the 2 MB block is on line 4 of the plain trace, and on line 9 here.
+    let tight = ReplayOptions {
+        config: bitnet_memory::MemoryConfig::default().budget(1 << 20),
+        ..ReplayOptions::default()
+    };
+    let opts = ReportOptions::default().replay(tight);
+    for (text, at) in [(SMALL_TRACE.to_string(), 4), (text, 9)] {
+        match ReportData::from_trace(&text, &opts).unwrap_err() {
+            ReportError::Replay { line, .. } => assert_eq!(line, at),
+            other => panic!("expected a replay error, got {other}"),
         }
     }
 }
