@@ -63,6 +63,19 @@ pub enum Error {
         /// The exclusive bound.
         bound: usize,
     },
+    /// No GPU could be opened (feature `wgpu`): no backend compiled in, no adapter found,
+    /// or the device request failed. The reason says which.
+    #[error("no GPU available: {0}")]
+    GpuUnavailable(String),
+    /// A GPU kernel refused its operands (a misaligned, short or overlapping buffer range,
+    /// a shape past the dispatch limits), or the GPU failed (shader compilation, mapping).
+    #[error("GPU {op}: {reason}")]
+    Gpu {
+        /// The kernel or helper that refused or failed.
+        op: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A model or demo configuration that cannot run.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -27,6 +27,8 @@
 pub mod dtype;
 pub mod error;
 pub mod exec;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
 pub mod lifecycle;
 pub mod ops;
 pub mod storage;
