@@ -26,6 +26,10 @@ pub struct GpuKernels {
     pub(super) device: wgpu::Device,
     pub(super) quant: Kernel,
     pub(super) bitlinear: Kernel,
+    pub(super) norm: Kernel,
+    pub(super) linear: Kernel,
+    pub(super) softmax: Kernel,
+    pub(super) attention: Kernel,
     align: u64,
     max_binding: u64,
     max_groups: u32,
@@ -40,21 +44,17 @@ impl GpuKernels {
     pub fn new(device: &wgpu::Device) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let limits = device.limits();
+        let k = |label, source, storage, entries: &[&str]| {
+            build(device, label, source, storage, entries)
+        };
+        let main = &["main"];
         let kernels = GpuKernels {
-            quant: build(
-                device,
-                "quant",
-                include_str!("quant.wgsl"),
-                3,
-                &QUANT_ENTRIES,
-            ),
-            bitlinear: build(
-                device,
-                "bitlinear",
-                include_str!("bitlinear.wgsl"),
-                4,
-                &["main"],
-            ),
+            quant: k("quant", include_str!("quant.wgsl"), 3, &QUANT_ENTRIES),
+            bitlinear: k("bitlinear", include_str!("bitlinear.wgsl"), 4, main),
+            norm: k("rmsnorm", include_str!("rmsnorm.wgsl"), 3, main),
+            linear: k("linear", include_str!("linear.wgsl"), 3, main),
+            softmax: k("softmax", include_str!("softmax.wgsl"), 1, main),
+            attention: k("attention", include_str!("attention.wgsl"), 5, main),
             device: device.clone(),
             align: u64::from(limits.min_storage_buffer_offset_alignment),
             max_binding: limits.max_storage_buffer_binding_size,

@@ -75,10 +75,12 @@
 
 mod bitnet;
 mod context;
+mod float;
 mod kernels;
 
 pub use bitnet::{BitLinearArgs, QuantizeArgs};
 pub use context::GpuContext;
+pub use float::{AttentionArgs, LinearArgs, RmsNormArgs, SoftmaxArgs};
 pub use kernels::{GpuKernels, WORKGROUP_SIZE};
 /// The wgpu this module is built on, for callers to name its types at the same version.
 pub use wgpu;

@@ -46,6 +46,7 @@ pub struct Range {
 
 /// One big buffer filled with [`GUARD`], with a bump allocator that places operands at
 /// offsets aligned to the device's storage offset alignment, the first one at 256.
+/// `capacity` need only count the operands' bytes: the pool adds room for padding.
 pub struct Pool<'c> {
     ctx: &'c GpuContext,
     align: u64,
@@ -57,7 +58,8 @@ pub struct Pool<'c> {
 impl<'c> Pool<'c> {
     pub fn new(ctx: &'c GpuContext, kernels: &GpuKernels, capacity: u64) -> Self {
         let align = kernels.offset_alignment().max(256);
-        let capacity = capacity.div_ceil(align) * align;
+        // Room for the alignment and the guards of a dozen operands besides their bytes.
+        let capacity = capacity.div_ceil(align) * align + 32 * align.max(GUARD_LEN);
         let buffer = ctx.storage_buffer(capacity);
         ctx.upload(GpuSlice::whole(&buffer), &vec![GUARD; capacity as usize])
             .expect("fill the pool");
