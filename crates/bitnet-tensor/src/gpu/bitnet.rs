@@ -93,7 +93,7 @@ impl GpuKernels {
         Ok(())
     }
 
-    /// Records BitLinear, exactly as [`bitlinear`](crate::ops::bitlinear) computes it:
+    /// Records BitLinear, exactly as [`bitlinear`](fn@crate::ops::bitlinear) computes it:
     /// `y[r, o] = (sum_i w[o, i] * x[r, i]) as f32 * (w_scale * x_scales[r])`, the sum
     /// exact in `i32`. One workgroup per output element.
     ///

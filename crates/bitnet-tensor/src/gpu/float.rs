@@ -141,7 +141,7 @@ impl GpuKernels {
         Ok(())
     }
 
-    /// Records attention of one token, as [`attention`](crate::ops::attention) computes it
+    /// Records attention of one token, as [`attention`](fn@crate::ops::attention) computes it
     /// (grouped-query heads, `scale = 1 / sqrt(head_dim)` computed on the CPU the same way),
     /// within a few ulp: the scores are `dot_f32` in its order, the softmax as
     /// [`softmax`](Self::softmax), the weighted sum of values over positions in order. One

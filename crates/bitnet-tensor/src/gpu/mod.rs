@@ -8,12 +8,42 @@
 //! [`GpuContext`] is a thin helper around them (open a device, make a buffer, upload,
 //! submit, read back) for tests and tools.
 //!
+//! ```
+//! use bitnet_tensor::gpu::{BitLinearArgs, GpuContext, GpuKernels, GpuSlice, QuantizeArgs};
+//!
+//! let Ok(ctx) = GpuContext::new() else { return Ok(()) }; // no GPU here: nothing to show
+//! let kernels = GpuKernels::new(ctx.device())?;
+//! let pool = ctx.storage_buffer(8192); // one pooled buffer, operands at aligned offsets
+//! let x = GpuSlice::new(&pool, 256, 16); // f32 [1, 4]
+//! let (q, s) = (GpuSlice::new(&pool, 512, 4), GpuSlice::new(&pool, 768, 4));
+//! let w = GpuSlice::new(&pool, 4096, 4); // ternary [2, 4]: 2 bytes, padded to a word
+//! let y = GpuSlice::new(&pool, 1024, 8); // f32 [1, 2]
+//! ctx.upload_f32(x, &[1.0, -2.0, 3.0, 4.0])?;
+//! let mut packed = [0u8; 2];
+//! bitnet_tensor::ternary::pack(&[1, 0, -1, 1, 0, 1, -1, 1], &mut packed);
+//! ctx.upload(w, &packed)?;
+//! let mut enc = ctx.encoder();
+//! kernels.absmax_quantize(&mut enc, &QuantizeArgs { rows: 1, k: 4, x, q, scales: s })?;
+//! let (rows, n, k, w_scale) = (1, 2, 4, 0.5);
+//! let args = BitLinearArgs { rows, n, k, x: q, x_scales: s, w, w_scale, y };
+//! kernels.bitlinear(&mut enc, &args)?;
+//! ctx.submit(enc); // the caller submits, once for both kernels
+//! assert_eq!(ctx.read(q)?, [32u8, (-64i8) as u8, 95, 127]);
+//! let out = ctx.read_f32(y)?;
+//! assert!((out[0] - 1.0).abs() < 0.01 && (out[1] + 0.5).abs() < 0.01); // x · wᵀ / 2
+//! # Ok::<(), bitnet_tensor::Error>(())
+//! ```
+//!
 //! # The kernels
 //!
 //! | kernel | computes | matches |
 //! |---|---|---|
 //! | [`absmax_quantize`](GpuKernels::absmax_quantize) | f32 `[rows, k]` → int8 `[rows, k]` + f32 scale per row | [`absmax_quantize_row`](crate::ops::absmax_quantize_row), bit for bit |
-//! | [`bitlinear`](GpuKernels::bitlinear) | int8 `[rows, k]` × ternary `[n, k]`ᵀ → f32 `[rows, n]` | [`bitlinear`](crate::ops::bitlinear), bit for bit |
+//! | [`bitlinear`](GpuKernels::bitlinear) | int8 `[rows, k]` × ternary `[n, k]`ᵀ → f32 `[rows, n]` | [`bitlinear`](fn@crate::ops::bitlinear), bit for bit |
+//! | [`rmsnorm`](GpuKernels::rmsnorm) | f32 `[rows, n]`, gain `[n]` → f32 `[rows, n]` | [`rmsnorm_row`](crate::ops::rmsnorm_row), within a few ulp |
+//! | [`linear`](GpuKernels::linear) | f32 `[rows, k]` × f32 `[n, k]`ᵀ → f32 `[rows, n]` | [`linear`](crate::ops::linear), bit for bit unless the driver fuses multiply-adds |
+//! | [`softmax`](GpuKernels::softmax) | f32 `[rows, n]` in place | [`softmax_in_place`](crate::ops::softmax_in_place), within a few ulp |
+//! | [`attention`](GpuKernels::attention) | one token's `q` `[heads, d]` over a layer's KV cache → `[heads, d]` | [`attention`](fn@crate::ops::attention), within 1e-5 relative |
 //!
 //! **Quantisation** follows the CPU exactly: the row absmax (order-free), `max(·, eps)` with
 //! the CPU's [`QUANT_EPS`](crate::ops::quant::QUANT_EPS) passed as bits, `s = 127 / max`,
@@ -28,6 +58,14 @@
 //! to round either way), then does the CPU's two float multiplies in the CPU's order:
 //! `acc as f32 * (w_scale * x_scale[r])`. No addition follows a multiply, so no fused
 //! multiply-add can change a bit. The integer sum is exact while `128 * k < 2^31`.
+//!
+//! **The f32 kernels** cannot all be bit for bit: WGSL's `exp`, `sqrt` and `/` are not
+//! correctly rounded, and RMSNorm's and softmax's sums are trees over a workgroup where the
+//! CPU sums in order. `linear` (and attention's scores) replay
+//! [`dot_f32`](crate::ops::dot_f32)'s own order — 16 lanes, folded 8, 4, 2, 1, then the
+//! `k % 16` tail — so they match the CPU bit for bit on a driver that keeps `a + b * c` as
+//! two roundings (lavapipe does); a driver may fuse them into an fma (SPIR-V allows it
+//! without `NoContraction`, which naga does not emit), and then the last bits can differ.
 //!
 //! # Data layout
 //!
@@ -58,7 +96,7 @@
 //!
 //! Binding 0 of every kernel is a small uniform buffer of its shape (and scalars such as
 //! `eps` or `w_scale`), bindings 1.. its operands in the order of its `*Args` struct. The
-//! uniform is a **per-call buffer** (16 bytes, created initialised): a ring written with
+//! uniform is a **per-call buffer** (16 or 32 bytes, created initialised): a ring written with
 //! `Queue::write_buffer` would be wrong, since every write lands before the next submit, so
 //! two calls recorded into one encoder would both see the last write. The cost is one small
 //! buffer and one bind group per call; wgpu keeps them alive until the work is done.
@@ -72,6 +110,15 @@
 //! |---|---|---|
 //! | `absmax_quantize` | `x` f32, `q` int8 words, `scales` f32 | `rows` workgroups, then `ceil(rows*k/4)` invocations, then `rows` invocations |
 //! | `bitlinear` | `x` int8 words, `x_scales` f32, `w` ternary words, `y` f32 | `rows * n` workgroups |
+//! | `rmsnorm` | `x`, `g`, `y` f32 | `rows` workgroups |
+//! | `linear` | `x`, `w`, `y` f32 | `ceil(rows * n / 4)` workgroups (16 invocations per output) |
+//! | `softmax` | `x` f32, in place | `rows` workgroups |
+//! | `attention` | `q`, `keys`, `values`, `scores` (scratch), `out` f32 | `heads` workgroups |
+//!
+//! Every kernel uses 256 bytes of workgroup memory (one reduction array). Attention reads
+//! the first `positions` rows of a cache of any capacity (`keys`/`values` may be the whole
+//! cache tensor) and needs a `[heads, positions]` scratch range for the scores, as the CPU
+//! op does; its uniform is 32 bytes, the others' 16.
 
 mod bitnet;
 mod context;
