@@ -11,6 +11,8 @@
 
 mod cpu;
 mod failing;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 pub use cpu::CpuBackend;
 pub use failing::FailingBackend;
