@@ -461,3 +461,56 @@ fn every_block_offset_is_a_multiple_of_the_storage_offset_alignment() {
         assert_eq!(g.binding(a).unwrap().offset, r.offset as u64);
     }
 }
+
+#[test]
+fn transfers_refuse_what_the_block_cannot_give() {
+    let Some(g) = gpu() else { return };
+    let mm = manager(g.clone(), 64 << 20);
+    // Lengths that are not multiples of 4 are padded inside the block.
+    for n in [1, 5, 33, 4099] {
+        let a = on_gpu(&mm, n);
+        g.upload(&a, &pattern(n as u32, n)).unwrap();
+        assert_eq!(g.download(&a).unwrap(), pattern(n as u32, n), "{n}");
+        assert_eq!(
+            g.binding(&a).unwrap().binding_size(),
+            n.next_multiple_of(4) as u64
+        );
+    }
+    let a = on_gpu(&mm, 64);
+    let e = g.upload(&a, &[0; 65]).unwrap_err();
+    assert!(matches!(e, MemoryError::InvalidDeviceAccess { .. }), "{e}");
+    // A CPU block is not this backend's.
+    let cpu = mm
+        .try_allocate(Layout::from_size_align(64, 8).unwrap())
+        .unwrap();
+    assert!(cpu.device_range().is_some());
+    let e = g.binding(&cpu).unwrap_err();
+    assert!(e.to_string().contains("not a buffer of this"), "{e}");
+    assert!(g.download(&cpu).is_err() && g.upload(&cpu, &[1; 4]).is_err());
+    // A zero-sized block has no memory: nothing to read, no binding.
+    let z = on_gpu(&mm, 0);
+    assert_eq!(g.download(&z).unwrap(), Vec::<u8>::new());
+    g.upload(&z, &[]).unwrap();
+    assert!(g.binding(&z).is_err());
+}
+
+#[test]
+fn a_lost_device_fails_requests_at_once_and_for_good() {
+    let Some(g) = gpu() else { return };
+    let mm = manager(g.clone(), 64 << 20);
+    let keep = on_gpu(&mm, 1 << 20);
+    g.device().destroy();
+    let _ = g.device().poll(wgpu::PollType::Poll);
+    let e = mm
+        .try_allocate_on(GPU, Layout::from_size_align(32 << 20, 4).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, MemoryError::DeviceUnavailable { .. }), "{e}");
+    assert!(e.to_string().contains("lost"), "{e}");
+    assert!(!e.is_retryable());
+    assert_eq!(
+        mm.metrics().cleanup.runs,
+        0,
+        "no trim-and-retry for a lost device"
+    );
+    drop(keep);
+}
