@@ -121,8 +121,8 @@ impl DeviceBlock for DeviceRange {
 /// these. [`DeviceLimits::NONE`] (the default of [`DeviceBackend::limits`]) means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceLimits {
-    /// Every block's offset in its chunk is a multiple of this (a power of two, at most
-    /// 4096): the pool raises the alignment of every request on the device to it.
+    /// Every block's offset in its chunk is a multiple of this (a power of two): the pool
+    /// raises the alignment of every request on the device to it.
     pub min_align: usize,
     /// Largest chunk the device can make, in bytes: the pool's chunk growth stops there
     /// and a request that needs a bigger chunk is refused as too large.

@@ -38,6 +38,24 @@ fn no_matching_adapter_is_an_error_that_says_what_was_looked_for() {
 }
 
 #[test]
+fn a_name_filter_picks_the_adapter_whatever_the_case() {
+    let Some(g) = gpu() else { return };
+    let name = g.adapter_info().name.clone();
+    let options = WgpuOptions {
+        name_filter: Some(name.to_uppercase()),
+        power_preference: wgpu::PowerPreference::LowPower,
+        ..WgpuOptions::default()
+    };
+    let again = WgpuBackend::new(&options).unwrap();
+    assert_eq!(again.adapter_info().name, name);
+    assert_eq!(
+        again.limits(),
+        g.limits(),
+        "the adapter's own limits, both times"
+    );
+}
+
+#[test]
 fn chunks_are_tagged_buffers_the_host_cannot_see() {
     let Some(g) = gpu() else { return };
     assert!(!g.host_visible());
