@@ -11,6 +11,8 @@
 
 pub mod contenders;
 pub mod engine;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
 pub mod pages;
 pub mod progress;
 pub mod report;

@@ -1,5 +1,6 @@
 //! `bitnet-mem bench`: every workload through every allocator, one table.
 
+use super::device::Device;
 use super::CmdResult;
 use crate::bench::contenders::Kind;
 use crate::bench::engine::{bench_workload, steps, Method, Preset, Spec};
@@ -11,6 +12,13 @@ use std::path::PathBuf;
 /// Options of `bitnet-mem bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
+    /// The device: `cpu` (every allocator on host memory) or `wgpu` (GPU buffers: our
+    /// pool against create-drop and a plain cache; tensor-mix and bitnet-inference).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
+    /// `--device wgpu`: operations between two submissions of every contender.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    pub submit_every: usize,
     /// bitnet-memory's configuration.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
     pub config: Preset,
@@ -33,7 +41,7 @@ pub struct Args {
     #[arg(long)]
     pub warmup: Option<usize>,
     /// Divide the BitNet model's widths by this (bitnet-inference); 1 or more.
-    #[arg(long, default_value_t = 1, value_parser = scale_at_least_one)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub scale: usize,
     /// Seed of the operation streams.
     #[arg(long, default_value_t = 42)]
@@ -57,10 +65,11 @@ pub struct Args {
     pub no_huge_pages: bool,
 }
 
-/// `--scale` divides widths: 0 would divide by zero, so it is refused, not read as 1.
-fn scale_at_least_one(s: &str) -> Result<usize, String> {
+/// `--scale` divides widths and `--submit-every` counts operations: 0 would divide by
+/// zero, so it is refused, not read as 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
-        Ok(0) => Err("the scale divides the model's widths, so it must be 1 or more".into()),
+        Ok(0) => Err("it divides or counts, so it must be 1 or more".into()),
         Ok(n) => Ok(n),
         Err(e) => Err(format!("not a whole number: {e}")),
     }
@@ -98,6 +107,12 @@ impl Args {
 
 /// Runs the benchmark.
 pub fn run(args: Args) -> CmdResult {
+    if args.device == Device::Wgpu {
+        #[cfg(feature = "wgpu")]
+        return super::bench_gpu::run(&args);
+        #[cfg(not(feature = "wgpu"))]
+        return Err(super::device::no_wgpu_feature());
+    }
     if args.no_huge_pages {
         crate::bench::pages::disable_huge_pages()?;
     }

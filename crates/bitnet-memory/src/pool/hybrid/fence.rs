@@ -74,7 +74,14 @@ impl DevicePool {
         if !self.fenced || self.pending_blocks.load(Relaxed) == 0 {
             return 0;
         }
-        let done = self.submissions().completed();
+        let s = self.submissions();
+        // No submission since the oldest pending free: no fence can have passed, and a
+        // poll of the device (what `completed` does) costs microseconds.
+        let oldest = self.pending.lock().front().map(|b| b.tag);
+        if oldest.is_none_or(|t| t >= s.submitted()) {
+            return 0;
+        }
+        let done = s.completed();
         let mut ready = Vec::new();
         {
             let mut p = self.pending.lock();
