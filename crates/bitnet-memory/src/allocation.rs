@@ -1,6 +1,6 @@
 //! [`Allocation`]: the RAII handle of one block.
 
-use crate::device::DeviceId;
+use crate::device::{DeviceBlock, DeviceId, DeviceRange};
 use crate::leak::BlockRef;
 use crate::manager::Inner;
 use crate::pool::hybrid::ZERO;
@@ -130,6 +130,17 @@ impl<'m> Allocation<'m> {
         DeviceId(self.device)
     }
 
+    /// Where the block lies on its device: the backend's chunk and the block's offset
+    /// and length in it, for device APIs (a GPU buffer binding, a copy; see
+    /// `device::wgpu::WgpuBackend::binding`). Found in the pool's chunk table (a lock,
+    /// a binary search). `None` for a zero-sized allocation.
+    pub fn device_range(&self) -> Option<DeviceRange> {
+        if self.token == ZERO {
+            return None;
+        }
+        self.inner.devices[self.device as usize].device_range(self.ptr.as_ptr().addr(), self.len)
+    }
+
     /// Address of the first byte. On a device the host cannot see it is an address in the
     /// pool's own address space: a name for the block, unique while it lives, never to be
     /// dereferenced.
@@ -214,6 +225,12 @@ impl Drop for Allocation<'_> {
                 self.slot,
             );
         }
+    }
+}
+
+impl DeviceBlock for Allocation<'_> {
+    fn device_range(&self) -> Option<DeviceRange> {
+        Allocation::device_range(self)
     }
 }
 

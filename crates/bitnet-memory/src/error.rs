@@ -66,6 +66,40 @@ pub enum MemoryError {
         /// cached, stranded and free bytes per pool, free block sizes.
         pool_report: String,
     },
+    /// The request is above a limit of the device (its largest buffer, its largest
+    /// binding): it never fits, whatever is freed; retrying cannot help. Distinct from
+    /// [`BudgetExceeded`](Self::BudgetExceeded) and [`OutOfMemory`](Self::OutOfMemory),
+    /// which say the device is full now.
+    #[error(
+        "request of {size} B on {device} is larger than the device's {limit_name} \
+         ({limit} B): it never fits, retrying cannot help"
+    )]
+    TooLarge {
+        /// Device whose limit it is.
+        device: DeviceId,
+        /// Requested size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+        /// The device's name for the limit (e.g. `max_storage_buffer_binding_size`).
+        limit_name: &'static str,
+    },
+    /// No device could be had, or the device is gone (a lost GPU device): `what` says
+    /// what was looked for (backends tried, name filter) or what happened. Retrying the
+    /// same request cannot help; making a new device may.
+    #[error("device unavailable: {what}")]
+    DeviceUnavailable {
+        /// What was looked for, or what happened to the device.
+        what: String,
+    },
+    /// A device operation on a block (an upload, a download, a binding) asked for what
+    /// the block cannot give: a block of another device, data longer than the block.
+    /// Retrying cannot help.
+    #[error("invalid device access: {reason}")]
+    InvalidDeviceAccess {
+        /// What was wrong.
+        reason: String,
+    },
     /// A configuration field is out of range.
     #[error("invalid configuration: {reason}")]
     InvalidConfig {
@@ -113,7 +147,10 @@ impl MemoryError {
             Self::BudgetExceeded { requested, .. } | Self::OutOfMemory { requested, .. } => {
                 Some(*requested)
             }
+            Self::TooLarge { size, .. } => Some(*size),
             Self::UnknownDevice(_)
+            | Self::DeviceUnavailable { .. }
+            | Self::InvalidDeviceAccess { .. }
             | Self::InvalidConfig { .. }
             | Self::MemoryLeakDetected { .. } => None,
         }

@@ -197,6 +197,12 @@ impl MetricsSnapshot {
             &per_device(&|d| d.padding_bytes() as f64),
         );
         metric(
+            "pending_free_bytes",
+            "gauge",
+            "Freed bytes waiting for GPU work that may use them to finish.",
+            &per_device(&|d| d.pending_free_bytes as f64),
+        );
+        metric(
             "largest_free_block_bytes",
             "gauge",
             "Largest free block of the large pool.",
@@ -286,6 +292,13 @@ impl fmt::Display for DeviceMetrics {
         )?;
         if let Some(b) = self.budget {
             writeln!(f, "  budget    {:>12}", fmt_bytes(b))?;
+        }
+        if self.pending_free_bytes > 0 {
+            writeln!(
+                f,
+                "  pending   {:>12}  freed, waiting for the device's work to finish",
+                fmt_bytes(self.pending_free_bytes)
+            )?;
         }
         writeln!(
             f,

@@ -73,6 +73,10 @@ pub struct MetricsSummary {
     /// The budget, if any.
     #[serde(default)]
     pub budget: Option<u64>,
+    /// Bytes of freed blocks waiting for GPU work to finish (devices that count
+    /// submissions): neither live nor free.
+    #[serde(default)]
+    pub pending_free_bytes: u64,
 }
 
 impl From<&crate::metrics::DeviceMetrics> for MetricsSummary {
@@ -88,6 +92,7 @@ impl From<&crate::metrics::DeviceMetrics> for MetricsSummary {
             free_bytes: m.free_bytes() as u64,
             largest_free: m.large.largest_free as u64,
             budget: m.budget.map(|b| b as u64),
+            pending_free_bytes: m.pending_free_bytes as u64,
         }
     }
 }
@@ -108,6 +113,7 @@ impl MetricsSummary {
             free_bytes: 0,
             largest_free: 0,
             budget: Some(0),
+            pending_free_bytes: 0,
         };
         let mut any = false;
         for m in all {
@@ -120,6 +126,7 @@ impl MetricsSummary {
             t.allocations += m.allocations;
             t.frees += m.frees;
             t.free_bytes += m.free_bytes;
+            t.pending_free_bytes += m.pending_free_bytes;
             t.largest_free = t.largest_free.max(m.largest_free);
             t.budget = t.budget.zip(m.budget).map(|(a, b)| a + b);
         }

@@ -55,6 +55,7 @@ fn err(size: usize, align: usize, reason: impl Into<String>) -> DeviceError {
         size,
         align,
         reason: reason.into(),
+        lost: false,
     }
 }
 

@@ -78,6 +78,7 @@ impl FailingBackend {
             size,
             align,
             reason: reason.to_string(),
+            lost: false,
         }
     }
 }

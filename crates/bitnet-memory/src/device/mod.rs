@@ -5,10 +5,14 @@
 //! a host address only on devices the host can address, and the pool asks the backend for
 //! anything in (chunk, offset) terms, so the same pool code sub-allocates device memory
 //! that the host cannot touch. What only some devices do (decommit, huge pages, page
-//! moves) is a capability the backend offers or not.
+//! moves, counting GPU submissions) is a capability the backend offers or not, and what a
+//! device cannot serve at all (alignment of block offsets, largest buffer, largest
+//! binding) it states in [`DeviceLimits`].
 
 mod cpu;
 mod failing;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 pub use cpu::CpuBackend;
 pub use failing::FailingBackend;
@@ -80,6 +84,72 @@ pub struct DeviceError {
     pub align: usize,
     /// What the device said.
     pub reason: String,
+    /// The device is gone for good (a lost GPU device): no later request can succeed, so
+    /// the manager reports it at once instead of trimming and retrying.
+    pub lost: bool,
+}
+
+/// Where a block lies on its device: the backend's chunk and the block's byte range in
+/// it. What a device API needs to use the block (a GPU buffer binding, a copy), found
+/// through the pool's chunk table (`Allocation::device_range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeviceRange {
+    /// The backend's chunk holding the block.
+    pub chunk: ChunkHandle,
+    /// Offset of the block's first byte in the chunk, in bytes (a multiple of the
+    /// device's [`DeviceLimits::min_align`]).
+    pub offset: usize,
+    /// Length of the block as requested, in bytes.
+    pub len: usize,
+}
+
+/// Something that names a block on a device: an allocation, or a [`DeviceRange`] itself.
+/// Device backends take it where they act on a block (the wgpu backend's binding, upload
+/// and download), so they need not know the handle types above them.
+pub trait DeviceBlock {
+    /// The block's range on its device; `None` for a zero-sized block.
+    fn device_range(&self) -> Option<DeviceRange>;
+}
+
+impl DeviceBlock for DeviceRange {
+    fn device_range(&self) -> Option<DeviceRange> {
+        Some(*self)
+    }
+}
+
+/// What a device can never serve, whatever is free: the pool keeps every block inside
+/// these. [`DeviceLimits::NONE`] (the default of [`DeviceBackend::limits`]) means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLimits {
+    /// Every block's offset in its chunk is a multiple of this (a power of two): the pool
+    /// raises the alignment of every request on the device to it.
+    pub min_align: usize,
+    /// Largest chunk the device can make, in bytes: the pool's chunk growth stops there
+    /// and a request that needs a bigger chunk is refused as too large.
+    pub max_chunk: usize,
+    /// The device's name for `max_chunk` (for errors), e.g. `"max_buffer_size"`.
+    pub max_chunk_name: &'static str,
+    /// Largest block, in bytes (e.g. the largest range a GPU kernel can bind).
+    pub max_block: usize,
+    /// The device's name for `max_block`, e.g. `"max_storage_buffer_binding_size"`.
+    pub max_block_name: &'static str,
+}
+
+impl DeviceLimits {
+    /// No limit: alignment 1, chunks and blocks of any size.
+    pub const NONE: DeviceLimits = DeviceLimits {
+        min_align: 1,
+        max_chunk: usize::MAX,
+        max_chunk_name: "none",
+        max_block: usize::MAX,
+        max_block_name: "none",
+    };
+}
+
+impl Default for DeviceLimits {
+    fn default() -> Self {
+        Self::NONE
+    }
 }
 
 /// Size of a transparent huge page (x86-64, aarch64 with 4 KiB pages).
@@ -135,6 +205,37 @@ pub trait DeviceBackend: Send + Sync + 'static {
     fn page_mover(&self) -> Option<&dyn PageMover> {
         None
     }
+
+    /// What the device can never serve (see [`DeviceLimits`]). Default: no limit.
+    fn limits(&self) -> DeviceLimits {
+        DeviceLimits::NONE
+    }
+
+    /// Counting of the work submitted to the device, if the device runs work that may
+    /// still use memory after the host freed it (a GPU queue). The pool then holds each
+    /// freed block back until the next submission after the free has finished, and keeps
+    /// no thread caches for the device (see [`Submissions`]).
+    fn submissions(&self) -> Option<&dyn Submissions> {
+        None
+    }
+}
+
+/// Capability: the device runs submitted work after the host recorded it (a GPU queue),
+/// so a freed range may still be read or written by work already submitted, or recorded
+/// and not yet submitted (and on wgpu, `Queue::write_buffer` uploads run at the start of
+/// the next submission, before command buffers recorded earlier).
+///
+/// The pool's rule for such a device: a block freed when `submitted() == t` goes back into
+/// the pool only once `completed() > t`, i.e. once the next submission after the free has
+/// finished (and with it, queues being in order, every earlier one). Work using a block
+/// must therefore be submitted no later than that next submission.
+pub trait Submissions: Send + Sync {
+    /// Submissions made to the device so far (through the backend, or noted by it).
+    fn submitted(&self) -> u64;
+
+    /// How many of the submissions have finished (the highest finished submission
+    /// number, counting from 1): checks the device without blocking.
+    fn completed(&self) -> u64;
 }
 
 /// Capability: hand the pages of part of a chunk back to the device.

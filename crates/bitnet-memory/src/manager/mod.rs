@@ -299,21 +299,15 @@ impl MemoryManager {
         alloc: impl Fn() -> std::result::Result<(usize, u64), GrowError>,
     ) -> Result<(usize, u64)> {
         let inner = &*self.inner;
-        if let Ok(r) = alloc() {
-            return Ok(r);
-        }
-        inner.cleanup.cleanup(inner, CleanupStrategy::TrimAndRetry);
         let err = match alloc() {
             Ok(r) => return Ok(r),
-            Err(e) => pool.grow_error(e, size),
+            // Above a device limit, or the device is gone: no trim can help.
+            Err(e) if e.is_final() => pool.grow_error(e, size),
+            Err(_) => match self.trim_and_retry(pool, size, align, &alloc) {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            },
         };
-        if self.ask_oom_observers(pool, size, align, &err) {
-            if let Ok(r) = alloc() {
-                return Ok(r);
-            }
-        }
-        // The trim-and-retry run did not succeed.
-        inner.cleanup.retry_failed();
         inner
             .view()
             .history_mark(HistoryKind::Pressure, pool.id, size, || {
@@ -326,6 +320,31 @@ impl MemoryManager {
                 error: err.to_string(),
             }
         });
+        Err(err)
+    }
+
+    /// The retries of [`serve`](Self::serve) after a failure: a trim-and-retry run, then
+    /// the out-of-memory observers and one more try. The error when all failed.
+    fn trim_and_retry(
+        &self,
+        pool: &DevicePool,
+        size: usize,
+        align: usize,
+        alloc: &impl Fn() -> std::result::Result<(usize, u64), GrowError>,
+    ) -> Result<(usize, u64)> {
+        let inner = &*self.inner;
+        inner.cleanup.cleanup(inner, CleanupStrategy::TrimAndRetry);
+        let err = match alloc() {
+            Ok(r) => return Ok(r),
+            Err(e) => pool.grow_error(e, size),
+        };
+        if self.ask_oom_observers(pool, size, align, &err) {
+            if let Ok(r) = alloc() {
+                return Ok(r);
+            }
+        }
+        // The trim-and-retry run did not succeed.
+        inner.cleanup.retry_failed();
         Err(err)
     }
 

@@ -142,8 +142,9 @@ impl<'a> SmallPoolBuilder<'a> {
     }
 }
 
-/// The large pool from its layout: user blocks (live), one-block slabs of the big size
-/// classes (live unless in a thread cache), free blocks. Slabs lent to the small pool
+/// The large pool from its layout: user blocks (live unless in `cached`, which holds
+/// the pending frees of a fenced device), one-block slabs of the big size classes (live
+/// unless in a thread cache or pending), free blocks. Slabs lent to the small pool
 /// are left out: they are the small pool's chunks.
 pub(crate) fn large_pool(
     strategy: &str,
@@ -165,7 +166,7 @@ pub(crate) fn large_pool(
     let spans = layout
         .user
         .iter()
-        .map(|&(a, s)| (a, s, true, None))
+        .map(|&(a, s)| (a, s, !cached.contains(&a), None))
         .chain(
             layout
                 .singles

@@ -85,6 +85,11 @@ pub struct PoolStats {
     /// 6.8 and later).
     #[serde(default)]
     pub moved_bytes: usize,
+    /// Bytes of blocks freed on a device that runs submitted work (a GPU) while work
+    /// that may use them was still to be submitted or running: neither live nor free for
+    /// reuse until the next submission after their free has finished.
+    #[serde(default)]
+    pub pending_free_bytes: usize,
     /// Live allocations.
     pub live_allocations: usize,
     /// Allocations made so far.
@@ -114,9 +119,10 @@ impl PoolStats {
     pub fn padding_bytes(&self) -> usize {
         self.live_block_bytes().saturating_sub(self.live_bytes)
     }
-    /// Reserved bytes not owned by any allocation (cached or free).
+    /// Reserved bytes not owned by any allocation (cached or free), less pending frees.
     pub fn free_bytes(&self) -> usize {
-        self.reserved_bytes.saturating_sub(self.live_block_bytes())
+        self.reserved_bytes
+            .saturating_sub(self.live_block_bytes() + self.pending_free_bytes)
     }
     /// `live / reserved`, 1.0 when nothing is reserved.
     pub fn utilization(&self) -> f64 {

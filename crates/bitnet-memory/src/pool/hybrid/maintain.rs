@@ -4,6 +4,31 @@
 
 use super::*;
 
+/// What a trim gave back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrimReport {
+    /// Cached blocks moved from this thread's cache to the central lists.
+    pub cached_blocks_flushed: usize,
+    /// Slabs handed back from size classes to the large pool.
+    pub slabs_released: usize,
+    /// Chunks given back to the device.
+    pub chunks_released: usize,
+    /// Bytes of those chunks.
+    pub bytes_released: usize,
+    /// Bytes of free blocks whose pages were handed back (the chunks stay mapped).
+    pub bytes_purged: usize,
+}
+
+impl std::ops::AddAssign for TrimReport {
+    fn add_assign(&mut self, o: Self) {
+        self.cached_blocks_flushed += o.cached_blocks_flushed;
+        self.slabs_released += o.slabs_released;
+        self.chunks_released += o.chunks_released;
+        self.bytes_released += o.bytes_released;
+        self.bytes_purged += o.bytes_purged;
+    }
+}
+
 impl DevicePool {
     /// Dynamic strategy selection (see [`super::adaptive`]): evaluates the waste and
     /// traffic since the last call and moves the threshold if they say so. Returns the
@@ -51,6 +76,8 @@ impl DevicePool {
     /// Gives back what is not owned: this thread's cached blocks, empty slabs, empty
     /// chunks. Other threads' caches are flushed by those threads at their next free.
     pub fn trim(&self) -> TrimReport {
+        // Pending frees whose GPU work has finished can be released too.
+        self.reclaim();
         let mut report = TrimReport::default();
         for c in self.caches.iter() {
             c.flush_requested.store(true, Relaxed);
@@ -88,6 +115,7 @@ impl DevicePool {
     /// Releases what has been idle: empty slabs, pages of free blocks freed more than
     /// `idle_ms` ago, chunks empty for that long.
     pub fn decay(&self, idle_ms: u64) -> TrimReport {
+        self.reclaim();
         let mut report = TrimReport::default();
         let (mut large, slabs) = self.return_empty_slabs();
         report.slabs_released = slabs;
@@ -127,6 +155,20 @@ impl DevicePool {
                 budget: self.budget,
                 reserved: m.reserved_bytes,
                 live: m.live_bytes,
+            },
+            GrowError::TooLarge { limit, name } => MemoryError::TooLarge {
+                device: self.id,
+                size,
+                limit,
+                limit_name: name,
+            },
+            GrowError::Device(cause) if cause.lost => MemoryError::DeviceUnavailable {
+                what: format!(
+                    "{} ({}) refused {size} B: {}",
+                    self.id,
+                    self.backend.name(),
+                    cause.reason
+                ),
             },
             GrowError::Device(cause) => {
                 let free = m.free_bytes();

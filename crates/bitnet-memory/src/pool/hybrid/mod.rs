@@ -1,11 +1,21 @@
 //! The pool of one device: size classes with thread caches for small requests, a
 //! large-block strategy for the rest, the budget, trimming and the counters.
+//!
+//! A device that counts submissions (a GPU: [`Submissions`](crate::device::Submissions))
+//! gets no thread caches, and its frees wait in a pending list until the GPU work that
+//! may still use them has finished (`fence.rs`); a device with limits
+//! ([`DeviceLimits`]) has every request's alignment raised to its offset alignment and
+//! requests above its largest block or chunk refused.
 #![deny(unsafe_code)]
 
+mod fence;
+mod limits;
 mod maintain;
 mod report;
 
-use crate::device::{DeviceBackend, DeviceId};
+pub use maintain::TrimReport;
+
+use crate::device::{DeviceBackend, DeviceId, DeviceLimits, DeviceRange};
 use crate::error::MemoryError;
 use crate::pool::central::Central;
 use crate::pool::config::{PoolConfig, Strategy};
@@ -30,31 +40,6 @@ use thread_local::ThreadLocal;
 pub const SMALL: u64 = 1 << 63;
 /// Token of a zero-sized allocation (no memory).
 pub const ZERO: u64 = u64::MAX;
-
-/// What a trim gave back.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TrimReport {
-    /// Cached blocks moved from this thread's cache to the central lists.
-    pub cached_blocks_flushed: usize,
-    /// Slabs handed back from size classes to the large pool.
-    pub slabs_released: usize,
-    /// Chunks given back to the device.
-    pub chunks_released: usize,
-    /// Bytes of those chunks.
-    pub bytes_released: usize,
-    /// Bytes of free blocks whose pages were handed back (the chunks stay mapped).
-    pub bytes_purged: usize,
-}
-
-impl std::ops::AddAssign for TrimReport {
-    fn add_assign(&mut self, o: Self) {
-        self.cached_blocks_flushed += o.cached_blocks_flushed;
-        self.slabs_released += o.slabs_released;
-        self.chunks_released += o.chunks_released;
-        self.bytes_released += o.bytes_released;
-        self.bytes_purged += o.bytes_purged;
-    }
-}
 
 thread_local! {
     /// Set while this thread creates its cache, so that allocations made by that creation
@@ -89,6 +74,14 @@ pub struct DevicePool {
     peak_live: AtomicI64,
     /// Operations made without a thread cache (a thread creating its cache).
     uncached_allocs: AtomicU64,
+    /// What the device can never serve.
+    limits: DeviceLimits,
+    /// The backend counts submissions: frees wait in `pending` (see `fence.rs`).
+    fenced: bool,
+    /// Freed blocks waiting for the device's work to finish, oldest first.
+    pending: Mutex<std::collections::VecDeque<fence::PendingBlock>>,
+    /// `pending.len()`, read without the lock to skip reclaiming when there is nothing.
+    pending_blocks: AtomicUsize,
 }
 
 /// Bit of `class_limit` that pins it.
@@ -109,6 +102,12 @@ impl DevicePool {
             Strategy::BuddySystem => Box::new(Buddy::new()),
             _ => Box::new(Tlsf::new()),
         };
+        let limits = backend.limits();
+        let fenced = backend.submissions().is_some();
+        // Thread caches would hand a freed block out again at once (fenced devices) and
+        // serve requests without raising their alignment (devices with an offset
+        // alignment): such devices go through the central lists every time.
+        let thread_cache = config.thread_cache && !fenced && limits.min_align <= 1;
         let class_limit = config.class_limit;
         let nclasses = size_class::classes_for_threshold(class_limit);
         // The threshold is rounded up to its class.
@@ -118,7 +117,7 @@ impl DevicePool {
             size_class::class_size(nclasses - 1)
         };
         let caps = (0..nclasses).map(|c| {
-            if config.thread_cache {
+            if thread_cache {
                 size_class::cache_capacity(c, config.thread_cache_bytes)
             } else {
                 0
@@ -147,7 +146,11 @@ impl DevicePool {
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
                 .collect(),
             large: Mutex::new({
-                let mut large = LargePool::new(strategy, config.min_chunk, config.max_chunk);
+                // Growth stays within the device's largest chunk.
+                let max_chunk = config.max_chunk.min(limits.max_chunk);
+                let min_chunk = config.min_chunk.min(max_chunk);
+                let mut large = LargePool::new(strategy, min_chunk, max_chunk);
+                large.chunk_limit = (limits.max_chunk, limits.max_chunk_name);
                 large.keep_free = config.min_retain;
                 large.huge_pages = config.huge_pages;
                 large
@@ -159,6 +162,10 @@ impl DevicePool {
             published_live: CachePadded::new(AtomicI64::new(0)),
             peak_live: AtomicI64::new(0),
             uncached_allocs: AtomicU64::new(0),
+            limits,
+            fenced,
+            pending: Mutex::new(std::collections::VecDeque::new()),
+            pending_blocks: AtomicUsize::new(0),
         }
     }
 
@@ -294,6 +301,7 @@ impl DevicePool {
         size: usize,
         align: usize,
     ) -> Result<(usize, u64), GrowError> {
+        let align = self.admit(size, align)?;
         let cache = self.cache();
         if let Some(class) = self.class_for(size, align) {
             let addr = self.refill(cache, class, size)?;
@@ -312,6 +320,7 @@ impl DevicePool {
         size: usize,
         align: usize,
     ) -> Result<(usize, u64), GrowError> {
+        let align = self.admit(size, align)?;
         self.allocate_large(self.cache(), size, align)
     }
 
@@ -497,6 +506,8 @@ impl DevicePool {
             self.drain_cache(c, class, (cap / 2).max(1));
             let pushed = c.push(&self.layout, class, addr);
             debug_assert!(pushed, "room after a drain");
+        } else if self.fenced {
+            self.defer(addr, SMALL | class as u64, size_class::class_size(class));
         } else {
             self.return_blocks(class, &[addr]);
         }
@@ -514,7 +525,11 @@ impl DevicePool {
             }
             None => {
                 self.note_free(None, size);
-                self.return_blocks(class, &[addr]);
+                if self.fenced {
+                    self.defer(addr, SMALL | class as u64, size_class::class_size(class));
+                } else {
+                    self.return_blocks(class, &[addr]);
+                }
             }
         }
     }
@@ -522,7 +537,12 @@ impl DevicePool {
     fn free_large(&self, addr: usize, token: u64, size: usize) {
         let cache = self.cache();
         let mut large = self.large.lock();
-        large.free_user_token(addr, token);
+        if self.fenced {
+            let (_, block) = large.user_block(addr).expect("live user block");
+            self.defer(addr, token, block);
+        } else {
+            large.free_user_token(addr, token);
+        }
         self.note_free(cache, size);
         self.publish_now(cache);
     }
@@ -538,7 +558,12 @@ impl DevicePool {
             None => {
                 let cache = self.cache();
                 let mut large = self.large.lock();
-                if large.free_user(addr).is_none() {
+                if self.fenced {
+                    let Some((token, block)) = large.user_block(addr) else {
+                        return false;
+                    };
+                    self.defer(addr, token, block);
+                } else if large.free_user(addr).is_none() {
                     return false;
                 }
                 self.note_free(cache, size);

@@ -18,6 +18,8 @@ impl DevicePool {
                 *n += c.len(class);
             }
         }
+        // Blocks freed on a fenced device and not yet back: neither live nor free.
+        let pending = self.pending_summary();
         let mut small = SmallPoolStats::default();
         // Grown before any class lock is taken: no allocation may happen under one (the
         // pool may be the global allocator).
@@ -30,7 +32,9 @@ impl DevicePool {
             }
             layouts.push(fragmentation::ClassLayout::capture(&central, cached[class]));
             let block_size = size_class::class_size(class);
-            let live_blocks = central.handed_out.saturating_sub(cached[class]);
+            let live_blocks = central
+                .handed_out
+                .saturating_sub(cached[class] + pending.per_class[class]);
             let (slabs, slab_bytes) = if size_class::is_single(class) {
                 // Each block handed out is its own one-block slab.
                 (central.handed_out, central.handed_out * block_size)
@@ -57,7 +61,10 @@ impl DevicePool {
         let mut free_sizes = crate::pool::strategy::SysVec::new_in(std::alloc::System);
         let large = self.large.lock();
         large.free_block_sizes(&mut free_sizes);
-        let (user_blocks, user_bytes) = (large.user_blocks(), large.user_bytes);
+        let (user_blocks, user_bytes) = (
+            large.user_blocks() - pending.large_blocks,
+            large.user_bytes - pending.large_bytes,
+        );
         let (committed, peak_committed) = (large.committed(), large.peak_committed);
         let (mapped, purged, moved) = (large.reserved, large.purged_total, large.moved_total);
         let strategy = large.strategy_name();
@@ -82,6 +89,7 @@ impl DevicePool {
             mapped_bytes: mapped,
             purged_bytes: purged,
             moved_bytes: moved,
+            pending_free_bytes: pending.bytes,
             live_allocations,
             allocations: allocs,
             frees,
@@ -116,7 +124,9 @@ impl DevicePool {
         use crate::pool::strategy::SysVec;
         use std::alloc::System;
         // Thread caches are read as `check_invariants` reads them: plain atomic loads.
-        let mut cached = std::collections::HashSet::new();
+        // Pending blocks (fenced devices) are owned by no allocation: shown like cached.
+        let mut cached: std::collections::HashSet<usize> =
+            self.pending_summary().addrs.into_iter().collect();
         let mut tmp = Vec::new();
         for c in self.caches.iter() {
             for class in 0..self.central.len() {

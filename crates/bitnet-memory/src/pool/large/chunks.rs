@@ -30,10 +30,14 @@ impl LargePool {
         g: &Grant<'_>,
     ) -> Result<(), GrowError> {
         let budget = g.budget;
+        let (limit, name) = self.chunk_limit;
         let (mut csize, mut calign) = self.strategy.chunk_request(size, align, self.growth());
-        if self.reserved.saturating_add(csize) > budget {
+        if self.reserved.saturating_add(csize) > budget || csize > limit {
             // Shrink the growth to what this request needs before giving up.
             (csize, calign) = self.strategy.chunk_request(size, align, 0);
+            if csize > limit {
+                return Err(GrowError::TooLarge { limit, name });
+            }
             if self.reserved.saturating_add(csize) > budget {
                 return Err(GrowError::Budget { needed: csize });
             }
@@ -73,6 +77,7 @@ impl LargePool {
                 size: chunk.size,
                 align,
                 reason: format!("{}: {reason}", backend.name()),
+                lost: false,
             })
         };
         let base = if backend.host_visible() {
@@ -116,6 +121,14 @@ impl LargePool {
             out.push((c, id, addr - c.base, len));
         }
         out
+    }
+
+    /// The chunk holding `addr` and the offset of `addr` in it, if a chunk holds it.
+    pub fn locate(&self, addr: usize) -> Option<(Chunk, usize)> {
+        let i = self.by_base.partition_point(|&(b, _)| b <= addr);
+        let id = self.by_base[i.checked_sub(1)?].1;
+        let c = self.chunks[id as usize]?;
+        (addr < c.base + c.size).then(|| (c.chunk, addr - c.base))
     }
 
     /// Takes chunk `id` out of the tables (its memory goes back to the device after).

@@ -27,6 +27,25 @@ pub enum GrowError {
     },
     /// The device refused.
     Device(DeviceError),
+    /// The request is above a limit of the device: it never fits.
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+        /// The device's name for it.
+        name: &'static str,
+    },
+}
+
+impl GrowError {
+    /// Whether no trim or retry can help: the request is above a device limit, or the
+    /// device is gone.
+    pub fn is_final(&self) -> bool {
+        match self {
+            GrowError::Budget { .. } => false,
+            GrowError::Device(e) => e.lost,
+            GrowError::TooLarge { .. } => true,
+        }
+    }
 }
 
 /// What a request may take from the device: the backend chunks come from, the budget of
@@ -128,6 +147,9 @@ pub struct LargePool {
     pub slab_bytes: usize,
     min_chunk: usize,
     max_chunk: usize,
+    /// Largest chunk the device can make (`usize::MAX`: no limit) and its name: growth
+    /// never asks for more, a request that needs more is too large.
+    pub(crate) chunk_limit: (usize, &'static str),
     epoch: std::time::Instant,
 }
 
@@ -153,6 +175,7 @@ impl LargePool {
             slab_bytes: 0,
             min_chunk,
             max_chunk,
+            chunk_limit: (usize::MAX, "none"),
             epoch: std::time::Instant::now(),
         }
     }
@@ -256,6 +279,11 @@ impl LargePool {
         self.slab_bytes -= block.size;
         self.tick();
         self.strategy.free(block.token);
+    }
+
+    /// Token and block size of the user block at `addr`, if one starts there.
+    pub fn user_block(&self, addr: usize) -> Option<(u64, usize)> {
+        self.user.get(&addr).copied()
     }
 
     /// Free bytes in chunks (not counting free blocks of slabs).

@@ -1,0 +1,43 @@
+//! What a device can never serve, and where a block lies on it: the pool raises every
+//! request's alignment to the device's offset alignment, refuses requests above its
+//! largest block or chunk (`GrowError::TooLarge`, never retried), and finds a block's
+//! chunk and offset in the chunk table for the device API (`DeviceRange`).
+
+use super::*;
+
+impl DevicePool {
+    /// Where the block at `addr` (`len` bytes, handed out by this pool) lies on the
+    /// device: its chunk and offset, from the chunk table.
+    pub fn device_range(&self, addr: usize, len: usize) -> Option<DeviceRange> {
+        let (chunk, offset) = self.large.lock().locate(addr)?;
+        Some(DeviceRange {
+            chunk: chunk.handle,
+            offset,
+            len,
+        })
+    }
+
+    /// The checks every request on the slow path passes first: pending frees whose work
+    /// has finished go back (fenced devices), a request above a device limit is refused,
+    /// and the alignment is raised to the device's offset alignment (returned).
+    #[inline]
+    pub(super) fn admit(&self, size: usize, align: usize) -> Result<usize, GrowError> {
+        if self.fenced {
+            self.reclaim();
+        }
+        let l = &self.limits;
+        if size > l.max_block {
+            return Err(GrowError::TooLarge {
+                limit: l.max_block,
+                name: l.max_block_name,
+            });
+        }
+        if size > l.max_chunk {
+            return Err(GrowError::TooLarge {
+                limit: l.max_chunk,
+                name: l.max_chunk_name,
+            });
+        }
+        Ok(align.max(l.min_align))
+    }
+}
