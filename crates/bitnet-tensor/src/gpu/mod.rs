@@ -134,12 +134,14 @@ mod context;
 mod elementwise;
 mod float;
 mod kernels;
+mod model;
 
 pub use bitnet::{BitLinearArgs, QuantizeArgs};
 pub use context::GpuContext;
 pub use elementwise::{rope_table, AddArgs, EmbeddingArgs, KvWriteArgs, RopeArgs, SwigluArgs};
 pub use float::{AttentionArgs, LinearArgs, RmsNormArgs, SoftmaxArgs};
 pub use kernels::{GpuKernels, WORKGROUP_SIZE};
+pub use model::GpuModel;
 /// The wgpu this module is built on, for callers to name its types at the same version.
 pub use wgpu;
 
