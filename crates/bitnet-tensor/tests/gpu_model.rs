@@ -185,3 +185,37 @@ fn gpu_generate_gives_the_cpu_tokens_and_leaves_only_weights_and_cache() {
     assert_eq!(dev(&mm).live_bytes, 0, "live after dropping the model");
     assert_eq!(mm.metrics().live_allocations(), 0);
 }
+
+#[test]
+fn gpu_demo_reports_the_cpu_tokens_and_no_leak() {
+    use bitnet_tensor::demo::{run_demo, DemoOptions, ModelSize, Runs};
+    use bitnet_tensor::gpu::run_gpu_demo;
+    if gpu().is_none() {
+        return;
+    }
+    let opts = DemoOptions {
+        model: ModelSize::Custom(tiny()),
+        tokens: 6,
+        prompt_len: 3,
+        threads: 2,
+        progress: false,
+        runs: Runs::VecOnly,
+        ..DemoOptions::default()
+    };
+    let r = run_gpu_demo(&opts).unwrap();
+    eprintln!("{r}");
+    assert!(r.leak_free(), "{r}");
+    assert_eq!(r.gpu.live_bytes, r.resident_bytes);
+    assert!(
+        r.gpu.peak_live_bytes > r.resident_bytes,
+        "activations were never live?"
+    );
+    assert!(r.stats.tokens_per_s > 0.0);
+    let cpu = run_demo(&opts).unwrap();
+    assert_eq!(
+        r.stats.tokens,
+        cpu.vec.unwrap().tokens,
+        "GPU and CPU demo tokens"
+    );
+    assert!(r.to_string().contains("pending free"));
+}

@@ -131,6 +131,7 @@
 
 mod bitnet;
 mod context;
+mod demo;
 mod elementwise;
 mod float;
 mod kernels;
@@ -138,6 +139,7 @@ mod model;
 
 pub use bitnet::{BitLinearArgs, QuantizeArgs};
 pub use context::GpuContext;
+pub use demo::{run_gpu_demo, GpuDemoReport, GPU_DEVICE};
 pub use elementwise::{rope_table, AddArgs, EmbeddingArgs, KvWriteArgs, RopeArgs, SwigluArgs};
 pub use float::{AttentionArgs, LinearArgs, RmsNormArgs, SoftmaxArgs};
 pub use kernels::{GpuKernels, WORKGROUP_SIZE};
