@@ -324,7 +324,7 @@ fn run_model<'m>(
     Ok((model, g, build))
 }
 
-fn stats(
+pub(crate) fn stats(
     g: Generation,
     build: Duration,
     rss_start: Option<usize>,
@@ -343,7 +343,7 @@ fn stats(
     }
 }
 
-fn progress_bar(opts: &DemoOptions, label: &str, steps: usize) -> ProgressBar {
+pub(crate) fn progress_bar(opts: &DemoOptions, label: &str, steps: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(steps as u64),
         if opts.progress {
@@ -362,7 +362,7 @@ fn progress_bar(opts: &DemoOptions, label: &str, steps: usize) -> ProgressBar {
     bar
 }
 
-fn pct(v: f64) -> String {
+pub(crate) fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
 }
 

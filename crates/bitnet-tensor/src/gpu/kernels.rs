@@ -1,6 +1,7 @@
 //! [`GpuKernels`]: the compiled pipelines, and what every launch shares (operand checks,
 //! the per-call uniform buffer, the dispatch grid).
 
+use super::elementwise::ELEMENTWISE_ENTRIES;
 use super::GpuSlice;
 use crate::error::{Error, Result};
 use wgpu::util::DeviceExt;
@@ -30,6 +31,8 @@ pub struct GpuKernels {
     pub(super) linear: Kernel,
     pub(super) softmax: Kernel,
     pub(super) attention: Kernel,
+    pub(super) elementwise: Kernel,
+    pub(super) swiglu: Kernel,
     align: u64,
     max_binding: u64,
     max_groups: u32,
@@ -55,6 +58,13 @@ impl GpuKernels {
             linear: k("linear", include_str!("linear.wgsl"), 3, main),
             softmax: k("softmax", include_str!("softmax.wgsl"), 1, main),
             attention: k("attention", include_str!("attention.wgsl"), 5, main),
+            elementwise: k(
+                "elementwise",
+                include_str!("elementwise.wgsl"),
+                2,
+                &ELEMENTWISE_ENTRIES,
+            ),
+            swiglu: k("swiglu", include_str!("swiglu.wgsl"), 3, main),
             device: device.clone(),
             align: u64::from(limits.min_storage_buffer_offset_alignment),
             max_binding: limits.max_storage_buffer_binding_size,

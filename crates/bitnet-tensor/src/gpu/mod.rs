@@ -44,6 +44,11 @@
 //! | [`linear`](GpuKernels::linear) | f32 `[rows, k]` × f32 `[n, k]`ᵀ → f32 `[rows, n]` | [`linear`](crate::ops::linear), bit for bit unless the driver fuses multiply-adds |
 //! | [`softmax`](GpuKernels::softmax) | f32 `[rows, n]` in place | [`softmax_in_place`](crate::ops::softmax_in_place), within a few ulp |
 //! | [`attention`](GpuKernels::attention) | one token's `q` `[heads, d]` over a layer's KV cache → `[heads, d]` | [`attention`](fn@crate::ops::attention), within 1e-5 relative |
+//! | [`rope`](GpuKernels::rope) | f32 `[heads, d]` in place, angles from [`rope_table`] | [`rope_in_place`](crate::ops::rope_in_place), bit for bit unless the driver fuses |
+//! | [`swiglu`](GpuKernels::swiglu) | `silu(gate) * up`, f32 `[n]` | [`swiglu`](fn@crate::ops::swiglu), within a few ulp |
+//! | [`add`](GpuKernels::add) | `x += y`, f32 `[n]` | the model's residual add, bit for bit |
+//! | [`embedding`](GpuKernels::embedding) | row `token` of f32 `[vocab, h]` → `[h]` | [`embedding`](fn@crate::ops::embedding), bit for bit |
+//! | [`kv_write`](GpuKernels::kv_write) | `k`, `v` `[kv_dim]` → row `pos` of a layer's caches | [`KvCache::write`](crate::ops::KvCache::write), bit for bit |
 //!
 //! **Quantisation** follows the CPU exactly: the row absmax (order-free), `max(·, eps)` with
 //! the CPU's [`QUANT_EPS`](crate::ops::quant::QUANT_EPS) passed as bits, `s = 127 / max`,
@@ -114,6 +119,10 @@
 //! | `linear` | `x`, `w`, `y` f32 | `ceil(rows * n / 4)` workgroups (16 invocations per output) |
 //! | `softmax` | `x` f32, in place | `rows` workgroups |
 //! | `attention` | `q`, `keys`, `values`, `scores` (scratch), `out` f32 | `heads` workgroups |
+//! | `rope` | `x`, `table` | `ceil(heads * d / 2 / 64)` workgroups |
+//! | `swiglu` | `gate`, `up`, `y` f32 | `ceil(n / 64)` workgroups |
+//! | `add` | `x`, `y` | `ceil(n / 64)` workgroups |
+//! | `embedding`, `kv_write` | source, destination words (a compute copy: `copy_buffer_to_buffer` refuses one buffer as both, and pooled operands often share one) | `ceil(words / 64)` workgroups per copy |
 //!
 //! Every kernel uses 256 bytes of workgroup memory (one reduction array). Attention reads
 //! the first `positions` rows of a cache of any capacity (`keys`/`values` may be the whole
@@ -122,13 +131,19 @@
 
 mod bitnet;
 mod context;
+mod demo;
+mod elementwise;
 mod float;
 mod kernels;
+mod model;
 
 pub use bitnet::{BitLinearArgs, QuantizeArgs};
 pub use context::GpuContext;
+pub use demo::{run_gpu_demo, GpuDemoReport, GPU_DEVICE};
+pub use elementwise::{rope_table, AddArgs, EmbeddingArgs, KvWriteArgs, RopeArgs, SwigluArgs};
 pub use float::{AttentionArgs, LinearArgs, RmsNormArgs, SoftmaxArgs};
 pub use kernels::{GpuKernels, WORKGROUP_SIZE};
+pub use model::GpuModel;
 /// The wgpu this module is built on, for callers to name its types at the same version.
 pub use wgpu;
 

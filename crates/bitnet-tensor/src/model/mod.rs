@@ -15,18 +15,18 @@ use std::time::{Duration, Instant};
 
 /// Weights of one decoder layer.
 #[derive(Debug)]
-struct Layer<'m> {
-    attn_norm: Tensor<'m>,
-    wq: TernaryWeight<'m>,
-    wk: TernaryWeight<'m>,
-    wv: TernaryWeight<'m>,
-    attn_sub_norm: Tensor<'m>,
-    wo: TernaryWeight<'m>,
-    ffn_norm: Tensor<'m>,
-    w_gate: TernaryWeight<'m>,
-    w_up: TernaryWeight<'m>,
-    ffn_sub_norm: Tensor<'m>,
-    w_down: TernaryWeight<'m>,
+pub(crate) struct Layer<'m> {
+    pub(crate) attn_norm: Tensor<'m>,
+    pub(crate) wq: TernaryWeight<'m>,
+    pub(crate) wk: TernaryWeight<'m>,
+    pub(crate) wv: TernaryWeight<'m>,
+    pub(crate) attn_sub_norm: Tensor<'m>,
+    pub(crate) wo: TernaryWeight<'m>,
+    pub(crate) ffn_norm: Tensor<'m>,
+    pub(crate) w_gate: TernaryWeight<'m>,
+    pub(crate) w_up: TernaryWeight<'m>,
+    pub(crate) ffn_sub_norm: Tensor<'m>,
+    pub(crate) w_down: TernaryWeight<'m>,
 }
 
 /// A decoder model: weights, KV cache, and the provider every step allocates from.
@@ -39,9 +39,9 @@ pub struct Model<'m> {
     config: ModelConfig,
     p: Provider<'m>,
     exec: Exec,
-    embedding: Tensor<'m>,
-    layers: Vec<Layer<'m>>,
-    final_norm: Tensor<'m>,
+    pub(crate) embedding: Tensor<'m>,
+    pub(crate) layers: Vec<Layer<'m>>,
+    pub(crate) final_norm: Tensor<'m>,
     cache: KvCache<'m>,
 }
 
