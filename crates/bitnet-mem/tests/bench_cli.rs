@@ -137,3 +137,20 @@ fn a_scale_of_zero_is_refused_with_a_reason() {
     assert!(!out.status.success(), "--scale 0 ran: {stderr}");
     assert!(stderr.contains("1 or more"), "{stderr}");
 }
+
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn the_gpu_device_without_the_feature_says_how_to_get_it() {
+    for cmd in [
+        &["bench", "--device", "wgpu", "--quick"][..],
+        &["demo", "--device", "wgpu"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bitnet-mem"))
+            .args(cmd)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd:?} ran without the feature");
+        assert!(stderr.contains("--features wgpu"), "{cmd:?}: {stderr}");
+    }
+}

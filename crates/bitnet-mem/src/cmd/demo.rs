@@ -1,6 +1,7 @@
 //! `bitnet-mem demo`: a BitNet b1.58 decoder generating tokens on the memory manager, then
 //! the same run on plain `Vec` buffers, and the memory report.
 
+use super::device::Device;
 use super::CmdResult;
 use bitnet_report::{render_html, ReportData, ReportOptions};
 use bitnet_tensor::demo::{run_demo, DemoOptions, ModelSize};
@@ -13,6 +14,11 @@ pub struct Args {
     /// 1.8 GiB), or a scale of 2B4T such as `0.25`.
     #[arg(long, default_value = "small")]
     pub model: String,
+    /// The device the decoder runs on: `cpu` (the manager's run against plain `Vec`s) or
+    /// `wgpu` (weights, KV cache and activations in pooled GPU buffers, WGSL kernels;
+    /// needs the `wgpu` feature and a Vulkan, Metal or DX12 driver).
+    #[arg(long, value_enum, default_value_t = Device::Cpu)]
+    pub device: Device,
     /// Tokens to generate.
     #[arg(long, default_value_t = 64)]
     pub tokens: usize,
@@ -84,6 +90,22 @@ pub fn run(a: Args) -> CmdResult {
     };
     if let Some(t) = a.threads {
         opts.threads = t;
+    }
+    if a.device == Device::Wgpu {
+        if a.html.is_some() || a.snapshot.is_some() {
+            return Err("--html and --snapshot are for the CPU demo (the GPU demo prints its pool's figures)".into());
+        }
+        #[cfg(feature = "wgpu")]
+        {
+            let report = bitnet_tensor::gpu::run_gpu_demo(&opts)?;
+            println!("{report}");
+            if !report.leak_free() {
+                return Err("the GPU decode left blocks live that it should have freed".into());
+            }
+            return Ok(());
+        }
+        #[cfg(not(feature = "wgpu"))]
+        return Err(super::device::no_wgpu_feature());
     }
     let wants_snapshot = a.html.is_some() || a.snapshot.is_some();
     if wants_snapshot {
