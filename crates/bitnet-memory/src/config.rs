@@ -30,6 +30,18 @@ pub struct MemoryConfig {
     /// Largest chunk requested for growth, in bytes (a single bigger request still gets a
     /// chunk of its own size). Default: 1 GiB.
     pub max_chunk: usize,
+    /// Smallest chunk requested from a device that cannot decommit (a GPU, whose buffers
+    /// go back whole or not at all: every byte of a chunk stays held), in bytes, used
+    /// there instead of [`min_chunk`](Self::min_chunk). Chunks grow geometrically from it
+    /// as from `min_chunk`, and on such a device a chunk a free leaves wholly free goes
+    /// back at once. Default: 4 MiB. A multiple of 4096.
+    pub min_chunk_no_decommit: usize,
+    /// On a device that cannot decommit, requests of at least this many bytes get a
+    /// chunk of their own, of just their size (whole 4 KiB), given back to the device as
+    /// soon as the block is freed (on a GPU: once its fenced free is reclaimed), so big
+    /// blocks never leave holes in shared chunks. In bytes; `usize::MAX` turns it off.
+    /// Never used on a device that can decommit (the CPU). Default: 4 MiB.
+    pub dedicated_threshold: usize,
     /// Whether each thread keeps a cache of small blocks. Default: `true`. Turning it off
     /// makes every small request take the class lock (useful to measure the cache).
     pub thread_cache: bool,
@@ -76,6 +88,8 @@ impl Default for MemoryConfig {
             budget: None,
             min_chunk: 64 << 20,
             max_chunk: 1 << 30,
+            min_chunk_no_decommit: 4 << 20,
+            dedicated_threshold: 4 << 20,
             thread_cache: true,
             thread_cache_bytes: 64 << 10,
             retain_fraction: 0.08,
@@ -133,6 +147,16 @@ impl MemoryConfig {
     /// Sets [`min_chunk`](Self::min_chunk), in bytes.
     pub fn min_chunk(mut self, bytes: usize) -> Self {
         self.min_chunk = bytes;
+        self
+    }
+    /// Sets [`min_chunk_no_decommit`](Self::min_chunk_no_decommit), in bytes.
+    pub fn min_chunk_no_decommit(mut self, bytes: usize) -> Self {
+        self.min_chunk_no_decommit = bytes;
+        self
+    }
+    /// Sets [`dedicated_threshold`](Self::dedicated_threshold), in bytes.
+    pub fn dedicated_threshold(mut self, bytes: usize) -> Self {
+        self.dedicated_threshold = bytes;
         self
     }
     /// Sets [`max_chunk`](Self::max_chunk), in bytes.
@@ -195,6 +219,8 @@ impl MemoryConfig {
             thread_cache_bytes: self.thread_cache_bytes,
             min_chunk: self.min_chunk,
             max_chunk: self.max_chunk,
+            min_chunk_no_decommit: self.min_chunk_no_decommit,
+            dedicated_threshold: self.dedicated_threshold,
             retain_fraction: self.retain_fraction,
             min_retain: self.min_retain,
             huge_pages: self.huge_pages,
@@ -215,6 +241,12 @@ impl MemoryConfig {
         }
         if self.min_chunk < 4096 || !self.min_chunk.is_multiple_of(4096) {
             return bad("min_chunk: must be a multiple of 4096 B");
+        }
+        if self.min_chunk_no_decommit < 4096 || !self.min_chunk_no_decommit.is_multiple_of(4096) {
+            return bad("min_chunk_no_decommit: must be a multiple of 4096 B");
+        }
+        if self.dedicated_threshold == 0 {
+            return bad("dedicated_threshold: must be more than 0 B");
         }
         if self.max_chunk < self.min_chunk || !self.max_chunk.is_multiple_of(4096) {
             return bad("max_chunk: must be a multiple of 4096 B and at least min_chunk");

@@ -33,6 +33,12 @@ pub struct PoolConfig {
     pub thread_cache_bytes: usize,
     /// Smallest chunk asked of the device.
     pub min_chunk: usize,
+    /// Smallest chunk asked of a device that cannot decommit (used there instead of
+    /// `min_chunk`, within `max_chunk`).
+    pub min_chunk_no_decommit: usize,
+    /// On a device that cannot decommit, requests of at least this many bytes get a chunk
+    /// of their own, released when the block is freed (`usize::MAX`: never).
+    pub dedicated_threshold: usize,
     /// Largest chunk asked for growth.
     pub max_chunk: usize,
     /// Resident limit over the live peak, as a fraction of it.

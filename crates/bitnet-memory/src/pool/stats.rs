@@ -90,6 +90,13 @@ pub struct PoolStats {
     /// reuse until the next submission after their free has finished.
     #[serde(default)]
     pub pending_free_bytes: usize,
+    /// Chunks given back to the device so far (trims, decay, compaction, and on a device
+    /// that cannot decommit, dedicated chunks and chunks a free left empty).
+    #[serde(default)]
+    pub released_chunks: usize,
+    /// Bytes of those chunks.
+    #[serde(default)]
+    pub released_bytes: usize,
     /// Live allocations.
     pub live_allocations: usize,
     /// Allocations made so far.

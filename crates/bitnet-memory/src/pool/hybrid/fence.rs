@@ -94,7 +94,9 @@ impl DevicePool {
             if b.token & SMALL != 0 {
                 self.return_blocks((b.token & !SMALL) as usize, &[b.addr]);
             } else {
-                self.large.lock().free_user_token(b.addr, b.token);
+                self.large
+                    .lock()
+                    .free_user_token(b.addr, b.token, &*self.backend);
             }
         }
         ready.len()

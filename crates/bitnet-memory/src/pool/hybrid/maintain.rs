@@ -29,6 +29,22 @@ impl std::ops::AddAssign for TrimReport {
     }
 }
 
+/// Chunks and bytes a trim or decay released: `r`, what its own release gave back, and on
+/// a device that releases chunks at frees, those its reclaim of pending frees released too
+/// (all the large pool released since its count was `before`).
+fn released_since(
+    large: &LargePool,
+    before: (usize, usize),
+    r: crate::pool::large::Released,
+) -> (usize, usize) {
+    if large.release_on_empty {
+        let now = large.released_total;
+        (now.0 - before.0, now.1 - before.1)
+    } else {
+        (r.chunks, r.bytes)
+    }
+}
+
 impl DevicePool {
     /// Dynamic strategy selection (see [`super::adaptive`]): evaluates the waste and
     /// traffic since the last call and moves the threshold if they say so. Returns the
@@ -76,6 +92,9 @@ impl DevicePool {
     /// Gives back what is not owned: this thread's cached blocks, empty slabs, empty
     /// chunks. Other threads' caches are flushed by those threads at their next free.
     pub fn trim(&self) -> TrimReport {
+        // Chunks released from here on are this trim's (on a device that cannot
+        // decommit, a reclaimed free may release its chunk at once).
+        let before = self.large.lock().released_total;
         // Pending frees whose GPU work has finished can be released too.
         self.reclaim();
         let mut report = TrimReport::default();
@@ -90,8 +109,7 @@ impl DevicePool {
         report.slabs_released = slabs;
         let r = large.release_empty(&*self.backend);
         report.bytes_purged = large.purge_to(0, &*self.backend);
-        report.chunks_released = r.chunks;
-        report.bytes_released = r.bytes;
+        (report.chunks_released, report.bytes_released) = released_since(&large, before, r);
         report
     }
 
@@ -115,15 +133,15 @@ impl DevicePool {
     /// Releases what has been idle: empty slabs, pages of free blocks freed more than
     /// `idle_ms` ago, chunks empty for that long.
     pub fn decay(&self, idle_ms: u64) -> TrimReport {
+        let before = self.large.lock().released_total;
         self.reclaim();
         let mut report = TrimReport::default();
         let (mut large, slabs) = self.return_empty_slabs();
         report.slabs_released = slabs;
-        let before = large.now_ms().saturating_sub(idle_ms);
-        report.bytes_purged = large.purge_idle(before, &*self.backend);
-        let r = large.release_idle(&*self.backend, before);
-        report.chunks_released = r.chunks;
-        report.bytes_released = r.bytes;
+        let idle_before = large.now_ms().saturating_sub(idle_ms);
+        report.bytes_purged = large.purge_idle(idle_before, &*self.backend);
+        let r = large.release_idle(&*self.backend, idle_before);
+        (report.chunks_released, report.bytes_released) = released_since(&large, before, r);
         report
     }
 

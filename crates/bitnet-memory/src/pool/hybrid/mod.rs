@@ -103,6 +103,7 @@ impl DevicePool {
             _ => Box::new(Tlsf::new()),
         };
         let limits = backend.limits();
+        let no_decommit = backend.decommit().is_none();
         let fenced = backend.submissions().is_some();
         // Thread caches would hand a freed block out again at once (fenced devices) and
         // serve requests without raising their alignment (devices with an offset
@@ -148,8 +149,19 @@ impl DevicePool {
             large: Mutex::new({
                 // Growth stays within the device's largest chunk.
                 let max_chunk = config.max_chunk.min(limits.max_chunk);
-                let min_chunk = config.min_chunk.min(max_chunk);
+                // A device that cannot decommit holds every byte of its chunks: small
+                // first chunks, big blocks in chunks of their own, empty chunks given back.
+                let min_chunk = if no_decommit {
+                    config.min_chunk_no_decommit
+                } else {
+                    config.min_chunk
+                }
+                .min(max_chunk);
                 let mut large = LargePool::new(strategy, min_chunk, max_chunk);
+                if no_decommit {
+                    large.dedicated_threshold = config.dedicated_threshold;
+                    large.release_on_empty = true;
+                }
                 large.chunk_limit = (limits.max_chunk, limits.max_chunk_name);
                 large.keep_free = config.min_retain;
                 large.huge_pages = config.huge_pages;
@@ -441,7 +453,7 @@ impl DevicePool {
             drop(central);
             let mut large = self.large.lock();
             for &a in blocks {
-                large.free_single(a);
+                large.free_single(a, &*self.backend);
             }
         } else {
             for &a in blocks {
@@ -541,7 +553,7 @@ impl DevicePool {
             let (_, block) = large.user_block(addr).expect("live user block");
             self.defer(addr, token, block);
         } else {
-            large.free_user_token(addr, token);
+            large.free_user_token(addr, token, &*self.backend);
         }
         self.note_free(cache, size);
         self.publish_now(cache);
@@ -563,7 +575,7 @@ impl DevicePool {
                         return false;
                     };
                     self.defer(addr, token, block);
-                } else if large.free_user(addr).is_none() {
+                } else if large.free_user(addr, &*self.backend).is_none() {
                     return false;
                 }
                 self.note_free(cache, size);

@@ -67,6 +67,7 @@ impl DevicePool {
         );
         let (committed, peak_committed) = (large.committed(), large.peak_committed);
         let (mapped, purged, moved) = (large.reserved, large.purged_total, large.moved_total);
+        let released = large.released_total;
         let strategy = large.strategy_name();
         let (large_free, largest_free, chunks) = (
             large.free_bytes(),
@@ -90,6 +91,8 @@ impl DevicePool {
             purged_bytes: purged,
             moved_bytes: moved,
             pending_free_bytes: pending.bytes,
+            released_chunks: released.0,
+            released_bytes: released.1,
             live_allocations,
             allocations: allocs,
             frees,

@@ -13,10 +13,10 @@ use std::alloc::System;
 pub(super) const SYNTHETIC_BASE: usize = 1 << 48;
 
 impl LargePool {
-    /// Bytes the next chunk should have: an eighth of what is held, rounded up to whole
-    /// 2 MiB, within the pool's chunk sizes.
+    /// Bytes the next chunk should have: an eighth of what is held in shared chunks
+    /// (dedicated ones left out), rounded up to whole 2 MiB, within the pool's chunk sizes.
     pub(super) fn growth(&self) -> usize {
-        (self.reserved / 8)
+        ((self.reserved - self.dedicated_bytes) / 8)
             .next_multiple_of(2 << 20)
             .clamp(self.min_chunk, self.max_chunk)
     }
@@ -47,6 +47,13 @@ impl LargePool {
             .allocate_chunk(csize, calign)
             .map_err(GrowError::Device)?;
         let chunk = self.place(chunk, calign, g.backend)?;
+        let id = self.insert_chunk(chunk);
+        self.strategy.add_chunk(id, chunk.base, chunk.size);
+        Ok(())
+    }
+
+    /// Puts a placed chunk into the tables; its id.
+    pub(super) fn insert_chunk(&mut self, chunk: Held) -> u32 {
         let id = match self.free_ids.pop() {
             Some(id) => id,
             None => {
@@ -58,15 +65,17 @@ impl LargePool {
         let at = self.by_base.partition_point(|&(b, _)| b < chunk.base);
         self.by_base.insert(at, (chunk.base, id));
         self.reserved += chunk.size;
+        if chunk.dedicated {
+            self.dedicated_bytes += chunk.size;
+        }
         self.resident.add_chunk(id, chunk.size);
-        self.strategy.add_chunk(id, chunk.base, chunk.size);
-        Ok(())
+        id
     }
 
     /// Gives a fresh chunk its base in the pool's address space: its host address on a
     /// host-visible device (which must give one, aligned), else the next synthetic range
     /// aligned to `align`, never reused.
-    fn place(
+    pub(super) fn place(
         &mut self,
         chunk: Chunk,
         align: usize,
@@ -103,6 +112,7 @@ impl LargePool {
             chunk,
             base,
             size: chunk.size,
+            dedicated: false,
         })
     }
 
@@ -131,12 +141,18 @@ impl LargePool {
         (addr < c.base + c.size).then(|| (c.chunk, addr - c.base))
     }
 
-    /// Takes chunk `id` out of the tables (its memory goes back to the device after).
+    /// Takes chunk `id` out of the tables (its memory goes back to the device after) and
+    /// counts it as released.
     pub(super) fn forget_chunk(&mut self, id: u32) -> Chunk {
         let held = self.chunks[id as usize].take().expect("live chunk");
         self.by_base.retain(|&(_, i)| i != id);
         self.free_ids.push(id);
         self.reserved -= held.size;
+        if held.dedicated {
+            self.dedicated_bytes -= held.size;
+        }
+        self.released_total.0 += 1;
+        self.released_total.1 += held.size;
         self.resident.remove_chunk(id);
         held.chunk
     }

@@ -8,6 +8,7 @@
 
 mod chunks;
 pub(crate) mod compact;
+mod dedicated;
 mod pages;
 
 use crate::device::{Chunk, DeviceBackend, DeviceError};
@@ -108,6 +109,9 @@ pub(crate) struct Held {
     pub(crate) base: usize,
     /// Size in bytes.
     pub(crate) size: usize,
+    /// A chunk of one user block, outside the strategy (see `dedicated`): released when
+    /// that block is freed.
+    pub(crate) dedicated: bool,
 }
 
 /// Large-block state of one device.
@@ -125,6 +129,17 @@ pub struct LargePool {
     pub peak_committed: usize,
     /// Bytes whose pages were handed back by purges so far.
     pub purged_total: usize,
+    /// Chunks given back to the device so far (trims, decay, compaction, dedicated
+    /// chunks, empty chunks released at a free), and their bytes.
+    pub released_total: (usize, usize),
+    /// Bytes of dedicated chunks held (part of `reserved`).
+    pub dedicated_bytes: usize,
+    /// Requests of at least this many bytes get a dedicated chunk of their own, released
+    /// when the block is freed (`usize::MAX`: never; devices that cannot decommit).
+    pub dedicated_threshold: usize,
+    /// Give chunks that become wholly free back to the device at once, at the free that
+    /// emptied them (devices that cannot decommit, whose free chunk bytes stay held).
+    pub release_on_empty: bool,
     /// Bytes of free blocks' pages moved into requests' fresh pages instead of being
     /// handed back (and faulted in again) so far.
     pub moved_total: usize,
@@ -165,6 +180,10 @@ impl LargePool {
             reserved: 0,
             peak_committed: 0,
             purged_total: 0,
+            released_total: (0, 0),
+            dedicated_bytes: 0,
+            dedicated_threshold: usize::MAX,
+            release_on_empty: false,
             moved_total: 0,
             resident: ResidentPages::new(),
             keep_free: 0,
@@ -227,11 +246,12 @@ impl LargePool {
     }
 
     /// Takes back a one-block slab by address.
-    pub fn free_single(&mut self, addr: usize) {
+    pub fn free_single(&mut self, addr: usize, backend: &dyn DeviceBackend) {
         let (token, size) = self.singles.remove(&addr).expect("a live one-block slab");
         self.slab_bytes -= size;
         self.tick();
         self.strategy.free(token);
+        self.after_free(backend);
     }
 
     /// Allocates a block for the user and records it by address.
@@ -242,28 +262,32 @@ impl LargePool {
         g: &Grant<'_>,
     ) -> Result<Block, GrowError> {
         // The owner's slice is `size` bytes long: the rest of the block stays untouched.
-        let b = self.allocate((size, align, size), g)?;
+        let b = if size >= self.dedicated_threshold {
+            self.allocate_dedicated(size, align, g)?
+        } else {
+            self.allocate((size, align, size), g)?
+        };
         self.user.insert(b.addr, (b.token, b.size));
         self.user_bytes += b.size;
         Ok(b)
     }
 
-    /// Frees a user block by address; `None` if no user block starts there.
-    pub fn free_user(&mut self, addr: usize) -> Option<usize> {
+    /// Frees a user block by address; `None` if no user block starts there. A dedicated
+    /// chunk goes back to `backend` with it.
+    pub fn free_user(&mut self, addr: usize, backend: &dyn DeviceBackend) -> Option<usize> {
         let (token, size) = self.user.remove(&addr)?;
         self.user_bytes -= size;
-        self.tick();
-        self.strategy.free(token);
+        self.release_block(addr, token, backend);
         Some(size)
     }
 
-    /// Frees a user block whose token is known.
-    pub fn free_user_token(&mut self, addr: usize, token: u64) {
+    /// Frees a user block whose token is known. A dedicated chunk goes back to `backend`
+    /// with it.
+    pub fn free_user_token(&mut self, addr: usize, token: u64, backend: &dyn DeviceBackend) {
         let (t, size) = self.user.remove(&addr).expect("live user block");
         debug_assert_eq!(t, token);
         self.user_bytes -= size;
-        self.tick();
-        self.strategy.free(token);
+        self.release_block(addr, token, backend);
     }
 
     /// Lends a slab to the small pool. None of its pages counts as resident yet: the
@@ -359,6 +383,18 @@ impl LargePool {
         );
         assert!(self.by_base.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(chunk_bytes, self.reserved, "reserved bytes drifted");
+        let dedicated: usize = self
+            .chunks
+            .iter()
+            .flatten()
+            .filter(|c| c.dedicated)
+            .map(|c| {
+                let (_, size) = self.user[&c.base];
+                assert_eq!(size, c.size, "a dedicated chunk holds one user block");
+                c.size
+            })
+            .sum();
+        assert_eq!(dedicated, self.dedicated_bytes, "dedicated bytes drifted");
         let user: usize = self.user.values().map(|v| v.1).sum();
         assert_eq!(user, self.user_bytes, "user bytes drifted");
         // Chunks may be rounded down to the strategy's granule; allow that slack.

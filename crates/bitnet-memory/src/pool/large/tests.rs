@@ -130,7 +130,7 @@ fn a_request_that_needs_fresh_pages_first_hands_back_what_is_over_the_limit() {
     let a = user(&mut pool, &backend, 8 * MIB, limit);
     let _b = user(&mut pool, &backend, 8 * MIB, limit);
     assert_eq!(pool.committed(), 16 * MIB, "what the owners may touch");
-    pool.free_user_token(a.addr, a.token);
+    pool.free_user_token(a.addr, a.token, &backend);
     assert_eq!(
         pool.committed(),
         16 * MIB,
@@ -165,7 +165,7 @@ fn where_blocks_in_use_alone_pass_the_limit_keep_free_bytes_of_free_pages_stay()
     let held = user(&mut pool, &backend, 10 * MIB, limit);
     let a = user(&mut pool, &backend, 4 * MIB, limit);
     let _b = user(&mut pool, &backend, MIB, limit);
-    pool.free_user_token(a.addr, a.token);
+    pool.free_user_token(a.addr, a.token, &backend);
     // The limit is under what is in use: handing back all of a's pages would only make
     // them fault again at the next request. 5 MiB do not fit in a's hole; 2 MiB of its
     // pages stay.
@@ -174,7 +174,7 @@ fn where_blocks_in_use_alone_pass_the_limit_keep_free_bytes_of_free_pages_stay()
     assert_eq!(pool.resident_free_bytes(), 2 * MIB);
     assert_eq!(pool.committed(), 10 * MIB + MIB + 5 * MIB + 2 * MIB);
     assert_eq!(backend.decommitted.load(Relaxed), 2 * MIB);
-    pool.free_user_token(held.addr, held.token);
+    pool.free_user_token(held.addr, held.token, &backend);
     pool.check_invariants();
 }
 
@@ -263,7 +263,7 @@ proptest! {
                 }
                 Op::Free(i) if !live.is_empty() => {
                     let (addr, token, _) = live.swap_remove(i % live.len());
-                    pool.free_user_token(addr, token);
+                    pool.free_user_token(addr, token, &backend);
                 }
                 Op::Free(_) => {}
                 Op::Limit(l) => limit = l,
@@ -293,7 +293,7 @@ fn only_whole_huge_pages_of_fresh_pages_inside_the_request_are_faulted_in_at_onc
     assert_eq!(c.addr - a.addr, 6 * MIB + 512 * 1024);
     assert_eq!(calls(&backend), [(8 * MIB, 2 * MIB)]);
     // Its pages are resident once freed: reusing them faults nothing in.
-    pool.free_user_token(a.addr, a.token);
+    pool.free_user_token(a.addr, a.token, &backend);
     let a2 = user(&mut pool, &backend, 5 * MIB, usize::MAX);
     assert_eq!(a2.addr, a.addr);
     assert_eq!(calls(&backend), []);
@@ -318,12 +318,12 @@ fn requests_are_placed_by_the_page_map() {
     let _sep = user(&mut pool, &backend, MIB, free);
     let b = user(&mut pool, &backend, 8 * MIB, free);
     let _sep2 = user(&mut pool, &backend, MIB, free);
-    pool.free_user_token(y.addr, y.token);
+    pool.free_user_token(y.addr, y.token, &backend);
     let all = pool.committed();
     assert_eq!(pool.purge_to(all - 2 * MIB, &backend), 2 * MIB, "y's pages");
-    pool.free_user_token(x.addr, x.token);
-    pool.free_user_token(z.addr, z.token);
-    pool.free_user_token(b.addr, b.token);
+    pool.free_user_token(x.addr, x.token, &backend);
+    pool.free_user_token(z.addr, z.token, &backend);
+    pool.free_user_token(b.addr, b.token, &backend);
     pool.check_invariants();
     let committed = pool.committed();
     // x, y and z merged: 6 MiB, of which y's middle 2 MiB are clean. Every place for
@@ -357,8 +357,8 @@ fn pages_over_the_limit_move_into_the_request() {
     let free = usize::MAX;
     let x = user(&mut pool, &backend, 2 * PAGE, free);
     let _sep2 = user(&mut pool, &backend, MIB, free);
-    pool.free_user_token(a.addr, a.token);
-    pool.free_user_token(x.addr, x.token);
+    pool.free_user_token(a.addr, a.token, &backend);
+    pool.free_user_token(x.addr, x.token, &backend);
     let before = pool.committed();
     // 12 MiB do not fit a's hole: 12 MiB of fresh pages, and the committed bytes may not
     // grow: every resident free page goes (a's 8 MiB move; x's two pages, a run too
@@ -400,7 +400,7 @@ fn pages_that_cannot_move_or_go_back_stay_counted() {
         ..Pretend::default()
     };
     let (mut pool, a) = with_8mib_block(&backend);
-    pool.free_user_token(a.addr, a.token);
+    pool.free_user_token(a.addr, a.token, &backend);
     let before = pool.committed();
     let _c = user(&mut pool, &backend, 12 * MIB, before);
     assert_eq!(pool.committed(), before + 12 * MIB);

@@ -233,6 +233,10 @@ impl LargePool {
                 .get(&addr)
                 .expect("a movable block is a user block");
             debug_assert_eq!(token, cell.token());
+            if self.dedicated_at(addr).is_some() {
+                // Alone in its chunk, outside the strategy: nothing to move it out of.
+                continue;
+            }
             order.push((chunk_of(addr), size, i));
         }
         order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));

@@ -33,7 +33,7 @@ fn half_full(pool: &mut LargePool, backend: &CpuBackend) -> Vec<MoveCell> {
     let mut cells = Vec::new();
     for (i, b) in blocks.into_iter().enumerate() {
         if i % 2 == 0 {
-            pool.free_user_token(b.addr, b.token);
+            pool.free_user_token(b.addr, b.token, backend);
         } else {
             cells.push(MoveCell::new(b.addr, b.token, BLOCK, 16));
         }
@@ -94,7 +94,7 @@ fn compaction_empties_the_least_used_chunk() {
             assert!(cells.iter().all(|c| c.addr() != from));
         }
         for c in &cells {
-            pool.free_user_token(c.addr(), c.token());
+            pool.free_user_token(c.addr(), c.token(), &backend);
         }
         pool.check_invariants();
         assert_eq!(pool.release_empty(&backend).chunks, 1);
@@ -133,7 +133,7 @@ fn a_block_pinned_during_the_run_is_not_moved() {
             cells[i].unpin();
         }
         for c in &cells {
-            pool.free_user_token(c.addr(), c.token());
+            pool.free_user_token(c.addr(), c.token(), &backend);
         }
         pool.check_invariants();
         assert_eq!(pool.release_empty(&backend).chunks, 2);
