@@ -318,3 +318,47 @@ fn a_chunk_limit_under_the_block_limit_is_named_when_it_is_the_one_hit() {
         assert!(matches!(e, MemoryError::TooLarge { .. }), "{e}");
     }
 }
+
+#[test]
+fn a_dedicated_chunk_goes_back_only_once_the_fence_passed() {
+    let dev = Queue::fenced();
+    let mm = manager(&dev, Strategy::Hybrid, None);
+    let size = 12 << 20;
+    let (a, ra) = range(&mm, size);
+    assert_eq!(ra.offset, 0, "a chunk of its own");
+    assert_eq!(dev.state.held.load(SeqCst), size);
+    dev.submit(); // work using A is submitted...
+    drop(a); // ...and A is freed while it may run: its buffer must stay
+    assert_eq!(
+        dev.state.held.load(SeqCst),
+        size,
+        "released before the fence"
+    );
+    assert!(mm.metrics().devices[0].pending_free_bytes >= size);
+    // Another request reclaims nothing yet: the submission has not finished.
+    let (b, _) = range(&mm, 64);
+    assert!(
+        dev.state.held.load(SeqCst) >= size,
+        "released before the fence"
+    );
+    assert_eq!(mm.metrics().devices[0].released_chunks, 0);
+    dev.finish_all(); // submission 1 was made before the free: not enough
+    drop(range(&mm, 64));
+    assert!(
+        dev.state.held.load(SeqCst) >= size,
+        "released before the fence"
+    );
+    dev.submit();
+    dev.finish_all(); // the next submission after the free has finished
+    let held = dev.state.held.load(SeqCst);
+    drop(range(&mm, 64)); // reclaims A: its chunk goes back at once
+    let m = mm.metrics();
+    assert_eq!(dev.state.held.load(SeqCst), held - size);
+    assert_eq!(m.devices[0].released_bytes, size);
+    assert!(
+        m.devices[0].pending_free_bytes < size,
+        "only the small blocks wait"
+    );
+    mm.check_invariants();
+    drop(b);
+}

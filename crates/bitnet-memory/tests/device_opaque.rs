@@ -187,3 +187,114 @@ fn a_device_that_cannot_decommit_keeps_its_free_pages_counted() {
     mm.check_invariants();
     drop(b);
 }
+
+/// A manager over `dev` with the default chunk settings (no `min_chunk` override).
+fn default_manager(dev: &Opaque, strategy: Strategy) -> MemoryManager {
+    let mut config = MemoryConfig::default().strategy(strategy);
+    config.leak = LeakConfig::off();
+    MemoryManager::builder(config)
+        .device(dev.clone(), None)
+        .build()
+        .unwrap()
+}
+
+/// Bytes of the chunks the device has out now.
+fn held(dev: &Opaque) -> usize {
+    dev.0.live.lock().unwrap().values().map(Vec::len).sum()
+}
+
+#[test]
+fn a_big_block_gets_a_chunk_of_its_own_that_goes_back_when_it_is_freed() {
+    for strategy in [Strategy::Hybrid, Strategy::BestFit, Strategy::BuddySystem] {
+        let dev = Opaque::default();
+        let mm = default_manager(&dev, strategy);
+        let small = mm
+            .try_allocate_on(DEV, Layout::from_size_align(2 << 20, 256).unwrap())
+            .unwrap();
+        let shared = held(&dev);
+        assert_eq!(shared, 4 << 20, "the first shared chunk is 4 MiB");
+        // 10 MiB + 100 B: its own chunk, just its size in whole 4 KiB.
+        let size = (10 << 20) + 100;
+        let big = mm
+            .try_allocate_on(DEV, Layout::from_size_align(size, 256).unwrap())
+            .unwrap();
+        assert_eq!(held(&dev) - shared, size.next_multiple_of(4096));
+        let r = big.device_range().unwrap();
+        assert_eq!(r.offset, 0, "alone in its chunk");
+        assert_eq!(
+            dev.0.live.lock().unwrap()[&r.chunk.0].len(),
+            size.next_multiple_of(4096)
+        );
+        mm.check_invariants();
+        let before = mm.metrics().devices[0].released_bytes;
+        drop(big);
+        // Back to the device at the free, no trim needed; the shared chunk stays (a live
+        // block is in it).
+        assert_eq!(held(&dev), shared);
+        let m = mm.metrics();
+        assert_eq!(
+            m.devices[0].released_bytes - before,
+            size.next_multiple_of(4096)
+        );
+        assert_eq!(m.devices[0].mapped_bytes, shared);
+        assert!(!dev.0.live.lock().unwrap().contains_key(&r.chunk.0));
+        mm.check_invariants();
+        drop(small);
+        // The shared chunk the free emptied goes back too.
+        assert_eq!(held(&dev), 0);
+    }
+}
+
+#[test]
+fn releasing_chunks_at_frees_never_takes_one_with_an_owned_block() {
+    // Owned blocks of every kind (small class, one-block slab, large, dedicated) share the
+    // device while others are freed around them: every owned block's chunk stays held.
+    let dev = Opaque::default();
+    let mm = default_manager(&dev, Strategy::Hybrid);
+    let sizes = [48usize, 600 << 10, 2 << 20, 6 << 20];
+    let mut keep = Vec::new();
+    for round in 0..6 {
+        let mut gone = Vec::new();
+        for &s in &sizes {
+            let l = Layout::from_size_align(s + round * 64, 64).unwrap();
+            keep.push(mm.try_allocate_on(DEV, l).unwrap());
+            gone.push(mm.try_allocate_on(DEV, l).unwrap());
+        }
+        drop(gone);
+        for a in &keep {
+            let r = a.device_range().unwrap();
+            let chunk = dev.0.live.lock().unwrap().get(&r.chunk.0).map(Vec::len);
+            assert!(
+                chunk.is_some_and(|len| r.offset + r.len <= len),
+                "an owned block's chunk went back: {r:?}"
+            );
+        }
+        mm.check_invariants();
+    }
+    let m = mm.metrics();
+    assert!(m.devices[0].released_chunks > 0, "{m:?}");
+    drop(keep);
+    mm.trim();
+    assert_eq!(held(&dev), 0);
+}
+
+#[test]
+fn a_cpu_managers_chunks_are_unaffected() {
+    // The CPU can decommit: the first chunk is still `min_chunk` (64 MiB), a big block
+    // shares it, and a free releases nothing until a trim.
+    let mm = MemoryManager::new(MemoryConfig::default().leak(LeakConfig::off())).unwrap();
+    let big = mm
+        .try_allocate(Layout::from_size_align(10 << 20, 256).unwrap())
+        .unwrap();
+    let other = mm
+        .try_allocate(Layout::from_size_align(8 << 20, 256).unwrap())
+        .unwrap();
+    let m = mm.metrics();
+    assert_eq!(m.devices[0].mapped_bytes, 64 << 20, "one 64 MiB chunk");
+    assert_eq!(m.devices[0].large.chunks, 1);
+    drop((big, other));
+    let m = mm.metrics();
+    assert_eq!(m.devices[0].mapped_bytes, 64 << 20, "kept until a trim");
+    assert_eq!(m.devices[0].released_chunks, 0);
+    assert_eq!(mm.trim().chunks_released, 1);
+}

@@ -333,17 +333,14 @@ fn limits_budget_and_trim_and_retry_each_say_their_own_thing() {
         .try_allocate_on(GPU, Layout::from_size_align(24 << 20, 4).unwrap())
         .unwrap_err();
     assert!(matches!(e, MemoryError::BudgetExceeded { .. }), "{e}");
-    // The user's next submission finishes: the block comes back, and trim-and-retry
-    // destroys its now unused buffer to make room.
+    // The user's next submission finishes: the block comes back at the next request,
+    // and its buffer (a chunk of its own: 20 MiB is above the dedicated threshold) is
+    // destroyed at once to make room, with no trim-and-retry run.
     g.submit([]);
     g.wait_idle().unwrap();
     let runs = mm.metrics().cleanup.runs;
     let b = on_gpu(&mm, 24 << 20);
-    assert_eq!(
-        mm.metrics().cleanup.runs,
-        runs + 1,
-        "one trim-and-retry run"
-    );
+    assert_eq!(mm.metrics().cleanup.runs, runs, "no trim needed");
     assert_eq!(g.buffer_count(), 1, "the old buffer was destroyed");
     assert!(g.buffer_bytes() <= 32 << 20);
     drop(b);
@@ -513,4 +510,38 @@ fn a_lost_device_fails_requests_at_once_and_for_good() {
         "no trim-and-retry for a lost device"
     );
     drop(keep);
+}
+
+#[test]
+fn the_devices_buffers_fall_back_to_the_small_blocks_once_big_ones_are_freed() {
+    let Some(g) = gpu() else { return };
+    // The default chunk settings of a device that cannot decommit.
+    let config = MemoryConfig::default()
+        .tracking(TrackingConfig::off())
+        .leak(LeakConfig::off());
+    let mm = MemoryManager::builder(config)
+        .device(CpuBackend::new(), None)
+        .device(g.clone(), None)
+        .build()
+        .unwrap();
+    let small: Vec<_> = (0..8).map(|i| on_gpu(&mm, 4096 + i * 1024)).collect();
+    let small_level = g.buffer_bytes();
+    assert!(small_level <= 4 << 20, "{small_level}");
+    let big: Vec<_> = [5 << 20, 24 << 20, 9 << 20]
+        .into_iter()
+        .map(|s| on_gpu(&mm, s))
+        .collect();
+    assert!(g.buffer_bytes() >= small_level + (38 << 20));
+    drop(big);
+    // Pending until the next submission after the free has finished.
+    assert!(g.buffer_bytes() >= small_level + (38 << 20));
+    g.submit([]);
+    g.wait_idle().unwrap();
+    drop(on_gpu(&mm, 64)); // the next request reclaims them
+    assert_eq!(
+        g.buffer_bytes(),
+        small_level,
+        "big blocks' buffers went back"
+    );
+    drop(small);
 }

@@ -5,6 +5,33 @@
 
 use super::*;
 
+/// The large pool of a device with `limits`: growth stays within the device's largest
+/// chunk; a device that cannot decommit (`no_decommit`) holds every byte of its chunks,
+/// so its chunks start at `min_chunk_no_decommit`, big blocks get chunks of their own and
+/// chunks a free empties go back at once.
+pub(super) fn large_pool(
+    strategy: Box<dyn BlockStrategy>,
+    config: &PoolConfig,
+    limits: &DeviceLimits,
+    no_decommit: bool,
+) -> LargePool {
+    let max_chunk = config.max_chunk.min(limits.max_chunk);
+    let min_chunk = if no_decommit {
+        config.min_chunk_no_decommit
+    } else {
+        config.min_chunk
+    };
+    let mut large = LargePool::new(strategy, min_chunk.min(max_chunk), max_chunk);
+    if no_decommit {
+        large.dedicated_threshold = config.dedicated_threshold;
+        large.release_on_empty = true;
+    }
+    large.chunk_limit = (limits.max_chunk, limits.max_chunk_name);
+    large.keep_free = config.min_retain;
+    large.huge_pages = config.huge_pages;
+    large
+}
+
 impl DevicePool {
     /// Where the block at `addr` (`len` bytes, handed out by this pool) lies on the
     /// device: its chunk and offset, from the chunk table.

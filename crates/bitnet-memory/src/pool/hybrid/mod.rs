@@ -10,6 +10,7 @@
 
 mod fence;
 mod limits;
+use limits::large_pool;
 mod maintain;
 mod report;
 
@@ -146,27 +147,7 @@ impl DevicePool {
             central: (0..nclasses)
                 .map(|c| CachePadded::new(Mutex::new(Central::new(size_class::class_size(c)))))
                 .collect(),
-            large: Mutex::new({
-                // Growth stays within the device's largest chunk.
-                let max_chunk = config.max_chunk.min(limits.max_chunk);
-                // A device that cannot decommit holds every byte of its chunks: small
-                // first chunks, big blocks in chunks of their own, empty chunks given back.
-                let min_chunk = if no_decommit {
-                    config.min_chunk_no_decommit
-                } else {
-                    config.min_chunk
-                }
-                .min(max_chunk);
-                let mut large = LargePool::new(strategy, min_chunk, max_chunk);
-                if no_decommit {
-                    large.dedicated_threshold = config.dedicated_threshold;
-                    large.release_on_empty = true;
-                }
-                large.chunk_limit = (limits.max_chunk, limits.max_chunk_name);
-                large.keep_free = config.min_retain;
-                large.huge_pages = config.huge_pages;
-                large
-            }),
+            large: Mutex::new(large_pool(strategy, config, &limits, no_decommit)),
             caches: ThreadLocal::new(),
             budget: config.budget.unwrap_or(usize::MAX),
             retain_fraction: config.retain_fraction,
