@@ -293,6 +293,33 @@ fn random_blocks_keep_their_bytes_and_never_overlap() {
 }
 
 #[test]
+fn a_full_device_is_answered_by_trim_and_retry_when_slabs_hold_the_buffers() {
+    // Small blocks live in size-class slabs carved from shared buffers; freed, they go
+    // back to their class and the slabs keep the buffers until a trim. A big request that
+    // would pass the budget then runs trim-and-retry, which gives the buffers back.
+    let Some(g) = gpu() else { return };
+    let mm = manager(g.clone(), 48 << 20);
+    let small: Vec<_> = (0..900).map(|_| on_gpu(&mm, 32 << 10)).collect();
+    drop(small);
+    g.submit([]);
+    g.wait_idle().unwrap();
+    let held = g.buffer_bytes();
+    assert!(
+        held >= 28 << 20,
+        "the slabs still hold their buffers: {held}"
+    );
+    let runs = mm.metrics().cleanup.runs;
+    let b = on_gpu(&mm, 40 << 20);
+    assert_eq!(
+        mm.metrics().cleanup.runs,
+        runs + 1,
+        "one trim-and-retry run"
+    );
+    assert!(g.buffer_bytes() <= 48 << 20);
+    drop(b);
+}
+
+#[test]
 fn limits_budget_and_trim_and_retry_each_say_their_own_thing() {
     let Some(g) = gpu() else { return };
     let mm = manager(g.clone(), 32 << 20);
