@@ -25,6 +25,22 @@ fn create(device: &wgpu::Device, size: u64) -> wgpu::Buffer {
     })
 }
 
+/// An empty submission and a poll that does not wait: what every contender does every
+/// `submit_every` operations.
+fn submit_empty(device: &wgpu::Device, queue: &wgpu::Queue) {
+    queue.submit(std::iter::empty());
+    let _ = device.poll(wgpu::PollType::Poll);
+}
+
+/// Drops every live buffer of `slots`, counting its bytes out.
+fn drop_slots(slots: &mut [Option<wgpu::Buffer>], bytes: &mut DeviceBytes) {
+    for s in slots {
+        if let Some(b) = s.take() {
+            bytes.sub(b.size());
+        }
+    }
+}
+
 /// A `create_buffer` per tensor, dropped when the tensor is freed (wgpu destroys it once
 /// the GPU work that may use it is done).
 pub struct CreateDrop {
@@ -65,8 +81,7 @@ impl GpuContender for CreateDrop {
     }
 
     fn submit(&mut self) {
-        self.queue.submit(std::iter::empty());
-        let _ = self.device.poll(wgpu::PollType::Poll);
+        submit_empty(&self.device, &self.queue);
     }
 
     fn device_bytes(&mut self) -> &mut DeviceBytes {
@@ -74,11 +89,7 @@ impl GpuContender for CreateDrop {
     }
 
     fn release_all(&mut self) {
-        for s in &mut self.slots {
-            if let Some(b) = s.take() {
-                self.bytes.sub(b.size());
-            }
-        }
+        drop_slots(&mut self.slots, &mut self.bytes);
     }
 }
 
@@ -131,8 +142,7 @@ impl GpuContender for FreeList {
     }
 
     fn submit(&mut self) {
-        self.queue.submit(std::iter::empty());
-        let _ = self.device.poll(wgpu::PollType::Poll);
+        submit_empty(&self.device, &self.queue);
     }
 
     fn device_bytes(&mut self) -> &mut DeviceBytes {
@@ -140,11 +150,7 @@ impl GpuContender for FreeList {
     }
 
     fn release_all(&mut self) {
-        for s in &mut self.slots {
-            if let Some(b) = s.take() {
-                self.bytes.sub(b.size());
-            }
-        }
+        drop_slots(&mut self.slots, &mut self.bytes);
         for (_, list) in self.free.drain() {
             for b in list {
                 self.bytes.sub(b.size());
