@@ -5,7 +5,8 @@
 
 use bitnet_memory::device::{Chunk, ChunkHandle, DeviceError};
 use bitnet_memory::{
-    DeviceBackend, DeviceId, LeakCheck, LeakConfig, MemoryConfig, MemoryManager, Strategy,
+    DeviceBackend, DeviceId, LeakCheck, LeakConfig, MemoryConfig, MemoryError, MemoryManager,
+    Strategy,
 };
 use std::alloc::Layout;
 use std::collections::HashMap;
@@ -146,13 +147,21 @@ fn a_budget_on_an_opaque_device_is_a_clear_error_and_loses_nothing() {
 }
 
 #[test]
-fn zeroed_allocations_on_an_opaque_device_do_not_touch_the_host() {
+fn a_zeroed_allocation_on_a_device_that_cannot_zero_is_refused_without_touching_the_host() {
+    // The host cannot write these bytes and the device offers no zero fill: handing the
+    // block out as "zeroed" would give the caller an old owner's data.
     let (mm, _dev) = manager(Strategy::Hybrid);
-    let a = mm
+    let e = mm
         .try_allocate_zeroed_on(DEV, Layout::from_size_align(4096, 64).unwrap())
+        .unwrap_err();
+    assert!(matches!(e, MemoryError::InvalidDeviceAccess { .. }), "{e}");
+    assert!(e.to_string().contains("no zero fill"), "{e}");
+    assert_eq!(mm.metrics().devices[0].live_bytes, 0, "nothing is kept");
+    // A zero-sized one has nothing to zero.
+    let z = mm
+        .try_allocate_zeroed_on(DEV, Layout::from_size_align(0, 64).unwrap())
         .unwrap();
-    assert!(a.try_as_slice().is_none());
-    assert_eq!(a.len(), 4096);
+    assert!(z.is_empty());
 }
 
 #[test]

@@ -572,3 +572,38 @@ fn the_devices_buffers_fall_back_to_the_small_blocks_once_big_ones_are_freed() {
     );
     drop(small);
 }
+
+#[test]
+fn a_zeroed_allocation_on_the_gpu_reads_zeros_even_on_a_reused_range() {
+    let Some(g) = gpu() else { return };
+    let mm = manager(g.clone(), 64 << 20);
+    let size = 64 << 10;
+    // A live block keeps the shared buffer (an emptied one would go back to the device).
+    let _pin = on_gpu(&mm, size);
+    let dirty: Vec<_> = (0..8).map(|_| on_gpu(&mm, size)).collect();
+    for a in &dirty {
+        g.upload(a, &vec![0xAB; size]).unwrap();
+    }
+    let old: Vec<DeviceRange> = dirty.iter().map(|a| a.device_range().unwrap()).collect();
+    drop(dirty);
+    // Let the fence pass so that the ranges can be handed out again.
+    g.submit([]);
+    g.wait_idle().unwrap();
+    let zeroed: Vec<_> = (0..8)
+        .map(|_| {
+            mm.try_allocate_zeroed_on(GPU, Layout::from_size_align(size, 4).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let reused = zeroed
+        .iter()
+        .filter(|z| old.contains(&z.device_range().unwrap()))
+        .count();
+    assert!(reused > 0, "some old owner's range came back");
+    for z in &zeroed {
+        assert!(
+            g.download(z).unwrap().iter().all(|&b| b == 0),
+            "zeros, not 0xAB"
+        );
+    }
+}

@@ -218,6 +218,20 @@ pub trait DeviceBackend: Send + Sync + 'static {
     fn submissions(&self) -> Option<&dyn Submissions> {
         None
     }
+
+    /// Setting a range of a chunk to zeros on the device, if it can: what
+    /// `MemoryManager::try_allocate_zeroed_on` uses where the host cannot write the bytes.
+    fn zero_fill(&self) -> Option<&dyn ZeroFill> {
+        None
+    }
+}
+
+/// Capability: set a block's bytes to zero on the device.
+pub trait ZeroFill: Send + Sync {
+    /// Sets the `len` bytes at `offset` of chunk `chunk` to zero before any work the
+    /// caller records next reads them (the range may be padded up to the device's copy
+    /// granularity inside the block's own alignment).
+    fn zero_range(&self, range: DeviceRange) -> Result<(), DeviceError>;
 }
 
 /// Capability: the device runs submitted work after the host recorded it (a GPU queue),

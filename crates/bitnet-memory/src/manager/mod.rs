@@ -469,7 +469,27 @@ impl MemoryManager {
         let mut a = self.try_allocate_on(device, layout)?;
         if let Some(s) = a.try_as_mut_slice() {
             s.fill(0);
+            return Ok(a);
         }
+        // The host cannot write these bytes: the device zeroes them, or the request is
+        // refused rather than handing out a "zeroed" block that holds an old owner's data.
+        let Some(range) = a.device_range() else {
+            return Ok(a); // zero-sized: nothing to zero
+        };
+        let backend = &self.pool(device)?.backend;
+        let Some(z) = backend.zero_fill() else {
+            return Err(MemoryError::InvalidDeviceAccess {
+                reason: format!(
+                    "a zeroed allocation on {device} ({}): the host cannot write its memory \
+                     and the device offers no zero fill",
+                    backend.name()
+                ),
+            });
+        };
+        z.zero_range(range)
+            .map_err(|e| MemoryError::InvalidDeviceAccess {
+                reason: format!("zeroing {} B on {device}: {}", range.len, e.reason),
+            })?;
         Ok(a)
     }
 

@@ -4,7 +4,7 @@
 
 use super::{DeviceBytes, GpuContender};
 use bitnet_memory::device::{
-    Chunk, Decommit, DeviceError, DeviceLimits, HugePages, PageMover, Submissions,
+    Chunk, Decommit, DeviceError, DeviceLimits, HugePages, PageMover, Submissions, ZeroFill,
 };
 use bitnet_memory::{Allocation, DeviceBackend, DeviceId, MemoryConfig, MemoryManager};
 use std::alloc::Layout;
@@ -92,6 +92,9 @@ impl<B: DeviceBackend> DeviceBackend for CountingBackend<B> {
     }
     fn submissions(&self) -> Option<&dyn Submissions> {
         self.inner.submissions()
+    }
+    fn zero_fill(&self) -> Option<&dyn ZeroFill> {
+        self.inner.zero_fill()
     }
 }
 

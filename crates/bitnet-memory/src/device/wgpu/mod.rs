@@ -382,6 +382,10 @@ impl DeviceBackend for WgpuBackend {
     fn submissions(&self) -> Option<&dyn Submissions> {
         Some(self)
     }
+
+    fn zero_fill(&self) -> Option<&dyn super::ZeroFill> {
+        Some(self)
+    }
 }
 
 impl Submissions for WgpuBackend {

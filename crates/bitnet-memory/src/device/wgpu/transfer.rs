@@ -187,3 +187,20 @@ impl WgpuBackend {
         Ok(out)
     }
 }
+
+/// Zeros through [`upload`](WgpuBackend::upload) (a staged `write_buffer`): they land at the
+/// start of the next submission, before any work recorded after the allocation.
+impl crate::device::ZeroFill for WgpuBackend {
+    fn zero_range(
+        &self,
+        range: crate::device::DeviceRange,
+    ) -> std::result::Result<(), crate::device::DeviceError> {
+        self.upload(&range, &vec![0u8; range.len])
+            .map_err(|e| crate::device::DeviceError {
+                size: range.len,
+                align: 4,
+                reason: e.to_string(),
+                lost: false,
+            })
+    }
+}
