@@ -206,6 +206,29 @@ fn budget_error(budget: usize, needs: &MemoryNeeds, source: Option<MemoryError>)
     }
 }
 
+impl DemoOptions {
+    /// The model's configuration, validated, and the positions the run needs (prompt +
+    /// tokens): errors for an empty run or one past the model's context. Shared by the
+    /// CPU and GPU demos.
+    pub(crate) fn checked_config(&self) -> Result<(ModelConfig, usize)> {
+        let config = self.model.config()?;
+        config.validate()?;
+        if self.tokens == 0 || self.prompt_len == 0 {
+            return Err(Error::Config(
+                "tokens and prompt length must be at least 1".into(),
+            ));
+        }
+        let positions = self.prompt_len + self.tokens;
+        if positions > config.max_seq {
+            return Err(Error::Config(format!(
+                "{positions} positions exceed the model's context of {}",
+                config.max_seq
+            )));
+        }
+        Ok((config, positions))
+    }
+}
+
 /// Runs the demo: the model on a memory manager for `tokens` tokens with a progress bar,
 /// then (unless told otherwise) the same run on plain `Vec`s.
 ///
@@ -213,20 +236,7 @@ fn budget_error(budget: usize, needs: &MemoryNeeds, source: Option<MemoryError>)
 /// [`Error::BudgetTooSmall`] saying how many bytes it needs; a budget hit while running
 /// (pool rounding, chunk growth) gives the same error with the pool's own in `source`.
 pub fn run_demo(opts: &DemoOptions) -> Result<DemoReport> {
-    let config = opts.model.config()?;
-    config.validate()?;
-    if opts.tokens == 0 || opts.prompt_len == 0 {
-        return Err(Error::Config(
-            "tokens and prompt length must be at least 1".into(),
-        ));
-    }
-    let positions = opts.prompt_len + opts.tokens;
-    if positions > config.max_seq {
-        return Err(Error::Config(format!(
-            "{positions} positions exceed the model's context of {}",
-            config.max_seq
-        )));
-    }
+    let (config, positions) = opts.checked_config()?;
     let needs = config.memory_needs(positions);
     if let Some(b) = opts.budget {
         if b < needs.total() {

@@ -61,20 +61,7 @@ impl GpuDemoReport {
 ///
 /// Returns [`Error::GpuUnavailable`] (never panics) when there is no adapter or device.
 pub fn run_gpu_demo(opts: &DemoOptions) -> Result<GpuDemoReport> {
-    let config = opts.model.config()?;
-    config.validate()?;
-    if opts.tokens == 0 || opts.prompt_len == 0 {
-        return Err(Error::Config(
-            "tokens and prompt length must be at least 1".into(),
-        ));
-    }
-    let positions = opts.prompt_len + opts.tokens;
-    if positions > config.max_seq {
-        return Err(Error::Config(format!(
-            "{positions} positions exceed the model's context of {}",
-            config.max_seq
-        )));
-    }
+    let (config, positions) = opts.checked_config()?;
     let needs = config.memory_needs(positions);
     let gpu = WgpuBackend::new(&WgpuOptions::default())
         .map_err(|e| Error::GpuUnavailable(e.to_string()))?;
