@@ -48,8 +48,17 @@ pub struct MemoryConfig {
     /// Bytes of each size class a thread's cache may hold (at most 128 blocks; classes of
     /// blocks bigger than this are not cached). Default: 64 KiB;
     /// [`low_footprint`](Self::low_footprint) uses 32 KiB, [`fast`](Self::fast) 256 KiB.
-    /// Cached blocks stay resident: a thread's cache can hold about 33 times this.
+    /// Cached blocks stay resident: a thread's cache can hold about 33 times this (times
+    /// [`thread_cache_growth`](Self::thread_cache_growth) while classes grow).
     pub thread_cache_bytes: usize,
+    /// How far a class's thread cache may grow past `thread_cache_bytes` while that class
+    /// keeps missing (each miss takes the class's shared lock: a thread that churns one
+    /// class, or only frees blocks others allocated, misses on most operations when its
+    /// cache holds one or two blocks). The cache doubles its limit after a few misses, up
+    /// to this factor times `thread_cache_bytes` (at most 128 blocks); a trim puts every
+    /// limit back. Classes `thread_cache_bytes` does not cache stay uncached. `1`: caches
+    /// of a fixed size. Default: 8; [`low_footprint`](Self::low_footprint) uses 2.
+    pub thread_cache_growth: usize,
     /// The resident limit, as a fraction of the peak of live bytes: committed memory may
     /// pass `peak_live * (1 + retain_fraction)` (or `peak_live + min_retain`, whichever is
     /// more) only where no free block holds resident pages any more. Before a request takes
@@ -92,6 +101,7 @@ impl Default for MemoryConfig {
             dedicated_threshold: 4 << 20,
             thread_cache: true,
             thread_cache_bytes: 64 << 10,
+            thread_cache_growth: 8,
             retain_fraction: 0.08,
             min_retain: 1 << 20,
             huge_pages: true,
@@ -111,6 +121,7 @@ impl MemoryConfig {
             retain_fraction: 0.05,
             min_retain: 1 << 20,
             thread_cache_bytes: 32 << 10,
+            thread_cache_growth: 2,
             min_chunk: 4 << 20,
             max_chunk: 256 << 20,
             ..Self::default()
@@ -217,6 +228,7 @@ impl MemoryConfig {
             class_limit: self.class_limit(),
             thread_cache: self.thread_cache,
             thread_cache_bytes: self.thread_cache_bytes,
+            thread_cache_growth: self.thread_cache_growth,
             min_chunk: self.min_chunk,
             max_chunk: self.max_chunk,
             min_chunk_no_decommit: self.min_chunk_no_decommit,
@@ -236,6 +248,9 @@ impl MemoryConfig {
                 reason,
             })
         };
+        if self.thread_cache_growth == 0 || self.thread_cache_growth > 1024 {
+            return bad("thread_cache_growth: must be between 1 (fixed caches) and 1024");
+        }
         if self.small_threshold < 16 || self.small_threshold > 1 << 30 {
             return bad("small_threshold: must be between 16 B and 1 GiB");
         }

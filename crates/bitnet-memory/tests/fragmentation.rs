@@ -256,9 +256,41 @@ proptest! {
 
 #[test]
 fn thread_cache_bytes_bounds_what_a_thread_keeps_per_class() {
-    let cached_after = |bytes: usize| {
+    // Fixed caches (growth 1): the bytes are the bound.
+    let cached_after = |bytes: usize| cached_after_frees(bytes, 1);
+    assert_eq!(cached_after(4096), 4);
+    assert_eq!(
+        cached_after(1023),
+        0,
+        "blocks bigger than the budget are not cached"
+    );
+    assert_eq!(cached_after(256 << 10), 128, "at most 128 blocks");
+}
+
+#[test]
+fn a_class_that_keeps_missing_grows_its_cache_up_to_growth_times_the_bytes() {
+    // 200 frees in a row: the cache overflows again and again, and grows each time.
+    assert_eq!(cached_after_frees(4096, 8), 32, "8 x 4 KiB of 1 KiB blocks");
+    assert_eq!(cached_after_frees(4096, 2), 8);
+    assert_eq!(
+        cached_after_frees(64 << 10, 8),
+        128,
+        "still at most 128 blocks"
+    );
+    assert_eq!(
+        cached_after_frees(1023, 8),
+        0,
+        "a class the bytes do not cache stays uncached"
+    );
+}
+
+/// Blocks of the 1 KiB class cached after 200 allocations, then 200 frees, with the given
+/// cache bytes and growth.
+fn cached_after_frees(bytes: usize, growth: usize) -> usize {
+    {
         let mut c = MemoryConfig {
             thread_cache_bytes: bytes,
+            thread_cache_growth: growth,
             ..MemoryConfig::default()
         };
         c.cleanup.background = false;
@@ -274,12 +306,5 @@ fn thread_cache_bytes_bounds_what_a_thread_keeps_per_class() {
             .find(|c| c.block_size == 1024)
             .unwrap()
             .cached_blocks
-    };
-    assert_eq!(cached_after(4096), 4);
-    assert_eq!(
-        cached_after(1023),
-        0,
-        "blocks bigger than the budget are not cached"
-    );
-    assert_eq!(cached_after(256 << 10), 128, "at most 128 blocks");
+    }
 }

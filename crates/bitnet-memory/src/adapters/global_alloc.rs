@@ -180,7 +180,9 @@ impl SideHeap {
 ///
 /// **Cost.** On top of the pool's own hot path: one load of the state, one thread-local
 /// read, one load of the deferred list's head (alloc) or one range check (dealloc).
-/// `realloc` is alloc + copy + free.
+/// `realloc` keeps the pointer where the pool can resize the block in place (the same
+/// size class, or a large block growing into free memory after it: see
+/// `DevicePool::resize_in_place`), and is alloc + copy + free otherwise.
 ///
 /// If building the manager fails (a bad configuration), every later request goes to
 /// [`System`].
@@ -451,6 +453,44 @@ unsafe impl GlobalAlloc for PoolAlloc {
         } else {
             self.dealloc_cold_thread(addr, layout);
         }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if self.realloc_in_place(ptr.addr(), layout, new_size) {
+            return ptr;
+        }
+        // SAFETY: the caller's contract: `new_size` rounded up to `layout.align()` fits
+        // `isize`, so the layout is valid.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: `new_layout` has a non-zero size (the caller's contract).
+        let p = unsafe { self.alloc(new_layout) };
+        if !p.is_null() {
+            // SAFETY: `ptr` is valid for `layout.size()` bytes, `p` for `new_size`; they
+            // are different blocks (`ptr` is still allocated), so they do not overlap.
+            unsafe {
+                ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        p
+    }
+}
+
+impl PoolAlloc {
+    /// `realloc`'s first try: resizes a pool block where it lies. `false`: the caller
+    /// moves it.
+    #[inline]
+    fn realloc_in_place(&self, addr: usize, layout: Layout, new_size: usize) -> bool {
+        if self.state.load(Ordering::Acquire) != READY
+            || self.side.contains(addr)
+            || THREAD_STATE.with(Cell::get) != ACTIVE
+        {
+            return false;
+        }
+        let (old, align) = normalized(layout);
+        self.pool()
+            .resize_in_place(addr, old, new_size.max(1), align)
     }
 }
 

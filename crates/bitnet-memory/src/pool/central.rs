@@ -30,6 +30,10 @@ pub struct Central {
     slabs: SysVec<Slab>,
     /// Blocks handed to threads and not returned (live or in thread caches).
     pub handed_out: usize,
+    /// Times a thread took blocks from this list (each under its lock).
+    pub takes: u64,
+    /// Times a thread gave blocks back to this list (each under its lock).
+    pub puts: u64,
 }
 
 impl Central {
@@ -43,6 +47,8 @@ impl Central {
             counted: 0,
             slabs: SysVec::new_in(System),
             handed_out: 0,
+            takes: 0,
+            puts: 0,
         }
     }
 

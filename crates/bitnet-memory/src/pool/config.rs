@@ -29,8 +29,10 @@ pub struct PoolConfig {
     pub class_limit: usize,
     /// Whether each thread keeps a cache of small blocks.
     pub thread_cache: bool,
-    /// Bytes of each size class a thread's cache may hold.
+    /// Bytes of each size class a thread's cache holds at first and after a trim.
     pub thread_cache_bytes: usize,
+    /// Factor by which a class's cache may grow past that while the class keeps missing.
+    pub thread_cache_growth: usize,
     /// Smallest chunk asked of the device.
     pub min_chunk: usize,
     /// Smallest chunk asked of a device that cannot decommit (used there instead of

@@ -22,6 +22,12 @@ pub struct ClassStats {
     pub slabs: usize,
     /// Bytes of those slabs.
     pub slab_bytes: usize,
+    /// Batches threads took from the class's central list (one lock each).
+    #[serde(default)]
+    pub central_takes: u64,
+    /// Batches threads gave back to the central list (one lock each).
+    #[serde(default)]
+    pub central_puts: u64,
 }
 
 /// The small-block pool (size classes) of one device.

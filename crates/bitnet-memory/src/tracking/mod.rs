@@ -139,7 +139,9 @@ pub struct Tracker {
     store: MetadataStore,
     /// Interned allocation sites.
     pub sites: SiteTable,
-    threads: ThreadLocal<ThreadState>,
+    /// Each thread's state, on cache lines of its own: `decide` writes its countdown at
+    /// every allocation, and two threads must not share that line.
+    threads: ThreadLocal<crossbeam_utils::CachePadded<ThreadState>>,
     ids: AtomicU32,
     seeds: AtomicU64,
     latency: Mutex<hdrhistogram::Histogram<u64>>,
@@ -224,7 +226,7 @@ impl Tracker {
     fn thread_slow(&self) -> &ThreadState {
         self.threads.get_or(|| {
             let seed = self.seeds.fetch_add(0x9E37_79B9_7F4A_7C15, Relaxed);
-            ThreadState::new(seed)
+            crossbeam_utils::CachePadded::new(ThreadState::new(seed))
         })
     }
 

@@ -9,10 +9,12 @@
 #![deny(unsafe_code)]
 
 mod fence;
+mod flush;
 mod limits;
 use limits::large_pool;
 mod maintain;
 mod report;
+mod resize;
 
 pub use maintain::TrimReport;
 
@@ -67,7 +69,8 @@ pub struct DevicePool {
     layout: CacheLayout,
     central: Box<[CachePadded<Mutex<Central>>]>,
     large: Mutex<LargePool>,
-    caches: ThreadLocal<ThreadCache>,
+    /// Each thread's cache, on lines of its own (see `thread_cache`).
+    caches: ThreadLocal<CachePadded<ThreadCache>>,
     budget: usize,
     retain_fraction: f64,
     min_retain: usize,
@@ -120,9 +123,13 @@ impl DevicePool {
         };
         let caps = (0..nclasses).map(|c| {
             if thread_cache {
-                size_class::cache_capacity(c, config.thread_cache_bytes)
+                let bytes = config.thread_cache_bytes;
+                (
+                    size_class::cache_capacity(c, bytes),
+                    size_class::cache_max(c, bytes, config.thread_cache_growth),
+                )
             } else {
-                0
+                (0, 0)
             }
         });
         Self {
@@ -209,7 +216,9 @@ impl DevicePool {
         if busy {
             return None;
         }
-        let c = self.caches.get_or(|| ThreadCache::new(&self.layout));
+        let c = self
+            .caches
+            .get_or(|| CachePadded::new(ThreadCache::new(&self.layout)));
         let _ = CREATING_CACHE.try_with(|f| f.set(false));
         Some(c)
     }
@@ -354,6 +363,7 @@ impl DevicePool {
         size: usize,
     ) -> Result<usize, GrowError> {
         let mut central = self.central[class].lock();
+        central.takes += 1;
         if size_class::is_single(class) {
             // One-block slabs: straight from the large pool, one at a time.
             let mut large = self.large.lock();
@@ -376,14 +386,15 @@ impl DevicePool {
             central.add_slab(block, slab);
         }
         let mut first = None;
-        let cap = self.layout.cap(class);
         match cache {
-            Some(c) if cap > 0 => {
+            Some(c) if self.layout.cap(class) > 0 => {
+                c.note_miss(&self.layout, class);
+                let limit = c.limit(class);
                 // The cache is usually empty here, but not always: a new thread may
                 // inherit the cache of an exited one (thread ids are reused) before its
                 // first lookup finds it. Take no more than fits.
-                let room = cap - c.len(class);
-                central.take((cap / 2).clamp(1, room + 1), |a| {
+                let room = limit.saturating_sub(c.len(class));
+                central.take((limit / 2).clamp(1, room + 1), |a| {
                     if first.is_none() {
                         first = Some(a);
                     } else {
@@ -422,46 +433,6 @@ impl DevicePool {
         }
     }
 
-    /// Gives blocks of `class` back: to the central list, or for one-block slabs straight
-    /// to the large pool (then purging what the resident limit asks).
-    fn return_blocks(&self, class: usize, blocks: &[usize]) {
-        if blocks.is_empty() {
-            return;
-        }
-        let mut central = self.central[class].lock();
-        if size_class::is_single(class) {
-            central.handed_out -= blocks.len();
-            drop(central);
-            let mut large = self.large.lock();
-            for &a in blocks {
-                large.free_single(a, &*self.backend);
-            }
-        } else {
-            for &a in blocks {
-                central.put(a);
-            }
-        }
-    }
-
-    /// Moves up to `count` of the oldest cached blocks of `class` back (at most 64 at a
-    /// time, through a buffer on the stack: this path must not allocate).
-    fn drain_cache(&self, c: &ThreadCache, class: usize, count: usize) -> usize {
-        let mut left = count.min(c.len(class));
-        let total = left;
-        while left > 0 {
-            let mut buf = [0usize; 64];
-            let k = left.min(64);
-            let mut i = 0;
-            c.drain_oldest(&self.layout, class, k, |a| {
-                buf[i] = a;
-                i += 1;
-            });
-            self.return_blocks(class, &buf[..i]);
-            left -= k;
-        }
-        total
-    }
-
     /// The resident limit: committed memory the pool keeps at most, from the peak of live
     /// bytes so far (so the resident high-water mark stays close to the live peak), once
     /// `extra` more bytes are live (the request being served).
@@ -494,9 +465,15 @@ impl DevicePool {
         if c.push(&self.layout, class, addr) {
             return;
         }
-        let cap = self.layout.cap(class);
-        if cap > 0 {
-            self.drain_cache(c, class, (cap / 2).max(1));
+        if self.layout.cap(class) > 0 {
+            c.note_miss(&self.layout, class);
+            // The limit may have grown: then the block fits without a drain.
+            if c.push(&self.layout, class, addr) {
+                return;
+            }
+            // Down to half the limit.
+            let keep = c.limit(class) / 2;
+            self.drain_cache(c, class, c.len(class).saturating_sub(keep).max(1));
             let pushed = c.push(&self.layout, class, addr);
             debug_assert!(pushed, "room after a drain");
         } else if self.fenced {
@@ -564,13 +541,6 @@ impl DevicePool {
                 true
             }
         }
-    }
-
-    /// Moves every block of this thread's cache to the central lists.
-    fn flush_all(&self, c: &ThreadCache) -> usize {
-        (0..self.central.len())
-            .map(|class| self.drain_cache(c, class, usize::MAX))
-            .sum()
     }
 }
 

@@ -48,6 +48,8 @@ impl DevicePool {
                 free_blocks: central.free_blocks(),
                 slabs,
                 slab_bytes,
+                central_takes: central.takes,
+                central_puts: central.puts,
             };
             small.live_blocks += live_blocks;
             small.live_block_bytes += live_blocks * block_size;

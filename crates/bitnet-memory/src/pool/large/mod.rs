@@ -272,6 +272,28 @@ impl LargePool {
         Ok(b)
     }
 
+    /// Grows the user block at `addr` to at least `size` bytes where it lies (its owner
+    /// will touch `size` bytes): the new block size, or `None` (nothing changed) when no
+    /// user block starts there, it has a chunk of its own, or the memory after it is not
+    /// free.
+    pub fn grow_user(&mut self, addr: usize, size: usize, g: &Grant<'_>) -> Option<usize> {
+        let (token, old) = *self.user.get(&addr)?;
+        if old >= size {
+            return Some(old);
+        }
+        if self.dedicated_at(addr).is_some() {
+            return None;
+        }
+        let b = self.strategy.grow_in_place(token, size)?;
+        debug_assert_eq!(b.addr, addr);
+        self.user.insert(addr, (token, b.size));
+        self.user_bytes += b.size - old;
+        // The block's new bytes are out of the free lists now: count the pages the owner
+        // will touch.
+        self.take_pages(&b, addr + old, size - old, g);
+        Some(b.size)
+    }
+
     /// Frees a user block by address; `None` if no user block starts there. A dedicated
     /// chunk goes back to `backend` with it.
     pub fn free_user(&mut self, addr: usize, backend: &dyn DeviceBackend) -> Option<usize> {

@@ -46,6 +46,12 @@ pub trait BlockStrategy: Send {
     ) -> Option<Block> {
         self.allocate(size, align)
     }
+    /// Grows the used block `token` to at least `size` bytes without moving it, if the
+    /// memory after it is free: the block as it is now, or `None` (nothing changed). The
+    /// default never grows.
+    fn grow_in_place(&mut self, _token: u64, _size: usize) -> Option<Block> {
+        None
+    }
     /// Frees a block; returns the bytes it occupied. Neighbours coalesce.
     fn free(&mut self, token: u64) -> usize;
     /// Size and alignment of a new chunk that will certainly serve `(size, align)`,

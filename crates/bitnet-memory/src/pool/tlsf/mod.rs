@@ -7,12 +7,13 @@
 //! two bitmap scans.
 //!
 //! Here: the node and chunk records and the strategy's state; the bin math is in `bins`,
-//! the arena and free lists in `blocks`, placement in `place`, the trait in `strategy`.
+//! the arena and free lists in `blocks`, placement in `place`, growth in place in `grow`, the trait in `strategy`.
 #![deny(unsafe_code)]
 
 mod bins;
 mod blocks;
 mod fence;
+mod grow;
 mod place;
 mod strategy;
 

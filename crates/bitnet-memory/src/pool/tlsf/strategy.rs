@@ -91,6 +91,10 @@ impl BlockStrategy for Tlsf {
         })
     }
 
+    fn grow_in_place(&mut self, token: u64, size: usize) -> Option<Block> {
+        self.grow_used(token, size)
+    }
+
     fn free(&mut self, token: u64) -> usize {
         let mut idx = token as u32;
         let freed = self.nodes[idx as usize].size;

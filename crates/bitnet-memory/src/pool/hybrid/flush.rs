@@ -1,0 +1,58 @@
+//! Moving blocks out of a thread's cache: a drain of one class when its stack is full, a
+//! flush of every class (trim, threshold changes), and the hand-back to the central lists
+//! or, for one-block slabs, to the large pool.
+
+use super::*;
+
+impl DevicePool {
+    /// Gives blocks of `class` back: to the central list, or for one-block slabs straight
+    /// to the large pool (then purging what the resident limit asks).
+    pub(super) fn return_blocks(&self, class: usize, blocks: &[usize]) {
+        if blocks.is_empty() {
+            return;
+        }
+        let mut central = self.central[class].lock();
+        central.puts += 1;
+        if size_class::is_single(class) {
+            central.handed_out -= blocks.len();
+            drop(central);
+            let mut large = self.large.lock();
+            for &a in blocks {
+                large.free_single(a, &*self.backend);
+            }
+        } else {
+            for &a in blocks {
+                central.put(a);
+            }
+        }
+    }
+
+    /// Moves up to `count` of the oldest cached blocks of `class` back (at most 64 at a
+    /// time, through a buffer on the stack: this path must not allocate).
+    pub(super) fn drain_cache(&self, c: &ThreadCache, class: usize, count: usize) -> usize {
+        let mut left = count.min(c.len(class));
+        let total = left;
+        while left > 0 {
+            let mut buf = [0usize; 64];
+            let k = left.min(64);
+            let mut i = 0;
+            c.drain_oldest(&self.layout, class, k, |a| {
+                buf[i] = a;
+                i += 1;
+            });
+            self.return_blocks(class, &buf[..i]);
+            left -= k;
+        }
+        total
+    }
+
+    /// Moves every block of this thread's cache to the central lists, and puts the
+    /// cache's limits back to their base.
+    pub(super) fn flush_all(&self, c: &ThreadCache) -> usize {
+        let n = (0..self.central.len())
+            .map(|class| self.drain_cache(c, class, usize::MAX))
+            .sum();
+        c.reset_limits(&self.layout);
+        n
+    }
+}
