@@ -41,6 +41,9 @@ pub trait Contender {
 pub enum Kind {
     /// Our pool, default configuration.
     BitnetMemory,
+    /// Our pool through `PoolAlloc`, its `GlobalAlloc` adapter (what a
+    /// `#[global_allocator]` user gets): no tracking, no allocation handles.
+    PoolAlloc,
     /// glibc `posix_memalign` / `free`.
     Glibc,
     /// mimalloc, through its `GlobalAlloc` impl.
@@ -53,8 +56,9 @@ pub enum Kind {
 
 impl Kind {
     /// All allocators, ours first.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::BitnetMemory,
+        Kind::PoolAlloc,
         Kind::Glibc,
         Kind::Mimalloc,
         Kind::Jemalloc,
@@ -65,6 +69,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::BitnetMemory => "bitnet-memory",
+            Kind::PoolAlloc => "pool-alloc",
             Kind::Glibc => "glibc",
             Kind::Mimalloc => "mimalloc",
             Kind::Jemalloc => "jemalloc",
@@ -149,6 +154,16 @@ pub struct ViaGlobalAlloc<A: GlobalAlloc + 'static>(pub &'static A, pub &'static
 
 /// mimalloc.
 pub static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// Our pool through `PoolAlloc`, one per configuration preset (a `PoolAlloc` takes its
+/// configuration as a function).
+pub static POOL_ALLOC_DEFAULT: bitnet_memory::global::PoolAlloc =
+    bitnet_memory::global::PoolAlloc::with_config(bitnet_memory::MemoryConfig::default);
+/// As [`POOL_ALLOC_DEFAULT`], with `MemoryConfig::fast()`.
+pub static POOL_ALLOC_FAST: bitnet_memory::global::PoolAlloc =
+    bitnet_memory::global::PoolAlloc::with_config(bitnet_memory::MemoryConfig::fast);
+/// As [`POOL_ALLOC_DEFAULT`], with `MemoryConfig::low_footprint()`.
+pub static POOL_ALLOC_LOW: bitnet_memory::global::PoolAlloc =
+    bitnet_memory::global::PoolAlloc::with_config(bitnet_memory::MemoryConfig::low_footprint);
 /// jemalloc.
 pub static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -2,7 +2,10 @@
 //! allocators (A B C D A B C D ...), and the resident-memory figure of each allocator from a
 //! fresh child process.
 
-use crate::bench::contenders::{Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC};
+use crate::bench::contenders::{
+    Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC, POOL_ALLOC_DEFAULT,
+    POOL_ALLOC_FAST, POOL_ALLOC_LOW,
+};
 use crate::bench::progress::Progress;
 use crate::bench::report::Row;
 use crate::bench::resident::{lower_median, measure_in_child, Resident};
@@ -56,6 +59,22 @@ impl Preset {
             Preset::Fast => MemoryConfig::fast(),
             Preset::LowFootprint => MemoryConfig::low_footprint(),
         }
+    }
+
+    /// Our pool through `PoolAlloc` with this configuration (one static per preset).
+    pub fn pool_alloc(self) -> &'static bitnet_memory::global::PoolAlloc {
+        match self {
+            Preset::Default => &POOL_ALLOC_DEFAULT,
+            Preset::Fast => &POOL_ALLOC_FAST,
+            Preset::LowFootprint => &POOL_ALLOC_LOW,
+        }
+    }
+
+    /// The preset whose configuration `config` is, if one is.
+    pub fn of(config: &MemoryConfig) -> Option<Preset> {
+        [Preset::Default, Preset::Fast, Preset::LowFootprint]
+            .into_iter()
+            .find(|p| &p.config() == config)
     }
 }
 
@@ -193,6 +212,11 @@ where
 pub fn run_once(kind: Kind, work: &Work, mm: &MemoryManager, limit: Option<&mut Limit>) -> Outcome {
     match kind {
         Kind::BitnetMemory => exec(work, &|| Pool(mm)),
+        // The same configuration as `mm`'s, through the adapter.
+        Kind::PoolAlloc => {
+            let preset = Preset::of(mm.config()).unwrap_or_default();
+            exec(work, &|| ViaGlobalAlloc(preset.pool_alloc(), "pool-alloc"))
+        }
         Kind::Glibc => exec(work, &|| Glibc),
         Kind::Mimalloc => exec(work, &|| ViaGlobalAlloc(&MIMALLOC, "mimalloc")),
         Kind::Jemalloc => exec(work, &|| ViaGlobalAlloc(&JEMALLOC, "jemalloc")),

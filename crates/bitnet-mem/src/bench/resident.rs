@@ -122,9 +122,13 @@ fn reset_hwm() -> bool {
 pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
     let work = Work::build(spec)?;
     // Peers and the limit get an unused manager (`run_once` takes one for every kind),
-    // made before the baseline; ours makes its manager inside the measured span.
+    // made before the baseline; ours makes its manager inside the measured span (through
+    // `PoolAlloc`, lazily at its first allocation: the spare only names the preset).
     let spare = match kind {
         Kind::BitnetMemory => None,
+        Kind::PoolAlloc => {
+            Some(MemoryManager::new(spec.preset.config()).map_err(|e| e.to_string())?)
+        }
         _ => Some(MemoryManager::new(MemoryConfig::default()).map_err(|e| e.to_string())?),
     };
     populate_file_mappings();
