@@ -66,6 +66,9 @@ impl ManagerBuilder {
             worker: Mutex::new(None),
             history: History::default(),
         });
+        for pool in &inner.devices {
+            pool.set_new_cache_hook(super::exit::hook(Arc::downgrade(&inner)));
+        }
         if inner.config.cleanup.background {
             let host: Weak<dyn CleanupHost> = Arc::downgrade(&inner) as Weak<Inner>;
             let w = Worker::spawn(host, inner.config.cleanup.period).map_err(|_| {

@@ -1,6 +1,7 @@
 //! [`MemoryManager`]: the one handle users hold.
 
 mod builder;
+mod exit;
 mod leak;
 mod leak_check;
 mod raw;

@@ -55,4 +55,22 @@ impl DevicePool {
         c.reset_limits(&self.layout);
         n
     }
+
+    /// Sets what to call on a thread that creates its cache in this pool (once; later
+    /// calls are ignored).
+    pub(crate) fn set_new_cache_hook(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_new_cache.set(hook);
+    }
+
+    /// Empties this thread's cache into the central lists and publishes its unpublished
+    /// live-byte change: what a thread does as it exits, so that its cache does not keep
+    /// blocks until another thread happens to be given its id. Returns the blocks moved.
+    pub(crate) fn flush_this_thread(&self) -> usize {
+        let Some(c) = self.caches.get() else {
+            return 0;
+        };
+        let (d, m) = c.take_delta();
+        self.publish(d, m);
+        self.flush_all(c)
+    }
 }

@@ -53,6 +53,11 @@ thread_local! {
 /// The pool of one device.
 pub struct DevicePool {
     pub(crate) id: DeviceId,
+    /// Called on the thread that just created its cache here (the manager uses it to
+    /// flush the cache when that thread exits: see [`flush_this_thread`]).
+    ///
+    /// [`flush_this_thread`]: Self::flush_this_thread
+    on_new_cache: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     pub(crate) backend: Box<dyn DeviceBackend>,
     pub(crate) host_visible: bool,
     /// Largest rounded request served by classes; with [`FIXED`] once it may no longer
@@ -134,6 +139,7 @@ impl DevicePool {
         });
         Self {
             id,
+            on_new_cache: std::sync::OnceLock::new(),
             host_visible: backend.host_visible(),
             backend,
             class_limit: AtomicUsize::new(if config.strategy == Strategy::Hybrid {
@@ -216,9 +222,16 @@ impl DevicePool {
         if busy {
             return None;
         }
-        let c = self
-            .caches
-            .get_or(|| CachePadded::new(ThreadCache::new(&self.layout)));
+        let mut created = false;
+        let c = self.caches.get_or(|| {
+            created = true;
+            CachePadded::new(ThreadCache::new(&self.layout))
+        });
+        if created {
+            if let Some(hook) = self.on_new_cache.get() {
+                hook();
+            }
+        }
         let _ = CREATING_CACHE.try_with(|f| f.set(false));
         Some(c)
     }
