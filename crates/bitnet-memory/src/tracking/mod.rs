@@ -75,6 +75,9 @@ struct ThreadState {
     tracked: AtomicU64,
     timed: AtomicU64,
     timed_track_ns: AtomicU64,
+    /// This thread's timed allocation latencies (ns): written by this thread only, so
+    /// its lock is never contended on the allocation path; readers merge every thread's.
+    latency: Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 fn add_f64(a: &AtomicU64, v: f64) {
@@ -97,6 +100,7 @@ impl ThreadState {
             site_cache_key: AtomicUsize::new(0),
             site_cache_val: AtomicU32::new(0),
             now_ms: AtomicU32::new(0),
+            latency: Mutex::new(hdrhistogram::Histogram::new(3).expect("3 significant digits")),
             clock_countdown: AtomicU32::new(0),
             est_count: AtomicU64::new(0f64.to_bits()),
             est_bytes: AtomicU64::new(0f64.to_bits()),
@@ -144,7 +148,6 @@ pub struct Tracker {
     threads: ThreadLocal<crossbeam_utils::CachePadded<ThreadState>>,
     ids: AtomicU32,
     seeds: AtomicU64,
-    latency: Mutex<hdrhistogram::Histogram<u64>>,
     dropped: AtomicU64,
 }
 
@@ -163,7 +166,6 @@ impl Tracker {
             threads: ThreadLocal::new(),
             ids: AtomicU32::new(1),
             seeds: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
-            latency: Mutex::new(hdrhistogram::Histogram::new(3).expect("3 significant digits")),
             dropped: AtomicU64::new(0),
         };
         t.set_sample_rate(config.sample_rate);
@@ -348,7 +350,7 @@ impl Tracker {
         let t = self.thread();
         bump(&t.timed, 1);
         bump(&t.timed_track_ns, track_ns);
-        let _ = self.latency.lock().record(alloc_ns.max(1));
+        let _ = t.latency.lock().record(alloc_ns.max(1));
         t.timed.load(Relaxed).is_multiple_of(256)
     }
 
@@ -457,10 +459,20 @@ impl Tracker {
         idx
     }
 
+    /// Every thread's timed latencies in one histogram (allocates: a read path).
+    fn merged_latency(&self) -> hdrhistogram::Histogram<u64> {
+        let mut all = hdrhistogram::Histogram::new(3).expect("3 significant digits");
+        for t in self.threads.iter() {
+            // Same precision, auto-resizing: adding cannot fail.
+            let _ = all.add(&*t.latency.lock());
+        }
+        all
+    }
+
     /// Allocation latency percentiles (ns) from the timed sub-sample:
     /// `(p50, p90, p99, p999, max, samples)`.
     pub fn latency(&self) -> crate::metrics::LatencyPercentiles {
-        let h = self.latency.lock();
+        let h = self.merged_latency();
         crate::metrics::LatencyPercentiles {
             samples: h.len(),
             p50_ns: h.value_at_quantile(0.5),
@@ -486,7 +498,11 @@ impl Tracker {
         s.tracked_live = self.store.live().len();
         s.sites = self.sites.len();
         s.dropped_samples = self.dropped.load(Relaxed);
-        let hist_bytes = self.latency.lock().distinct_values() * 8;
+        let hist_bytes: usize = self
+            .threads
+            .iter()
+            .map(|t| t.latency.lock().distinct_values() * 8)
+            .sum();
         s.tracking_memory_overhead =
             self.store.memory_bytes() + self.sites.memory_bytes() + hist_bytes;
         s.tracking_overhead_percentage = self.overhead_percentage();
@@ -505,7 +521,7 @@ impl Tracker {
             allocs += f64::from_bits(t.est_count.load(Relaxed));
         }
         let mean_latency = {
-            let h = self.latency.lock();
+            let h = self.merged_latency();
             if h.is_empty() {
                 0.0
             } else {
