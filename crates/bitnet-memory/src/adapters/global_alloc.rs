@@ -1,6 +1,7 @@
 //! [`PoolAlloc`]: a [`GlobalAlloc`] backed by a lazily built manager, usable as
 //! `#[global_allocator]`; with the side heap, thread states and deferred frees it needs.
 
+use super::deferred::Deferred;
 use super::pool_access::{cpu_pool, free_to_pool, normalized};
 use crate::config::{MemoryConfig, MAX_ALIGN};
 use crate::manager::MemoryManager;
@@ -192,8 +193,7 @@ pub struct PoolAlloc {
     manager: UnsafeCell<MaybeUninit<MemoryManager>>,
     pool: AtomicPtr<DevicePool>,
     side: SideHeap,
-    deferred: AtomicUsize,
-    deferred_total: AtomicUsize,
+    deferred: Deferred,
 }
 
 // SAFETY: `manager` is written once, by the one thread that won the UNINIT -> INITIALIZING
@@ -225,8 +225,7 @@ impl PoolAlloc {
             manager: UnsafeCell::new(MaybeUninit::uninit()),
             pool: AtomicPtr::new(ptr::null_mut()),
             side: SideHeap::new(),
-            deferred: AtomicUsize::new(0),
-            deferred_total: AtomicUsize::new(0),
+            deferred: Deferred::new(),
         }
     }
 
@@ -247,7 +246,7 @@ impl PoolAlloc {
 
     /// Frees deferred so far because an exiting thread made them (see "Threads").
     pub fn deferred_frees(&self) -> usize {
-        self.deferred_total.load(Ordering::Relaxed)
+        self.deferred.pushed()
     }
 
     #[inline]
@@ -364,41 +363,17 @@ impl PoolAlloc {
         let (size, align) = normalized(layout);
         debug_assert!(size < 1 << 58);
         let packed = (size << 6) | align.trailing_zeros() as usize;
-        let node = ptr::with_exposed_provenance_mut::<usize>(addr);
-        self.deferred_total.fetch_add(1, Ordering::Relaxed);
-        let mut head = self.deferred.load(Ordering::Relaxed);
-        loop {
-            // SAFETY: the block is a pool block being freed, so nobody else uses it, and
-            // every pool block has at least 16 bytes (the smallest size class; large blocks
-            // are bigger): room for two words, written unaligned.
-            unsafe {
-                node.write_unaligned(head);
-                node.add(1).write_unaligned(packed);
-            }
-            match self.deferred.compare_exchange_weak(
-                head,
-                addr,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(h) => head = h,
-            }
-        }
+        // SAFETY: the block is a pool block being freed, so nobody else uses it, and every
+        // pool block has at least 16 bytes (the smallest size class; large blocks are
+        // bigger).
+        unsafe { self.deferred.push(addr, packed) };
     }
 
     /// Frees every deferred block (from a live thread).
     #[cold]
     fn drain_deferred(&self) {
-        let mut p = self.deferred.swap(0, Ordering::Acquire);
-        while p != 0 {
-            let node = ptr::with_exposed_provenance::<usize>(p);
-            // SAFETY: `defer` wrote both words before publishing the node (release; the
-            // swap above acquires), and the node's block is not used by anyone.
-            let (next, packed) = unsafe { (node.read_unaligned(), node.add(1).read_unaligned()) };
-            free_to_pool(self.pool(), p, packed >> 6, 1 << (packed & 63));
-            p = next;
-        }
+        self.deferred
+            .take_all(|p, packed| free_to_pool(self.pool(), p, packed >> 6, 1 << (packed & 63)));
     }
 }
 
@@ -426,7 +401,7 @@ unsafe impl GlobalAlloc for PoolAlloc {
         if THREAD_STATE.with(Cell::get) != ACTIVE {
             return self.alloc_cold_thread(layout);
         }
-        if self.deferred.load(Ordering::Relaxed) != 0 {
+        if !self.deferred.is_empty() {
             self.drain_deferred();
         }
         self.pool_alloc(layout)
