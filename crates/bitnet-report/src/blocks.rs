@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 /// Blocks a report keeps for the per-block timeline: the page draws each one as a band,
 /// and memory_viz likewise draws a few thousand and folds the rest.
-pub const MAX_BLOCKS: usize = 5_000;
+pub const MAX_BLOCKS: usize = 3_000;
 
 /// Collects spans as the input is read.
 #[derive(Default)]

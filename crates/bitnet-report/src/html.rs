@@ -105,8 +105,7 @@ pub fn render_html(data: &ReportData) -> String {
 <div id="tooltip" hidden></div>
 <script id="report-data" type="application/json">{json}</script>
 <script>
-{BLOCKS_SCRIPT}</script>
-<script>
+{BLOCKS_SCRIPT}
 {SCRIPT}</script>
 </body>
 </html>
