@@ -52,6 +52,9 @@ pub struct Args {
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// No progress bar (it shows on runs over two seconds, on a terminal, without --json).
+    #[arg(long)]
+    pub quiet: bool,
     /// Skip the resident-memory child processes (peak reserved then reads "-").
     #[arg(long)]
     pub no_resident: bool,
@@ -143,7 +146,10 @@ pub fn run(args: Args) -> CmdResult {
             steps(n, &method)
         })
         .sum();
-    let progress = Progress::new(total);
+    let progress = Progress::with(
+        total,
+        crate::bench::progress::bar_enabled(args.quiet, args.json.is_some()),
+    );
     let mut report = Report::default();
     for spec in &specs {
         let rows = bench_workload(spec, &kinds, &method, &progress)?;

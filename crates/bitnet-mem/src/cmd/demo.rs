@@ -85,7 +85,7 @@ pub fn run(a: Args) -> CmdResult {
         tokens: a.tokens,
         budget: a.budget,
         seed: a.seed,
-        progress: !a.quiet,
+        progress: crate::bench::progress::bar_enabled(a.quiet, false),
         ..DemoOptions::default()
     };
     if let Some(t) = a.threads {

@@ -31,6 +31,9 @@ pub struct Args {
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// No progress bar (it shows on runs over two seconds, on a terminal, without --json).
+    #[arg(long)]
+    pub quiet: bool,
     /// Skip the resident-memory child processes.
     #[arg(long)]
     pub no_resident: bool,
@@ -80,7 +83,10 @@ pub fn run(args: Args) -> CmdResult {
         .iter()
         .filter(|&&k| k != Kind::Limit || spec.threads == 1)
         .count();
-    let progress = Progress::new(steps(n, &method));
+    let progress = Progress::with(
+        steps(n, &method),
+        crate::bench::progress::bar_enabled(args.quiet, args.json.is_some()),
+    );
     let rows = bench_workload(&spec, &kinds, &method, &progress)?;
     progress.finish();
 
