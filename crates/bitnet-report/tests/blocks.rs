@@ -76,7 +76,7 @@ fn a_snapshot_names_each_blocks_site_and_place() {
     mm.record_history(100).unwrap();
     let l = |n| Layout::from_size_align(n, 64).unwrap();
     let (kept, line) = (mm.allocate(l(300_000)), line!());
-    let gone = mm.allocate(l(2000));
+    let (gone, line2) = (mm.allocate(l(2000)), line!());
     drop(gone);
     let snap = mm.snapshot();
     let d = ReportData::from_snapshot(&snap, &ReportOptions::default()).expect("report");
@@ -96,6 +96,13 @@ fn a_snapshot_names_each_blocks_site_and_place() {
     assert!(
         g.t_free_ns.is_some() && g.addr.is_none(),
         "freed: no place known"
+    );
+    // A freed block's site comes from the history alone.
+    assert!(
+        g.site
+            .as_deref()
+            .is_some_and(|s| s.contains(&format!("blocks.rs:{line2}"))),
+        "{g:?}"
     );
     drop(kept);
 }
