@@ -91,6 +91,20 @@ fn an_empty_trace_and_a_header_alone_have_nothing_to_replay() {
         ERROR,
         &["the trace has no events (only a header, blank lines or comments)"],
     );
+    // Nor can `bench` replay it.
+    refused(
+        &[
+            "bench",
+            "--quick",
+            "--no-resident",
+            "--workload",
+            "replay",
+            "--trace",
+            header.path(),
+        ],
+        ERROR,
+        &["the trace has no events", "nothing to replay"],
+    );
     // The report has nothing to draw either, in either format.
     for format in ["html", "perfetto"] {
         for f in [&empty, &header] {
@@ -237,4 +251,11 @@ fn zero_and_absurd_counts_are_refused_before_anything_runs() {
         let flag = args.iter().rev().find(|a| a.starts_with("--")).unwrap();
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
+    // Counts each fine alone whose sum has no end.
+    let max = u64::MAX.to_string();
+    refused(
+        &["leakcheck", "--first-seed", &max, "--seeds", "2"],
+        ERROR,
+        &["runs past the last seed"],
+    );
 }

@@ -30,6 +30,15 @@ pub struct Args {
 
 /// Runs the suite and prints the table.
 pub fn run(a: Args) -> CmdResult {
+    if a.first_seed.checked_add(a.seeds).is_none() {
+        return Err(format!(
+            "--first-seed {} with --seeds {} runs past the last seed ({}): lower one of them",
+            a.first_seed,
+            a.seeds,
+            u64::MAX
+        )
+        .into());
+    }
     let mut args = LeakcheckArgs {
         seeds: a.seeds,
         first_seed: a.first_seed,
