@@ -188,11 +188,27 @@ pub fn run_stream_within<C: Contender>(
 /// start to the last thread's end, and the page faults of all threads' timed parts. Even a
 /// single stream runs on a thread of its own, so that one and two threads are measured
 /// alike (glibc, for one, serves the main thread from another arena than the others).
+/// The machine's memory is shared out between the threads: each stream stops where its
+/// live bytes would pass its share ([`Stop::OverMemory`]).
 pub fn run_streams<C, F>(make: &F, streams: &[Stream]) -> Result<(Duration, Option<u64>), Stop>
 where
     C: Contender,
     F: Fn() -> C + Sync,
 {
+    run_streams_within(make, streams, machine_memory())
+}
+
+/// [`run_streams`] with the memory to share out given (tests use a small one).
+pub fn run_streams_within<C, F>(
+    make: &F,
+    streams: &[Stream],
+    memory: u64,
+) -> Result<(Duration, Option<u64>), Stop>
+where
+    C: Contender,
+    F: Fn() -> C + Sync,
+{
+    let share = memory / streams.len().max(1) as u64;
     let barrier = Barrier::new(streams.len() + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = streams
@@ -202,7 +218,7 @@ where
                 scope.spawn(move || {
                     let mut c = make();
                     barrier.wait();
-                    run_stream(&mut c, st)
+                    run_stream_within(&mut c, st, share)
                 })
             })
             .collect();
@@ -321,7 +337,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::{run_stream_within, thread_faults, touch, Stop, PAGE};
+    use super::{run_stream_within, run_streams_within, thread_faults, touch, Stop, PAGE};
     use crate::bench::contenders::{Glibc, Refusal};
     use crate::bench::workload::StreamBuilder;
 
@@ -353,6 +369,21 @@ mod tests {
                 size: 8192,
                 live: 12288,
                 memory: 10_000,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn threads_share_the_machines_memory() {
+        let two = [stream(), stream()];
+        // Each stream's live peak is 12 KiB: two fit in 24 KiB, not in 20,000 bytes.
+        assert!(run_streams_within(&|| Glibc, &two, 24576).is_ok());
+        match run_streams_within(&|| Glibc, &two, 20_000) {
+            Err(Stop::OverMemory {
+                memory: 10_000,
+                event: 1,
+                ..
             }) => {}
             other => panic!("{other:?}"),
         }
