@@ -127,7 +127,7 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
     let mut alloc_series: HashMap<u64, (usize, u64)> = HashMap::new();
     let mut used = vec![false; series.names.len()];
     let mut markers = Vec::new();
-    let mut spans = Spans::default();
+    let mut spans = Spans::new(MAX_BLOCKS);
     let mut t = 0u64;
     for e in h {
         t = t.max(e.t_ns);
@@ -256,7 +256,7 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
         .count();
     summary.push(SummaryItem::new("live blocks without id", untracked));
 
-    let (blocks, blocks_dropped) = spans.finish(MAX_BLOCKS);
+    let (blocks, blocks_dropped) = spans.finish();
     Ok(ReportData {
         title,
         source: SourceKind::Snapshot,

@@ -123,7 +123,7 @@ pub(crate) fn build(
     let mut at_peak: Option<PoolReading> = None;
     let mut readings = 0u64;
     let mut reserved_max = 0u64;
-    let mut spans = Spans::default();
+    let mut spans = Spans::new(MAX_BLOCKS);
     for (i, le) in events.iter().enumerate() {
         let ev = &le.event;
         t = t.max(ev.t_ns);
@@ -252,7 +252,7 @@ pub(crate) fn build(
     // The replayer's allocations borrow the manager: free them first.
     drop(replayer);
 
-    let (blocks, blocks_dropped) = spans.finish(MAX_BLOCKS);
+    let (blocks, blocks_dropped) = spans.finish();
     Ok(ReportData {
         title,
         source: if opts.replay.is_some() {
