@@ -115,7 +115,7 @@ fn quick_bench_prints_the_reserved_over_live_section_for_churn() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.starts_with("churn") && (l.ends_with("  met") || l.contains("  missed ("))),
+            .any(|l| l.starts_with("churn") && (l.ends_with(" met") || l.contains(" missed ("))),
         "{stdout}"
     );
 }

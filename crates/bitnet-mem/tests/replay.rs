@@ -49,7 +49,7 @@ fn the_stream_and_the_pool_agree_with_the_trace() {
         if op.free {
             pool.free(slots[op.slot as usize].take().expect("live"));
         } else {
-            let mut b = pool.alloc(op.size, 1 << op.align_log2);
+            let mut b = pool.alloc(op.size, 1 << op.align_log2).expect("served");
             assert_eq!(Pool::ptr(&mut b).addr() % (1 << op.align_log2), 0);
             slots[op.slot as usize] = Some(b);
         }
@@ -61,7 +61,7 @@ fn the_stream_and_the_pool_agree_with_the_trace() {
 
     // The runner frees what the trace left live, after the timed part.
     let mm = MemoryManager::new(MemoryConfig::default()).unwrap();
-    run_stream(&mut Pool(&mm), &stream);
+    run_stream(&mut Pool(&mm), &stream).expect("runs to the end");
     let m = mm.metrics();
     assert_eq!(m.peak_live_bytes() as u64, PEAK);
     assert_eq!(m.live_bytes(), 0);

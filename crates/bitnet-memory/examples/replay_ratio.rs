@@ -5,31 +5,18 @@
 //! `cargo run --release -p bitnet-memory --example replay_ratio -- ../shared/traces/numpy-serving.csv`
 //! (`REPLAY_TIMELINE=N` in the environment also prints N samples of live, reserved and
 //! purged bytes along the run, on stderr).
-use bitnet_memory::{Allocation, MemoryConfig, MemoryManager};
+use bitnet_memory::{procfs, Allocation, MemoryConfig, MemoryManager};
 use std::alloc::Layout;
 use std::collections::HashMap;
 use std::time::Instant;
 
 fn vm_hwm_kib() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap()
+    (procfs::status_bytes("VmHWM").expect("VmHWM in /proc/self/status (Linux)") / 1024) as usize
 }
 
 /// `AnonHugePages` of the process: resident bytes mapped by transparent huge pages.
 fn huge_kib() -> usize {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("AnonHugePages:"))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+    (procfs::smaps_rollup_bytes("AnonHugePages").unwrap_or(0) / 1024) as usize
 }
 
 fn main() {

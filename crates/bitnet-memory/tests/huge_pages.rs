@@ -12,12 +12,7 @@ const MIB: usize = 1 << 20;
 /// for the first time during a scenario (with fault-around mapping neighbours that happen
 /// to be in the page cache) made it pass the count by about 290 KB in a fresh CI clone.
 fn rss() -> usize {
-    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    s.lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
-        .expect("RssAnon")
-        * 1024
+    bitnet_memory::procfs::status_bytes("RssAnon").expect("RssAnon in /proc/self/status") as usize
 }
 
 fn committed(mm: &MemoryManager) -> usize {

@@ -10,10 +10,7 @@ use std::alloc::Layout;
 const MIB: usize = 1 << 20;
 
 fn status_kib(field: &str) -> Option<usize> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+    bitnet_memory::procfs::status_bytes(field).map(|b| (b / 1024) as usize)
 }
 
 /// Writes one byte per page, as a tensor's owner would touch it.
@@ -31,7 +28,7 @@ fn growing_and_shrinking_tensors_stay_within_the_retain_fraction_of_the_live_pea
     config.cleanup.background = false;
     let retain = config.retain_fraction;
     let mm = MemoryManager::new(config).unwrap();
-    let hwm_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let hwm_reset = bitnet_memory::procfs::reset_peak_resident();
     let rss0 = status_kib("VmRSS").unwrap_or(0) * 1024;
     // Rounds of four tensors whose sizes go up and then down by 1.5 MiB a round: the
     // holes one round leaves are never the sizes the next asks for.

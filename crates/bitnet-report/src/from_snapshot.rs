@@ -2,10 +2,11 @@
 //! leak list from its pools.
 
 use crate::bands::SizeBand;
+use crate::blocks::{Spans, MAX_BLOCKS};
 use crate::error::{ReportError, Result};
 use crate::model::{
-    fmt_ns, ChunkBlock, ChunkMap, LeakGroup, LiveBlock, Marker, MarkerKind, Peak, ReportData,
-    Sample, SeriesKind, SourceKind, SummaryItem, Timeline,
+    fmt_ns, BlockSpan, ChunkBlock, ChunkMap, LeakGroup, LiveBlock, Marker, MarkerKind, Peak,
+    ReportData, Sample, SeriesKind, SourceKind, SummaryItem, Timeline,
 };
 use crate::options::ReportOptions;
 use crate::snapshot::{HistoryEntry, HistoryKind, Snapshot};
@@ -20,6 +21,8 @@ struct PoolBlock<'a> {
     pool: &'a str,
     size: u64,
     site: Option<&'a str>,
+    /// Its place in the pool: the chunk's offset plus the block's.
+    addr: u64,
 }
 
 /// How live bytes are split into series.
@@ -124,6 +127,7 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
     let mut alloc_series: HashMap<u64, (usize, u64)> = HashMap::new();
     let mut used = vec![false; series.names.len()];
     let mut markers = Vec::new();
+    let mut spans = Spans::new(MAX_BLOCKS);
     let mut t = 0u64;
     for e in h {
         t = t.max(e.t_ns);
@@ -132,11 +136,25 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
                 let s = series.of_entry(e);
                 tracked[s] += e.size;
                 alloc_series.insert(id, (s, e.size));
+                let block = pool_blocks.get(&id);
+                spans.alloc(BlockSpan {
+                    id,
+                    size: e.size,
+                    t_alloc_ns: t,
+                    t_free_ns: None,
+                    thread: None,
+                    site: e
+                        .site
+                        .clone()
+                        .or_else(|| block.and_then(|b| b.site.map(String::from))),
+                    addr: block.map(|b| b.addr),
+                });
             }
             (HistoryKind::Free, Some(id)) => {
                 if let Some((s, size)) = alloc_series.remove(&id) {
                     tracked[s] = tracked[s].saturating_sub(size);
                 }
+                spans.free(id, t);
             }
             (HistoryKind::Trim, _) | (HistoryKind::Pressure, _) => markers.push(Marker {
                 t_ns: t,
@@ -238,6 +256,7 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
         .count();
     summary.push(SummaryItem::new("live blocks without id", untracked));
 
+    let (blocks, blocks_dropped) = spans.finish();
     Ok(ReportData {
         title,
         source: SourceKind::Snapshot,
@@ -253,6 +272,8 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
         leaks: leaks(snap),
         markers,
         summary,
+        blocks,
+        blocks_dropped,
     })
 }
 
@@ -260,16 +281,19 @@ pub(crate) fn build(snap: &Snapshot, opts: &ReportOptions, title: String) -> Res
 fn pool_blocks(snap: &Snapshot) -> HashMap<u64, PoolBlock<'_>> {
     let mut m = HashMap::new();
     for pool in snap.devices.iter().flat_map(|d| &d.pools) {
-        for b in pool.chunks.iter().flat_map(|c| &c.blocks) {
-            if let (true, Some(id)) = (b.live, b.allocation_id) {
-                m.insert(
-                    id,
-                    PoolBlock {
-                        pool: &pool.pool,
-                        size: b.size,
-                        site: b.site.as_deref(),
-                    },
-                );
+        for c in &pool.chunks {
+            for b in &c.blocks {
+                if let (true, Some(id)) = (b.live, b.allocation_id) {
+                    m.insert(
+                        id,
+                        PoolBlock {
+                            pool: &pool.pool,
+                            size: b.size,
+                            site: b.site.as_deref(),
+                            addr: c.base_offset.saturating_add(b.offset),
+                        },
+                    );
+                }
             }
         }
     }

@@ -2,9 +2,10 @@
 //! what was live there, what was left at the end; with a replay, what the pool reserved.
 
 use crate::bands::SizeBand;
+use crate::blocks::{Spans, MAX_BLOCKS};
 use crate::error::{ReportError, Result};
 use crate::model::{
-    fmt_bytes_exact, fmt_ns, LeakGroup, LiveBlock, Peak, ReportData, Sample, SeriesKind,
+    fmt_bytes_exact, fmt_ns, BlockSpan, LeakGroup, LiveBlock, Peak, ReportData, Sample, SeriesKind,
     SourceKind, SummaryItem, Timeline,
 };
 use crate::options::ReportOptions;
@@ -122,6 +123,7 @@ pub(crate) fn build(
     let mut at_peak: Option<PoolReading> = None;
     let mut readings = 0u64;
     let mut reserved_max = 0u64;
+    let mut spans = Spans::new(MAX_BLOCKS);
     for (i, le) in events.iter().enumerate() {
         let ev = &le.event;
         t = t.max(ev.t_ns);
@@ -138,17 +140,32 @@ pub(crate) fn build(
                         t_ns: ev.t_ns,
                     },
                 );
+                spans.alloc(BlockSpan {
+                    id: ev.id,
+                    size: ev.size,
+                    t_alloc_ns: t,
+                    t_free_ns: None,
+                    thread: Some(ev.thread),
+                    site: None,
+                    addr: None,
+                });
             }
             Op::Free => {
                 // `scan` has checked that the id is live.
                 if let Some(b) = live.remove(&ev.id) {
                     by_band[b.band] -= b.size;
                 }
+                spans.free(ev.id, t);
             }
         }
         let mut reading = None;
         if let Some(r) = replayer.as_mut() {
             r.apply(le)?;
+            if ev.op == Op::Alloc {
+                if let Some(a) = r.addr(ev.id) {
+                    spans.set_addr(ev.id, a);
+                }
+            }
             let last = i + 1 == events.len();
             if (i + 1) % every == 0 || last || Some(i) == peak_index {
                 let now = r.read();
@@ -235,6 +252,7 @@ pub(crate) fn build(
     // The replayer's allocations borrow the manager: free them first.
     drop(replayer);
 
+    let (blocks, blocks_dropped) = spans.finish();
     Ok(ReportData {
         title,
         source: if opts.replay.is_some() {
@@ -254,6 +272,8 @@ pub(crate) fn build(
         leaks: leaks(&live),
         markers: Vec::new(),
         summary,
+        blocks,
+        blocks_dropped,
     })
 }
 

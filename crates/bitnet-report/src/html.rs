@@ -5,6 +5,7 @@ use crate::model::{fmt_bytes_exact, ReportData, SourceKind};
 
 const STYLE: &str = include_str!("assets/report.css");
 const SCRIPT: &str = include_str!("assets/report.js");
+const BLOCKS_SCRIPT: &str = include_str!("assets/blocks.js");
 
 /// Renders the report as one self-contained HTML page (inline style and script, no
 /// network). Elements a test or a user may rely on:
@@ -16,6 +17,11 @@ const SCRIPT: &str = include_str!("assets/report.js");
 /// - `#fragmentation`: `path.frag-series[data-series=free|largest_free]`.
 /// - `#chunk-map`: one `div.chunk[data-pool][data-index][data-live-bytes]` per chunk.
 /// - `#leak-table-body` (`tr.leak-row`), `#summary-table-body` (`tr.summary-row`).
+/// - `#block-timeline`: the per-block timeline, `svg#block-svg[data-stack=address|size]
+///   [data-from][data-to][data-bands=N]` with one `path.block-band[data-id][data-size]
+///   [data-site][data-thread]` per block drawn, its `<title>` naming the block, its size
+///   and its site; `#stack-by-address`, `#stack-by-size` and `#block-zoom-reset` switch
+///   the view, as does the address (`#stack=size&from=T0&to=T1`, nanoseconds).
 /// - `body[data-rendered="true"]` once drawn (`"error"` and `#render-error` if not), and
 ///   `body[data-render-ms]`: milliseconds from navigation start to the end of drawing.
 pub fn render_html(data: &ReportData) -> String {
@@ -58,6 +64,14 @@ pub fn render_html(data: &ReportData) -> String {
 <div id="timeline-legend" class="legend"></div>
 <div id="timeline" class="chart"></div>
 </section>
+<section id="blocks-section">
+<h2>Blocks over time</h2>
+<div class="controls">stack by <button id="stack-by-address" type="button">address</button>
+<button id="stack-by-size" type="button">size</button>
+<button id="block-zoom-reset" type="button">show all</button></div>
+<p id="block-note"></p>
+<div id="block-timeline" class="chart"></div>
+</section>
 <section id="peak-section">
 <h2>Live at the peak</h2>
 <p id="peak-summary"></p>
@@ -91,6 +105,7 @@ pub fn render_html(data: &ReportData) -> String {
 <div id="tooltip" hidden></div>
 <script id="report-data" type="application/json">{json}</script>
 <script>
+{BLOCKS_SCRIPT}
 {SCRIPT}</script>
 </body>
 </html>

@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod bands;
+mod blocks;
 mod error;
 mod from_snapshot;
 mod from_trace;
@@ -41,12 +42,13 @@ pub mod snapshot;
 mod timeline;
 
 pub use bands::SizeBand;
+pub use blocks::MAX_BLOCKS;
 pub use error::{ReportError, Result};
 pub use from_snapshot::BEFORE_HISTORY;
 pub use html::render_html;
 pub use model::{
-    ChunkBlock, ChunkMap, LeakGroup, LiveBlock, Marker, MarkerKind, Peak, ReportData, Sample,
-    SeriesKind, SourceKind, SummaryItem, Timeline,
+    BlockSpan, ChunkBlock, ChunkMap, LeakGroup, LiveBlock, Marker, MarkerKind, Peak, ReportData,
+    Sample, SeriesKind, SourceKind, SummaryItem, Timeline,
 };
 pub use options::{ReplayOptions, ReportOptions};
 pub use perfetto::render_perfetto;

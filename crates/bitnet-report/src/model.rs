@@ -28,6 +28,38 @@ pub struct ReportData {
     pub markers: Vec<Marker>,
     /// Key figures for people, in display order.
     pub summary: Vec<SummaryItem>,
+    /// Blocks over time for the per-block timeline, in allocation order: at most
+    /// [`MAX_BLOCKS`](crate::MAX_BLOCKS), the largest kept.
+    #[serde(default)]
+    pub blocks: Vec<BlockSpan>,
+    /// Blocks left out of [`blocks`](Self::blocks) (the smaller ones past the cap).
+    #[serde(default)]
+    pub blocks_dropped: u64,
+}
+
+/// One block from its allocation to its free: a band of the per-block timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSpan {
+    /// Allocation id.
+    pub id: u64,
+    /// Requested size.
+    pub size: u64,
+    /// When it was allocated.
+    pub t_alloc_ns: u64,
+    /// When it was freed; `None` if still live at the end of the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub t_free_ns: Option<u64>,
+    /// Thread that allocated it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<u32>,
+    /// Where it was allocated, if tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// Where it lay, to stack blocks by address: the host address of a replayed trace's
+    /// block, or a snapshot block's place in its pool (chunk offset plus block offset);
+    /// `None` where unknown (the page then stacks it by allocation order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<u64>,
 }
 
 /// What a report was built from.

@@ -56,6 +56,11 @@ impl<'m> Replayer<'m> {
         Ok(())
     }
 
+    /// The address the pool gave block `id`, while it is live.
+    pub(crate) fn addr(&self, id: u64) -> Option<u64> {
+        self.live.get(&id).map(|a| a.as_ptr().addr() as u64)
+    }
+
     /// Reads the manager's figures now.
     pub(crate) fn read(&self) -> PoolReading {
         let m = self.mm.metrics();

@@ -242,3 +242,104 @@ fn chromium_draws_a_snapshot_with_its_chunk_map_and_markers() {
     let leaks = tags.iter().filter(|t| t.has_class("leak-row")).count();
     assert_eq!(leaks, 4);
 }
+
+/// The per-block timeline of a live manager's snapshot: the band of a block allocated at a
+/// known line carries its id, size and site (in its hover title too); the stacking
+/// follows the toggle; a zoomed range draws only the blocks live in it.
+#[test]
+fn chromium_draws_a_band_per_block_with_its_site_stacked_and_zoomed() {
+    use bitnet_memory::{MemoryConfig, MemoryManager};
+    use std::alloc::Layout;
+    let Some(chromium) = chromium() else { return };
+    let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut config = MemoryConfig::default();
+    config.cleanup.background = false;
+    let mm = MemoryManager::new(config).unwrap();
+    mm.record_history(1000).unwrap();
+    let l = |n| Layout::from_size_align(n, 64).unwrap();
+    let early = mm.allocate(l(3000));
+    drop(early);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (known, line) = (mm.allocate(l(200_000)), line!());
+    let small = mm.allocate(l(1000));
+    let snap = mm.snapshot();
+    drop((known, small));
+    let data = ReportData::from_snapshot(&snap, &ReportOptions::default()).expect("report");
+    assert_eq!(data.blocks.len(), 3, "{:?}", data.blocks);
+    let site = format!("browser.rs:{line}");
+    let known = data
+        .blocks
+        .iter()
+        .find(|b| b.size == 200_000)
+        .expect("known");
+    assert!(
+        known.site.as_deref().unwrap_or("").contains(&site),
+        "{known:?}"
+    );
+    let dir = TempDir::new("blocks");
+    let page = dir.0.join("blocks.html");
+    std::fs::write(&page, render_html(&data)).expect("write page");
+
+    let bands = |tags: &[Tag]| -> Vec<(String, String, String, String)> {
+        let mut out = Vec::new();
+        for (i, t) in tags.iter().enumerate() {
+            if t.has_class("block-band") {
+                let title = tags.get(i + 1).filter(|n| n.name == "title");
+                out.push((
+                    t.attr("data-id").unwrap_or("").to_string(),
+                    t.attr("data-size").unwrap_or("").to_string(),
+                    t.attr("data-site").unwrap_or("").to_string(),
+                    title.map_or(String::new(), |n| n.text.clone()),
+                ));
+            }
+        }
+        out
+    };
+
+    let tags = tags(&dump_dom(&chromium, &page).dom);
+    assert_rendered(&tags);
+    let svg = by_id(&tags, "block-svg");
+    assert_eq!(svg.attr("data-stack"), Some("address"));
+    let all = bands(&tags);
+    assert_eq!(all.len(), 3, "one band per block: {all:?}");
+    let (id, size, band_site, title) = all
+        .iter()
+        .find(|b| b.1 == "200000")
+        .expect("the known block's band");
+    assert_eq!(id, &known.id.to_string());
+    assert_eq!(size, "200000");
+    assert!(band_site.contains(&site), "{band_site}");
+    assert!(
+        title.contains("200,000 B") && title.contains(&site),
+        "hover names size and site: {title}"
+    );
+    // The band has a shape: a closed path with height.
+    let d = tags
+        .iter()
+        .find(|t| t.has_class("block-band") && t.attr("data-size") == Some("200000"))
+        .and_then(|t| t.attr("d"))
+        .expect("path");
+    assert!(d.starts_with('M') && d.ends_with('Z'), "{d}");
+
+    // Stacked by size, zoomed to after the first block was freed: only the two later
+    // blocks are drawn.
+    let from = data.blocks[0].t_free_ns.expect("freed") + 1;
+    let to = snap.t_ns;
+    let tags_z = tags_of(&dump_dom_at(
+        &chromium,
+        &page,
+        &format!("#stack=size&from={from}&to={to}"),
+    ));
+    assert_rendered(&tags_z);
+    let svg = by_id(&tags_z, "block-svg");
+    assert_eq!(svg.attr("data-stack"), Some("size"));
+    assert_eq!(svg.attr("data-from"), Some(from.to_string().as_str()));
+    let zoomed: Vec<String> = bands(&tags_z).into_iter().map(|b| b.1).collect();
+    assert_eq!(zoomed.len(), 2, "{zoomed:?}");
+    assert!(zoomed.contains(&"200000".to_string()) && zoomed.contains(&"1000".to_string()));
+    assert_eq!(svg.attr("data-bands"), Some("2"));
+}
+
+fn tags_of(r: &Rendered) -> Vec<Tag> {
+    tags(&r.dom)
+}

@@ -37,6 +37,10 @@ fn page_is_self_contained() {
         "chunk-map",
         "leak-table-body",
         "summary-table-body",
+        "block-timeline",
+        "stack-by-address",
+        "stack-by-size",
+        "block-zoom-reset",
     ] {
         assert!(html.contains(&format!("id=\"{id}\"")), "no #{id}");
     }
@@ -47,6 +51,7 @@ fn hostile_titles_and_sites_cannot_break_out_of_the_page() {
     let opts = ReportOptions::default().title("</script><script>alert(1)</script> & \"x\"");
     let mut d = ReportData::from_trace(SMALL_TRACE, &opts).expect("report");
     d.live_at_peak[0].site = Some("</script><!-- evil".into());
+    d.blocks[0].site = Some("</script><!-- evil block".into());
     let html = render_html(&d);
     // Two script elements (data, code) and nothing else can close one.
     assert_eq!(html.matches("<script").count(), 2);

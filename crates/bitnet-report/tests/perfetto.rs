@@ -123,3 +123,63 @@ fn a_managers_history_becomes_live_and_reserved_counters_and_trim_instants() {
     let last = live.last().unwrap()["args"].as_object().unwrap();
     assert_eq!(last.values().filter_map(Value::as_u64).sum::<u64>(), 0);
 }
+
+/// One track per thread: its name, the allocations and frees of its blocks on it, and a
+/// leak instant for what it left live; trims stay process-wide.
+#[test]
+fn each_thread_gets_its_own_track_with_its_blocks_and_leaks() {
+    // Thread 0 allocates 1 and 3 (3 is never freed), thread 2 allocates 2 and frees it.
+    let trace = "op,id,size,align,thread,t_ns
+a,1,1000,16,0,10
+a,2,5000,16,2,20
+f,2,0,0,2,30
+a,3,700,16,0,40
+f,1,0,0,0,50
+";
+    let d = ReportData::from_trace(trace, &ReportOptions::default()).unwrap();
+    let ev = events(&d);
+    let names: Vec<(u64, &str)> = named(&ev, "M", "thread_name")
+        .iter()
+        .map(|e| {
+            (
+                e["tid"].as_u64().unwrap(),
+                e["args"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (0, "memory (all threads)"),
+            (1, "thread 0"),
+            (3, "thread 2")
+        ]
+    );
+    let on = |name: &str, tid: u64| -> Vec<u64> {
+        named(&ev, "i", name)
+            .iter()
+            .filter(|e| e["tid"] == tid)
+            .map(|e| {
+                assert_eq!(e["s"], "t", "{e}");
+                e["args"]["id"].as_u64().unwrap_or(0)
+            })
+            .collect()
+    };
+    assert_eq!(on("alloc", 1), [1, 3]);
+    assert_eq!(on("free", 1), [1]);
+    assert_eq!(on("alloc", 3), [2]);
+    assert_eq!(on("free", 3), [2]);
+    let alloc2 = named(&ev, "i", "alloc")
+        .into_iter()
+        .find(|e| e["args"]["id"] == 2)
+        .unwrap();
+    assert_eq!(
+        (alloc2["ts"].as_f64(), alloc2["args"]["size"].as_u64()),
+        (Some(0.02), Some(5000))
+    );
+    let leaks = named(&ev, "i", "leak");
+    assert_eq!(leaks.len(), 1, "{leaks:?}");
+    assert_eq!(leaks[0]["tid"], 1, "thread 0 left block 3 live");
+    assert_eq!(leaks[0]["args"]["bytes"], 700);
+    assert_eq!(leaks[0]["args"]["ids"], serde_json::json!([3]));
+}

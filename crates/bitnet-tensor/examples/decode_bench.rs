@@ -17,8 +17,7 @@ fn run(p: Provider<'_>, cfg: &ModelConfig, tokens: usize, threads: usize) -> f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    bitnet_memory::stats::median(&mut v).expect("at least one round")
 }
 
 fn main() {

@@ -7,16 +7,53 @@ use bitnet_memory::pool::size_class;
 use bitnet_memory::{Allocation, MemoryManager};
 use serde::{Deserialize, Serialize};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt;
 use std::ptr::NonNull;
+
+/// Why an allocator did not serve a request: a trace may ask for 1 TiB or `isize::MAX`
+/// bytes (valid by the trace format), and each allocator's answer is a result to report,
+/// not a reason to panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Bytes asked for.
+    pub size: usize,
+    /// Alignment asked for.
+    pub align: usize,
+    /// The allocator's own words (its error, or what it returned).
+    pub reason: String,
+}
+
+impl Refusal {
+    #[cold]
+    fn new(size: usize, align: usize, reason: impl Into<String>) -> Self {
+        Self {
+            size,
+            align,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "refused {} B ({}) aligned to {}: {}",
+            self.size,
+            bitnet_memory::metrics::fmt_bytes(self.size),
+            self.align,
+            self.reason
+        )
+    }
+}
 
 /// An allocator as one thread uses it.
 pub trait Contender {
     /// A live block; freeing it gives it back.
     type Block: Send;
-    /// Allocates `size` (> 0) bytes aligned to `align`. Panics if the allocator fails: a
-    /// benchmark cannot go on without its memory. The block is valid for `size` bytes
-    /// until it is freed.
-    fn alloc(&mut self, size: usize, align: usize) -> Self::Block;
+    /// Allocates `size` (> 0) bytes aligned to `align`, or says why the allocator would
+    /// not. The block is valid for `size` bytes until it is freed.
+    fn alloc(&mut self, size: usize, align: usize) -> Result<Self::Block, Refusal>;
     /// First byte of a block.
     fn ptr(b: &mut Self::Block) -> *mut u8;
     /// Frees a block.
@@ -85,12 +122,11 @@ impl<'m> Contender for Pool<'m> {
     type Block = Allocation<'m>;
 
     #[inline]
-    fn alloc(&mut self, size: usize, align: usize) -> Allocation<'m> {
-        let layout = Layout::from_size_align(size, align).expect("workload layouts are valid");
-        match self.0.try_allocate(layout) {
-            Ok(a) => a,
-            Err(e) => panic!("bitnet-memory: {e}"),
-        }
+    fn alloc(&mut self, size: usize, align: usize) -> Result<Allocation<'m>, Refusal> {
+        let layout = layout(size, align)?;
+        self.0
+            .try_allocate(layout)
+            .map_err(|e| Refusal::new(size, align, e.to_string()))
     }
 
     #[inline]
@@ -115,8 +151,11 @@ pub struct RawBlock {
 // (glibc, mimalloc, jemalloc) free correctly from any thread.
 unsafe impl Send for RawBlock {}
 
-fn oom(name: &str, size: usize, align: usize) -> ! {
-    panic!("{name}: out of memory allocating {size} bytes aligned to {align}")
+/// The layout of a request, or the refusal of one no Rust allocator can be asked for (a
+/// size that, rounded up to its alignment, passes `isize::MAX`).
+#[inline]
+fn layout(size: usize, align: usize) -> Result<Layout, Refusal> {
+    Layout::from_size_align(size, align).map_err(|e| Refusal::new(size, align, e.to_string()))
 }
 
 /// glibc malloc through `posix_memalign` and `free`.
@@ -126,14 +165,21 @@ impl Contender for Glibc {
     type Block = RawBlock;
 
     #[inline]
-    fn alloc(&mut self, size: usize, align: usize) -> RawBlock {
+    fn alloc(&mut self, size: usize, align: usize) -> Result<RawBlock, Refusal> {
         let mut p: *mut libc::c_void = std::ptr::null_mut();
         let align = align.max(std::mem::size_of::<usize>());
         // SAFETY: `align` is a power of two and a multiple of the pointer size.
         let rc = unsafe { libc::posix_memalign(&mut p, align, size) };
         match NonNull::new(p.cast::<u8>()) {
-            Some(ptr) if rc == 0 => RawBlock { ptr, size, align },
-            _ => oom("glibc", size, align),
+            Some(ptr) if rc == 0 => Ok(RawBlock { ptr, size, align }),
+            _ => Err(Refusal::new(
+                size,
+                align,
+                format!(
+                    "posix_memalign returned {rc} ({})",
+                    std::io::Error::from_raw_os_error(rc)
+                ),
+            )),
         }
     }
 
@@ -171,13 +217,17 @@ impl<A: GlobalAlloc + 'static> Contender for ViaGlobalAlloc<A> {
     type Block = RawBlock;
 
     #[inline]
-    fn alloc(&mut self, size: usize, align: usize) -> RawBlock {
-        let layout = Layout::from_size_align(size, align).expect("workload layouts are valid");
+    fn alloc(&mut self, size: usize, align: usize) -> Result<RawBlock, Refusal> {
+        let layout = layout(size, align)?;
         // SAFETY: `size` > 0 (workloads never ask for 0 bytes).
         let p = unsafe { self.0.alloc(layout) };
         match NonNull::new(p) {
-            Some(ptr) => RawBlock { ptr, size, align },
-            None => oom(self.1, size, align),
+            Some(ptr) => Ok(RawBlock { ptr, size, align }),
+            None => Err(Refusal::new(
+                size,
+                align,
+                "out of memory (it returned null)",
+            )),
         }
     }
 
@@ -226,8 +276,9 @@ fn limit_class(size: usize, align: usize) -> usize {
 unsafe impl Send for Limit {}
 
 impl Limit {
-    /// Pre-fills enough blocks of every class for `stream`, each page touched.
-    pub fn for_stream(stream: &Stream) -> Self {
+    /// Pre-fills enough blocks of every class for `stream`, each page touched; the
+    /// refusal of the first region the system would not give.
+    pub fn for_stream(stream: &Stream) -> Result<Self, Refusal> {
         let need = stream.max_live_per_class(limit_class);
         let mut stacks = vec![Vec::new(); need.len()];
         let mut regions = Vec::new();
@@ -236,12 +287,30 @@ impl Limit {
             if n == 0 {
                 continue;
             }
-            let stride = size_class::class_size(class).next_multiple_of(align);
-            let layout =
-                Layout::from_size_align(stride * n, align.max(4096)).expect("limit region layout");
+            let class_size = size_class::class_size(class);
+            let too_big = || {
+                Refusal::new(
+                    class_size,
+                    align,
+                    "its pre-filled region would pass isize::MAX bytes",
+                )
+            };
+            let stride = class_size
+                .checked_next_multiple_of(align)
+                .ok_or_else(too_big)?;
+            let bytes = stride.checked_mul(n).ok_or_else(too_big)?;
+            let layout = layout(bytes, align.max(4096))?;
             // SAFETY: non-zero size.
             let base = unsafe { System.alloc(layout) };
-            let base = NonNull::new(base).unwrap_or_else(|| oom("limit", layout.size(), align));
+            let Some(base) = NonNull::new(base) else {
+                // The regions made so far go back as this `Limit` drops.
+                drop(Self { stacks, regions });
+                return Err(Refusal::new(
+                    bytes,
+                    layout.align(),
+                    "out of memory for its pre-filled region (the system returned null)",
+                ));
+            };
             // SAFETY: the region was just allocated with `layout`.
             unsafe { crate::bench::run::touch(base.as_ptr(), layout.size()) };
             regions.push((base, layout));
@@ -251,7 +320,7 @@ impl Limit {
                 .map(|i| unsafe { base.add(i * stride) })
                 .collect();
         }
-        Self { stacks, regions }
+        Ok(Self { stacks, regions })
     }
 
     /// Bytes held by the pre-filled blocks.
@@ -264,14 +333,18 @@ impl Contender for Limit {
     type Block = LimitBlock;
 
     #[inline]
-    fn alloc(&mut self, size: usize, align: usize) -> LimitBlock {
+    fn alloc(&mut self, size: usize, align: usize) -> Result<LimitBlock, Refusal> {
         let class = limit_class(size, align);
-        match self.stacks[class].pop() {
-            Some(ptr) => LimitBlock {
+        match self.stacks.get_mut(class).and_then(Vec::pop) {
+            Some(ptr) => Ok(LimitBlock {
                 ptr,
                 class: class as u32,
-            },
-            None => panic!("limit: class {class} was not pre-filled enough"),
+            }),
+            None => Err(Refusal::new(
+                size,
+                align,
+                format!("class {class} was not pre-filled for this stream"),
+            )),
         }
     }
 

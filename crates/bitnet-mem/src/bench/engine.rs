@@ -9,9 +9,8 @@ use crate::bench::contenders::{
 use crate::bench::progress::Progress;
 use crate::bench::report::Row;
 use crate::bench::resident::{lower_median, measure_in_child, Resident};
-use crate::bench::run::{run_cross, run_stream, run_streams};
+use crate::bench::run::{run_cross, run_stream, run_streams, Stop};
 use crate::bench::workload::{self, Stream, WorkloadName};
-use bitnet_memory::trace::Trace;
 use bitnet_memory::{MemoryConfig, MemoryManager};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -131,8 +130,7 @@ impl Work {
                     .trace
                     .as_ref()
                     .ok_or("the replay workload needs a trace file (--trace FILE)")?;
-                let trace =
-                    Trace::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let trace = workload::load_trace(path)?;
                 let s = workload::from_trace(&trace);
                 Work::Streams(vec![s; spec.threads])
             }
@@ -182,14 +180,14 @@ pub struct Outcome {
     pub faults: Option<u64>,
 }
 
-fn exec<C, F>(work: &Work, make: &F) -> Outcome
+fn exec<C, F>(work: &Work, make: &F) -> Result<Outcome, Stop>
 where
     C: crate::bench::contenders::Contender,
     F: Fn() -> C + Sync,
 {
-    match work {
+    Ok(match work {
         Work::Streams(s) => {
-            let (wall, faults) = run_streams(make, s);
+            let (wall, faults) = run_streams(make, s)?;
             Outcome {
                 wall,
                 peak_live: None,
@@ -197,19 +195,24 @@ where
             }
         }
         Work::Cross { sizes, align } => {
-            let r = run_cross(make, sizes, *align);
+            let r = run_cross(make, sizes, *align)?;
             Outcome {
                 wall: r.wall,
                 peak_live: Some(r.peak_live),
                 faults: None,
             }
         }
-    }
+    })
 }
 
 /// Runs `work` once through `kind`. `mm` serves `bitnet-memory`; `limit` must be given for
-/// `limit` (single-stream work only).
-pub fn run_once(kind: Kind, work: &Work, mm: &MemoryManager, limit: Option<&mut Limit>) -> Outcome {
+/// `limit` (single-stream work only). A refused request stops the run: [`Stop`].
+pub fn run_once(
+    kind: Kind,
+    work: &Work,
+    mm: &MemoryManager,
+    limit: Option<&mut Limit>,
+) -> Result<Outcome, Stop> {
     match kind {
         Kind::BitnetMemory => exec(work, &|| Pool(mm)),
         // The same configuration as `mm`'s, through the adapter.
@@ -229,12 +232,12 @@ pub fn run_once(kind: Kind, work: &Work, mm: &MemoryManager, limit: Option<&mut 
                     .spawn(|| run_stream(l, &s[0]))
                     .join()
                     .expect("limit thread panicked")
-            });
-            Outcome {
+            })?;
+            Ok(Outcome {
                 wall: t.end - t.start,
                 peak_live: None,
                 faults: t.faults,
-            }
+            })
         }
     }
 }
@@ -266,17 +269,18 @@ pub fn steps(kinds: usize, m: &Method) -> u64 {
     (kinds * (m.warmup + m.repeats + m.cold_runs)) as u64
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
+/// `total / n`, 0 for no `n` (a figure of a run that did not happen is 0, never NaN).
+fn per(total: f64, n: u64) -> f64 {
+    if n == 0 {
+        0.0
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        total / n as f64
     }
 }
 
-/// Benchmarks `spec` with every allocator of `wanted` that applies; one row each.
+/// Benchmarks `spec` with every allocator of `wanted` that applies; one row each. An
+/// allocator that refuses a request (a trace may ask for 1 TiB) stops there: its row says
+/// why in [`Row::refused`], it runs no more, and the others go on.
 pub fn bench_workload(
     spec: &Spec,
     wanted: &[Kind],
@@ -286,14 +290,17 @@ pub fn bench_workload(
     let work = Work::build(spec)?;
     let kinds = kinds_for(&work, wanted);
     let mm = MemoryManager::new(spec.preset.config()).map_err(|e| e.to_string())?;
-    let mut limit = if kinds.contains(&Kind::Limit) {
+    let mut refused: Vec<Option<String>> = vec![None; kinds.len()];
+    let mut limit = None;
+    if let Some(i) = kinds.iter().position(|&k| k == Kind::Limit) {
         let Work::Streams(s) = &work else {
             unreachable!("limit applies to streams")
         };
-        Some(Limit::for_stream(&s[0]))
-    } else {
-        None
-    };
+        match Limit::for_stream(&s[0]) {
+            Ok(l) => limit = Some(l),
+            Err(r) => refused[i] = Some(format!("before the run: {r}")),
+        }
+    }
     let label = format!("{} x{}", spec.workload.name(), spec.threads);
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); kinds.len()];
     let mut peaks: Vec<u64> = vec![0; kinds.len()];
@@ -301,7 +308,16 @@ pub fn bench_workload(
     for round in 0..m.warmup + m.repeats {
         for (i, &k) in kinds.iter().enumerate() {
             progress.step(&format!("{label} {}", k.name()));
-            let o = run_once(k, &work, &mm, limit.as_mut());
+            if refused[i].is_some() {
+                continue;
+            }
+            let o = match run_once(k, &work, &mm, limit.as_mut()) {
+                Ok(o) => o,
+                Err(stop) => {
+                    refused[i] = Some(stop.to_string());
+                    continue;
+                }
+            };
             if let Some(p) = o.peak_live {
                 peaks[i] = peaks[i].max(p);
             }
@@ -322,16 +338,18 @@ pub fn bench_workload(
     for _ in 0..m.cold_runs {
         for (i, &k) in kinds.iter().enumerate() {
             progress.step(&format!("{label} {} resident", k.name()));
-            children[i].push(measure_in_child(spec, k)?);
+            if refused[i].is_none() {
+                children[i].push(measure_in_child(spec, k)?);
+            }
         }
     }
     let mut rows = Vec::new();
     for (i, &k) in kinds.iter().enumerate() {
         let resident = Resident::median(&children[i]);
         let t = &mut times[i];
-        let min = t.iter().copied().fold(f64::INFINITY, f64::min);
+        let min = t.iter().copied().reduce(f64::min).unwrap_or(0.0);
         let max = t.iter().copied().fold(0.0, f64::max);
-        let med = median(t);
+        let med = bitnet_memory::stats::median(t).unwrap_or(0.0);
         let peak_live = planned.unwrap_or(peaks[i]);
         let reserved = resident.as_ref().map_or(0, |r| r.hwm_growth_bytes);
         rows.push(Row {
@@ -339,14 +357,18 @@ pub fn bench_workload(
             allocator: k.name().to_string(),
             threads: spec.threads,
             pairs,
-            median_ns_per_pair: med / pairs as f64,
-            min_ns_per_pair: min / pairs as f64,
-            max_ns_per_pair: max / pairs as f64,
+            median_ns_per_pair: per(med, pairs),
+            min_ns_per_pair: per(min, pairs),
+            max_ns_per_pair: per(max, pairs),
             peak_live_bytes: peak_live,
             peak_reserved_bytes: reserved,
             repeats: t.len(),
-            pairs_per_sec: pairs as f64 / (med * 1e-9),
-            median_ns_per_event: med / events as f64,
+            pairs_per_sec: if med > 0.0 {
+                pairs as f64 / (med * 1e-9)
+            } else {
+                0.0
+            },
+            median_ns_per_event: per(med, events),
             events,
             time_vs_bitnet_memory: None,
             reserved_over_live: if peak_live > 0 {
@@ -361,21 +383,22 @@ pub fn bench_workload(
             metrics_peak_live_bytes: resident.as_ref().and_then(|r| r.metrics_peak_live_bytes),
             cold_ns_per_event: resident
                 .as_ref()
-                .map(|r| r.cold_wall_ns as f64 / events as f64),
+                .map(|r| per(r.cold_wall_ns as f64, events)),
             faults_per_run: faults[i]
                 .iter()
                 .copied()
                 .collect::<Option<Vec<u64>>>()
-                .and_then(lower_median),
+                .and_then(|mut v| lower_median(&mut v)),
             cold_faults: resident.as_ref().and_then(|r| r.cold_faults),
+            refused: refused[i].take(),
         });
     }
     if let Some(ours) = rows
         .iter()
-        .find(|r| r.allocator == Kind::BitnetMemory.name())
+        .find(|r| r.allocator == Kind::BitnetMemory.name() && r.refused.is_none())
         .map(|r| r.median_ns_per_pair)
     {
-        for r in &mut rows {
+        for r in rows.iter_mut().filter(|r| r.refused.is_none()) {
             r.time_vs_bitnet_memory = Some(r.median_ns_per_pair / ours);
         }
     }

@@ -43,23 +43,19 @@ pub struct Resident {
     pub cold_faults: Option<u64>,
 }
 
-/// The median of `v` (the lower middle for an even count); `None` for none.
-pub fn lower_median<T: Copy + Ord>(mut v: Vec<T>) -> Option<T> {
-    v.sort_unstable();
-    v.get(v.len().checked_sub(1)? / 2).copied()
-}
+pub use bitnet_memory::stats::lower_median;
 
 impl Resident {
     /// Each figure's median over several children (the lower middle for an even count);
     /// `None` for none.
     pub fn median(runs: &[Resident]) -> Option<Resident> {
         runs.first()?;
-        let mid = |v: Vec<u64>| lower_median(v).expect("at least one run");
+        let mid = |mut v: Vec<u64>| lower_median(&mut v).expect("at least one run");
         let opt = |f: fn(&Resident) -> Option<u64>| {
             runs.iter()
                 .map(f)
                 .collect::<Option<Vec<_>>>()
-                .and_then(lower_median)
+                .and_then(|mut v| lower_median(&mut v))
         };
         Some(Resident {
             hwm_growth_bytes: mid(runs.iter().map(|r| r.hwm_growth_bytes).collect()),
@@ -73,14 +69,7 @@ impl Resident {
     }
 }
 
-/// A field of `/proc/self/status` in bytes (the file gives kB).
-pub fn status_bytes(field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-}
+pub use bitnet_memory::procfs::status_bytes;
 
 /// Maps in every page of the process's file-backed mappings (code, read-only data) with
 /// `MADV_POPULATE_READ`, so that code an allocator runs for the first time does not count as
@@ -114,10 +103,6 @@ pub fn populate_file_mappings() -> usize {
     done
 }
 
-fn reset_hwm() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
 /// Runs in the child: builds the work, measures one run of `kind`.
 pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
     let work = Work::build(spec)?;
@@ -132,7 +117,7 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
         _ => Some(MemoryManager::new(MemoryConfig::default()).map_err(|e| e.to_string())?),
     };
     populate_file_mappings();
-    let hwm_reset = reset_hwm();
+    let hwm_reset = bitnet_memory::procfs::reset_peak_resident();
     let baseline = if hwm_reset {
         status_bytes("VmRSS")
     } else {
@@ -151,7 +136,7 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
     let run = match kind {
         Kind::BitnetMemory => {
             let mm = MemoryManager::new(spec.preset.config()).map_err(|e| e.to_string())?;
-            let o = run_once(kind, &work, &mm, None);
+            let o = run_once(kind, &work, &mm, None).map_err(|e| e.to_string())?;
             let m = mm.metrics();
             r.metrics_peak_reserved_bytes = Some(m.peak_reserved_bytes() as u64);
             r.metrics_peak_live_bytes = Some(m.peak_live_bytes() as u64);
@@ -161,11 +146,12 @@ pub fn measure_here(spec: &Spec, kind: Kind) -> Result<Resident, String> {
             let Work::Streams(s) = &work else {
                 return Err("the limit row runs single-stream work only".into());
             };
-            let mut l = Limit::for_stream(&s[0]);
+            let mut l = Limit::for_stream(&s[0]).map_err(|e| e.to_string())?;
             let spare = spare.as_ref().expect("made above");
-            run_once(kind, &work, spare, Some(&mut l))
+            run_once(kind, &work, spare, Some(&mut l)).map_err(|e| e.to_string())?
         }
-        _ => run_once(kind, &work, spare.as_ref().expect("made above"), None),
+        _ => run_once(kind, &work, spare.as_ref().expect("made above"), None)
+            .map_err(|e| e.to_string())?,
     };
     r.cold_wall_ns = run.wall.as_nanos() as u64;
     r.cold_faults = run.faults;

@@ -2,8 +2,9 @@
 //! of cleanup (`cleanup`), each measured on our pool in one run.
 
 use crate::bench::contenders::Pool;
-use crate::bench::run::run_stream;
+use crate::bench::run::{run_stream, Stop};
 use crate::bench::workload::{self, Stream};
+use bitnet_memory::stats::median;
 use bitnet_memory::{CleanupConfig, MemoryConfig, MemoryManager, TrackingConfig};
 use serde::Serialize;
 use std::alloc::Layout;
@@ -24,14 +25,9 @@ pub struct TrackingRow {
     pub ratio_to_off: f64,
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// The same workloads with tracking off, default and full, repeats alternating between
 /// the three managers (A B C A B C ...).
-pub fn tracking(quick: bool, seed: u64, repeats: usize) -> Vec<TrackingRow> {
+pub fn tracking(quick: bool, seed: u64, repeats: usize) -> Result<Vec<TrackingRow>, Stop> {
     let streams: [(&'static str, Stream); 2] = [
         (
             "small-mix",
@@ -72,15 +68,15 @@ pub fn tracking(quick: bool, seed: u64, repeats: usize) -> Vec<TrackingRow> {
         for r in 0..repeats + 1 {
             for (i, mm) in managers.iter().enumerate() {
                 let mut c = Pool(mm);
-                let t = run_stream(&mut c, stream);
+                let t = run_stream(&mut c, stream)?;
                 if r > 0 {
                     times[i].push((t.end - t.start).as_nanos() as f64 / pairs);
                 }
             }
         }
-        let off = median(&mut times[0].clone());
+        let off = median(&mut times[0].clone()).unwrap_or(0.0);
         for (i, (mode, _)) in modes.iter().enumerate() {
-            let m = median(&mut times[i]);
+            let m = median(&mut times[i]).unwrap_or(0.0);
             rows.push(TrackingRow {
                 workload: name,
                 mode,
@@ -90,7 +86,7 @@ pub fn tracking(quick: bool, seed: u64, repeats: usize) -> Vec<TrackingRow> {
             });
         }
     }
-    rows
+    Ok(rows)
 }
 
 /// The `cleanup` section: medians of a trim of 10,000 cached blocks and of an emergency
@@ -142,8 +138,8 @@ pub fn cleanup(quick: bool, repeats: usize) -> CleanupSection {
         bytes = r.bytes_released as u64;
     }
     CleanupSection {
-        trim_10k_blocks_ns: median(&mut trims) as u64,
-        emergency_1gib_ns: median(&mut emergencies) as u64,
+        trim_10k_blocks_ns: median(&mut trims).unwrap_or(0.0) as u64,
+        emergency_1gib_ns: median(&mut emergencies).unwrap_or(0.0) as u64,
         emergency_bytes: bytes,
     }
 }
@@ -151,15 +147,16 @@ pub fn cleanup(quick: bool, repeats: usize) -> CleanupSection {
 /// The sections as text.
 pub fn print(tracking: &[TrackingRow], cleanup: &CleanupSection) -> String {
     let mut s = String::from("\ntracking cost (our pool, 1 thread; ratio = mode / off):\n");
+    let mut t = crate::bench::report::grid(&["workload", "mode", "ns/pair", "ratio"], 2);
     for r in tracking {
-        s += &format!(
-            "  {:<11} {:<8} {:>12} ns/pair  x{:.3}\n",
-            r.workload,
-            r.mode,
+        t.add_row([
+            r.workload.to_string(),
+            r.mode.to_string(),
             format!("{:.1}", r.median_ns_per_pair),
-            r.ratio_to_off
-        );
+            format!("x{:.3}", r.ratio_to_off),
+        ]);
     }
+    s += &crate::bench::report::render(&t);
     s += &format!(
         "cleanup: trim of 10,000 cached blocks {:.3} ms; emergency cleanup of {} MiB cache {:.3} ms\n",
         cleanup.trim_10k_blocks_ns as f64 / 1e6,

@@ -1,7 +1,7 @@
 //! `bitnet-mem bench`: every workload through every allocator, one table.
 
 use super::device::Device;
-use super::CmdResult;
+use super::{at_least_one, thread_count, CmdResult};
 use crate::bench::contenders::Kind;
 use crate::bench::engine::{bench_workload, steps, Method, Preset, Spec};
 use crate::bench::progress::Progress;
@@ -32,10 +32,10 @@ pub struct Args {
     #[arg(long = "allocator", value_enum)]
     pub allocators: Vec<Kind>,
     /// Thread count; repeat to pick several. Default: 1 and 2.
-    #[arg(long = "threads")]
+    #[arg(long = "threads", value_parser = thread_count)]
     pub threads: Vec<usize>,
-    /// Timed runs per allocator (default 5, quick 2).
-    #[arg(long)]
+    /// Timed runs per allocator (default 5, quick 2); 1 or more.
+    #[arg(long, value_parser = at_least_one)]
     pub repeats: Option<usize>,
     /// Untimed runs per allocator before the timed ones (default 1).
     #[arg(long)]
@@ -52,11 +52,15 @@ pub struct Args {
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// No progress bar (it shows on runs over two seconds, on a terminal, without --json).
+    #[arg(long)]
+    pub quiet: bool,
     /// Skip the resident-memory child processes (peak reserved then reads "-").
     #[arg(long)]
     pub no_resident: bool,
-    /// Fresh child processes per allocator for peak reserved and cold time (medians).
-    #[arg(long, default_value_t = 1)]
+    /// Fresh child processes per allocator for peak reserved and cold time (medians); 1 or
+    /// more (`--no-resident` runs none).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub cold_runs: usize,
     /// Run every allocator on 4 KiB pages: transparent huge pages disabled for this
     /// process and its cold children (Linux `PR_SET_THP_DISABLE`), to compare allocators
@@ -65,30 +69,13 @@ pub struct Args {
     pub no_huge_pages: bool,
 }
 
-/// `--scale` divides widths and `--submit-every` counts operations: 0 would divide by
-/// zero, so it is refused, not read as 1.
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("it divides or counts, so it must be 1 or more".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(format!("not a whole number: {e}")),
-    }
-}
-
 impl Args {
     /// The measuring method these options ask for.
     pub fn method(&self) -> Method {
         Method {
             warmup: self.warmup.unwrap_or(1),
-            repeats: self
-                .repeats
-                .unwrap_or(if self.quick { 2 } else { 5 })
-                .max(1),
-            cold_runs: if self.no_resident {
-                0
-            } else {
-                self.cold_runs.max(1)
-            },
+            repeats: self.repeats.unwrap_or(if self.quick { 2 } else { 5 }),
+            cold_runs: if self.no_resident { 0 } else { self.cold_runs },
         }
     }
 
@@ -131,7 +118,8 @@ pub fn run(args: Args) -> CmdResult {
     } else {
         args.threads.clone()
     };
-    threads.retain(|&t| t > 0);
+    threads.sort_unstable();
+    threads.dedup();
     let kinds = args.kinds();
     let method = args.method();
     let specs: Vec<Spec> = workloads
@@ -158,7 +146,10 @@ pub fn run(args: Args) -> CmdResult {
             steps(n, &method)
         })
         .sum();
-    let progress = Progress::new(total);
+    let progress = Progress::with(
+        total,
+        crate::bench::progress::bar_enabled(args.quiet, args.json.is_some()),
+    );
     let mut report = Report::default();
     for spec in &specs {
         let rows = bench_workload(spec, &kinds, &method, &progress)?;
@@ -176,12 +167,13 @@ pub fn run(args: Args) -> CmdResult {
         crate::bench::pages::describe()
     );
     print!("{}", table(&report.results));
+    print!("{}", crate::bench::report::refusals(&report.results));
     print!("{}", notes(&report.results));
     let ratios = ratio_rows(&report.results);
     let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
     print!("{}", ratio_table(&ratios, &names));
     let repeats = method.repeats.max(3);
-    let tracking = crate::bench::sections::tracking(args.quick, args.seed, repeats);
+    let tracking = crate::bench::sections::tracking(args.quick, args.seed, repeats)?;
     let cleanup = crate::bench::sections::cleanup(args.quick, repeats);
     print!("{}", crate::bench::sections::print(&tracking, &cleanup));
     report.add_section("reserved_over_live", &ratios)?;

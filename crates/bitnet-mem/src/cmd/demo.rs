@@ -2,7 +2,7 @@
 //! the same run on plain `Vec` buffers, and the memory report.
 
 use super::device::Device;
-use super::CmdResult;
+use super::{at_least_one, thread_count, CmdResult};
 use bitnet_report::{render_html, ReportData, ReportOptions};
 use bitnet_tensor::demo::{run_demo, DemoOptions, ModelSize};
 use std::path::{Path, PathBuf};
@@ -19,11 +19,11 @@ pub struct Args {
     /// needs the `wgpu` feature and a Vulkan, Metal or DX12 driver).
     #[arg(long, value_enum, default_value_t = Device::Cpu)]
     pub device: Device,
-    /// Tokens to generate.
-    #[arg(long, default_value_t = 64)]
+    /// Tokens to generate; 1 or more.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
     pub tokens: usize,
-    /// Threads the ops run on (default: all cores).
-    #[arg(long)]
+    /// Threads the ops run on, 1 to 1024 (default: all cores).
+    #[arg(long, value_parser = thread_count)]
     pub threads: Option<usize>,
     /// Memory budget of the manager, e.g. `512M`, `2G` or bytes.
     #[arg(long, value_parser = parse_bytes)]
@@ -45,7 +45,7 @@ pub struct Args {
     pub snapshot: Option<PathBuf>,
     /// Entries of history kept for `--html` / `--snapshot` (the newest; older ones are
     /// counted as dropped).
-    #[arg(long, default_value_t = 500_000, value_name = "N")]
+    #[arg(long, default_value_t = 500_000, value_name = "N", value_parser = at_least_one)]
     pub history: usize,
 }
 
@@ -85,7 +85,7 @@ pub fn run(a: Args) -> CmdResult {
         tokens: a.tokens,
         budget: a.budget,
         seed: a.seed,
-        progress: !a.quiet,
+        progress: crate::bench::progress::bar_enabled(a.quiet, false),
         ..DemoOptions::default()
     };
     if let Some(t) = a.threads {
@@ -109,9 +109,6 @@ pub fn run(a: Args) -> CmdResult {
     }
     let wants_snapshot = a.html.is_some() || a.snapshot.is_some();
     if wants_snapshot {
-        if a.history == 0 {
-            return Err("--history must be at least 1 for --html or --snapshot".into());
-        }
         // Fail before the run, not after it, when an output cannot be written.
         for path in a.html.iter().chain(&a.snapshot) {
             check_writable(path)?;

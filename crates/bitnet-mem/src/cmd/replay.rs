@@ -1,12 +1,13 @@
 //! `bitnet-mem replay FILE`: a trace through every allocator.
 
-use super::CmdResult;
+use super::{at_least_one, thread_count, CmdResult};
 use crate::bench::contenders::Kind;
 use crate::bench::engine::{bench_workload, steps, Method, Preset, Spec};
 use crate::bench::progress::Progress;
-use crate::bench::report::{bytes, notes, ns, trace_verdict, Report};
+use crate::bench::report::{
+    bytes, grid, notes, ns, refusals, render, trace_verdict, Report, REFUSED,
+};
 use crate::bench::workload::WorkloadName;
-use bitnet_memory::trace::Trace;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -18,11 +19,11 @@ pub struct Args {
     /// Allocator to run; repeat to pick several. Default: all.
     #[arg(long = "allocator", value_enum)]
     pub allocators: Vec<Kind>,
-    /// Threads, each replaying the whole trace. Default: 1.
-    #[arg(long, default_value_t = 1)]
+    /// Threads, each replaying the whole trace (1 to 1024). Default: 1.
+    #[arg(long, default_value_t = 1, value_parser = thread_count)]
     pub threads: usize,
-    /// Timed runs per allocator.
-    #[arg(long, default_value_t = 5)]
+    /// Timed runs per allocator; 1 or more.
+    #[arg(long, default_value_t = 5, value_parser = at_least_one)]
     pub repeats: usize,
     /// Untimed runs per allocator before the timed ones.
     #[arg(long, default_value_t = 1)]
@@ -30,11 +31,15 @@ pub struct Args {
     /// Also write every figure as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// No progress bar (it shows on runs over two seconds, on a terminal, without --json).
+    #[arg(long)]
+    pub quiet: bool,
     /// Skip the resident-memory child processes.
     #[arg(long)]
     pub no_resident: bool,
-    /// Fresh child processes per allocator for peak resident and cold time (medians).
-    #[arg(long, default_value_t = 3)]
+    /// Fresh child processes per allocator for peak resident and cold time (medians); 1 or
+    /// more (`--no-resident` runs none).
+    #[arg(long, default_value_t = 3, value_parser = at_least_one)]
     pub cold_runs: usize,
     /// bitnet-memory's configuration.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
@@ -51,8 +56,7 @@ pub fn run(args: Args) -> CmdResult {
     if args.no_huge_pages {
         crate::bench::pages::disable_huge_pages()?;
     }
-    let trace =
-        Trace::from_path(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let trace = crate::bench::workload::load_trace(&args.file)?;
     let s = trace.summary();
     let mut kinds = if args.allocators.is_empty() {
         Kind::ALL.to_vec()
@@ -63,16 +67,12 @@ pub fn run(args: Args) -> CmdResult {
     kinds.dedup();
     let method = Method {
         warmup: args.warmup,
-        repeats: args.repeats.max(1),
-        cold_runs: if args.no_resident {
-            0
-        } else {
-            args.cold_runs.max(1)
-        },
+        repeats: args.repeats,
+        cold_runs: if args.no_resident { 0 } else { args.cold_runs },
     };
     let spec = Spec {
         workload: WorkloadName::Replay,
-        threads: args.threads.max(1),
+        threads: args.threads,
         seed: 0,
         scale: 1,
         quick: false,
@@ -83,7 +83,10 @@ pub fn run(args: Args) -> CmdResult {
         .iter()
         .filter(|&&k| k != Kind::Limit || spec.threads == 1)
         .count();
-    let progress = Progress::new(steps(n, &method));
+    let progress = Progress::with(
+        steps(n, &method),
+        crate::bench::progress::bar_enabled(args.quiet, args.json.is_some()),
+    );
     let rows = bench_workload(&spec, &kinds, &method, &progress)?;
     progress.finish();
 
@@ -118,22 +121,30 @@ pub fn run(args: Args) -> CmdResult {
         method.cold_runs,
         crate::bench::pages::describe()
     );
-    let _ = writeln!(
-        out,
-        "{:<13} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>11} {:>12} {:>10} {:>8}",
-        "allocator",
-        "ns/event",
-        "ns/pair",
-        "min/pair",
-        "vs ours",
-        "faults",
-        "cold ns/ev",
-        "cold faults",
-        "peak res",
-        "peak live",
-        "res/live"
+    let mut t = grid(
+        &[
+            "allocator",
+            "ns/event",
+            "ns/pair",
+            "min/pair",
+            "vs ours",
+            "faults",
+            "cold ns/ev",
+            "cold faults",
+            "peak res",
+            "peak live",
+            "res/live",
+        ],
+        1,
     );
     for r in &rows {
+        if r.refused.is_some() {
+            let mut cells = vec![r.allocator.clone(), REFUSED.to_string()];
+            cells.extend(std::iter::repeat_n("-".to_string(), 7));
+            cells.extend([bytes(r.peak_live_bytes), "-".into()]);
+            t.add_row(cells);
+            continue;
+        }
         let (res, ratio) = if r.resident_measured {
             (
                 bytes(r.peak_reserved_bytes),
@@ -142,10 +153,8 @@ pub fn run(args: Args) -> CmdResult {
         } else {
             ("-".into(), "-".into())
         };
-        let _ = writeln!(
-            out,
-            "{:<13} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>11} {:>12} {:>10} {:>8}",
-            r.allocator,
+        t.add_row([
+            r.allocator.clone(),
             ns(r.median_ns_per_event),
             ns(r.median_ns_per_pair),
             ns(r.min_ns_per_pair),
@@ -156,9 +165,11 @@ pub fn run(args: Args) -> CmdResult {
             r.cold_faults.map_or("-".into(), |f| f.to_string()),
             res,
             bytes(r.peak_live_bytes),
-            ratio
-        );
+            ratio,
+        ]);
     }
+    out += &render(&t);
+    out += &refusals(&rows);
     let verdict = trace_verdict(&rows);
     if let Some(v) = &verdict {
         let _ = writeln!(
@@ -168,6 +179,7 @@ pub fn run(args: Args) -> CmdResult {
         );
     }
     print!("{out}{}", notes(&rows));
+    let all_refused = !rows.is_empty() && rows.iter().all(|r| r.refused.is_some());
     if let Some(path) = &args.json {
         let mut report = Report {
             results: rows,
@@ -191,6 +203,13 @@ pub fn run(args: Args) -> CmdResult {
         }
         report.write_json(path)?;
         println!("JSON written to {}", path.display());
+    }
+    if all_refused {
+        return Err(format!(
+            "{}: no allocator could replay the trace (each one's reason is above)",
+            args.file.display()
+        )
+        .into());
     }
     Ok(())
 }

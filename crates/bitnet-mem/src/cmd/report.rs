@@ -3,7 +3,9 @@
 
 use super::CmdResult;
 use bitnet_memory::MemoryConfig;
-use bitnet_report::{render_html, render_perfetto, ReplayOptions, ReportData, ReportOptions};
+use bitnet_report::{
+    render_html, render_perfetto, ReplayOptions, ReportData, ReportOptions, SourceKind,
+};
 use std::path::PathBuf;
 
 /// Output formats.
@@ -41,6 +43,17 @@ pub fn run(a: Args) -> CmdResult {
         });
     }
     let data = ReportData::load(&a.input, &opts)?;
+    // The library draws an empty trace as an empty page; asked for by name, it is a
+    // mistake (a wrong file, a recording that never started), so say so.
+    if matches!(data.source, SourceKind::Trace | SourceKind::TraceReplay)
+        && data.timeline.events == 0
+    {
+        return Err(format!(
+            "{}: the trace has no events (an empty file, or only a header, blank lines or comments): nothing to report",
+            a.input.display()
+        )
+        .into());
+    }
     let text = match a.format {
         Format::Html => render_html(&data),
         Format::Perfetto => render_perfetto(&data),

@@ -113,11 +113,11 @@ impl DeviceBackend for CpuBackend {
     }
 
     fn capacity(&self) -> Option<usize> {
-        meminfo_kib("MemTotal:").map(|k| k * 1024)
+        crate::procfs::meminfo_bytes("MemTotal").map(|b| b as usize)
     }
 
     fn available(&self) -> Option<usize> {
-        meminfo_kib("MemAvailable:").map(|k| k * 1024)
+        crate::procfs::meminfo_bytes("MemAvailable").map(|b| b as usize)
     }
 
     fn decommit(&self) -> Option<&dyn Decommit> {
@@ -254,19 +254,6 @@ fn unmap(addr: usize, len: usize) {
     // that nothing refers to any more (the pool releases only unowned chunks).
     let rc = unsafe { libc::munmap(ptr, len.next_multiple_of(PAGE)) };
     debug_assert_eq!(rc, 0, "munmap failed");
-}
-
-/// Reads one field of `/proc/meminfo`, in KiB.
-pub(crate) fn meminfo_kib(field: &str) -> Option<usize> {
-    if cfg!(miri) {
-        // Miri isolates the file system; the system's memory is then unknown.
-        return None;
-    }
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 /// Page moves through a userfaultfd (`UFFDIO_MOVE`, Linux 6.8 and later): the kernel

@@ -77,7 +77,7 @@ impl fmt::Display for TraceErrorKind {
                 f,
                 "unknown op \"op\" (expected a or f; a header may only come before the first event)"
             ),
-            Self::UnknownOp(op) => write!(f, "unknown op {op:?} (expected a or f)"),
+            Self::UnknownOp(op) => write!(f, "unknown op {} (expected a or f)", Shown(op)),
             Self::Malformed { field, value } => {
                 let max = if *field == "thread" {
                     u64::from(u32::MAX)
@@ -86,7 +86,8 @@ impl fmt::Display for TraceErrorKind {
                 };
                 write!(
                     f,
-                    "malformed field `{field}`: {value:?} (expected decimal digits, at most {max})"
+                    "malformed field `{field}`: {} (expected decimal digits, at most {max})",
+                    Shown(value)
                 )
             }
             Self::BadAlign(a) => {
@@ -118,6 +119,37 @@ impl fmt::Display for TraceErrorKind {
                 "free of id {id} states {field} {found}, but it was allocated with {allocated}"
             ),
             Self::Io(e) => write!(f, "read error: {e}"),
+        }
+    }
+}
+
+/// Characters of a field quoted in full; a longer one is cut to its first
+/// [`SHOWN_PREFIX`] characters and its length.
+const SHOWN_MAX: usize = 64;
+/// Characters kept of a field longer than [`SHOWN_MAX`].
+const SHOWN_PREFIX: usize = 32;
+
+/// A field's text as a message quotes it: in full up to [`SHOWN_MAX`] characters, else
+/// its start and how long it was (a 10 MB field must not become a 10 MB message).
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(SHOWN_MAX) {
+            None => write!(f, "{:?}", self.0),
+            Some(_) => {
+                let end = self
+                    .0
+                    .char_indices()
+                    .nth(SHOWN_PREFIX)
+                    .map_or(0, |(i, _)| i);
+                write!(
+                    f,
+                    "{:?}... (cut: {} bytes in all)",
+                    &self.0[..end],
+                    self.0.len()
+                )
+            }
         }
     }
 }

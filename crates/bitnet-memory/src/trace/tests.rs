@@ -138,3 +138,31 @@ fn a_read_error_names_the_line_it_stopped_at() {
         "{e}"
     );
 }
+
+#[test]
+fn a_huge_field_is_cut_in_the_message_and_its_length_given() {
+    let field = "9".repeat(10_000_000);
+    let text = format!("op,id,size,align,thread,t_ns\na,1,{field},16,0,0\n");
+    let msg = error_of(&text).to_string();
+    assert!(msg.len() < 200, "{} bytes of message", msg.len());
+    assert!(msg.starts_with("line 2: malformed field `size`"), "{msg}");
+    assert!(msg.contains(&"9".repeat(32)), "{msg}");
+    assert!(msg.contains("cut: 10000000 bytes in all"), "{msg}");
+    let op = "x".repeat(1000);
+    let msg = error_of(&format!("{op},1,8,8,0,0\n")).to_string();
+    assert!(
+        msg.contains("cut: 1000 bytes in all") && msg.len() < 200,
+        "{msg}"
+    );
+    // Short fields are quoted whole, without a note.
+    let msg = error_of("a,1,1x0,16,0,0\n").to_string();
+    assert!(msg.contains("\"1x0\"") && !msg.contains("cut"), "{msg}");
+    let exactly = "7".repeat(64) + "x";
+    let msg = error_of(&format!("a,1,{exactly},16,0,0\n")).to_string();
+    assert!(msg.contains("cut: 65 bytes"), "{msg}");
+    let msg = error_of(&format!("a,1,{},16,0,0\n", "x".repeat(64))).to_string();
+    assert!(
+        !msg.contains("cut") && msg.contains(&"x".repeat(64)),
+        "{msg}"
+    );
+}

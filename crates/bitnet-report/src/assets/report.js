@@ -396,6 +396,13 @@
     });
   }
 
+  // The per-block timeline lives in blocks.js; it draws with these helpers.
+  function renderBlocks(data) {
+    window.bitnetBlocks(data, {
+      $: $, sv: sv, frame: frame, r1: r1, fmtExact: fmtExact, fmtNs: fmtNs, COLORS: COLORS
+    });
+  }
+
   function renderSummary(data) {
     var body = $('summary-table-body');
     (data.summary || []).forEach(function (s) {
@@ -413,7 +420,8 @@
     var data = JSON.parse($('report-data').textContent);
     var times = ['parse ' + (performance.now() - t0).toFixed(1)];
     [['timeline', renderTimeline], ['peak-table', renderPeakTable], ['fragmentation', renderFragmentation],
-      ['chunks', renderChunks], ['leaks', renderLeaks], ['summary', renderSummary]].forEach(function (r) {
+      ['chunks', renderChunks], ['leaks', renderLeaks], ['summary', renderSummary],
+      ['blocks', renderBlocks]].forEach(function (r) {
       var s = performance.now();
       r[1](data);
       times.push(r[0] + ' ' + (performance.now() - s).toFixed(1));

@@ -111,8 +111,13 @@ pub struct Rendered {
 /// Loads `page` in headless Chromium and dumps its DOM. Panics, with Chromium's stderr,
 /// if it fails or takes more than a minute.
 pub fn dump_dom(chromium: &Path, page: &Path) -> Rendered {
+    dump_dom_at(chromium, page, "")
+}
+
+/// [`dump_dom`] of the page with `fragment` after its address (`#stack=size`, ...).
+pub fn dump_dom_at(chromium: &Path, page: &Path, fragment: &str) -> Rendered {
     let profile = TempDir::new("profile");
-    let url = format!("file://{}", page.display());
+    let url = format!("file://{}{fragment}", page.display());
     let start = Instant::now();
     let mut child = Command::new(chromium)
         .args([

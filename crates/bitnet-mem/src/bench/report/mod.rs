@@ -12,7 +12,7 @@ mod target;
 mod trace;
 
 pub use ratio::{ratio_rows, ratio_table, RatioRow, RATIO_WORKLOADS};
-pub use table::{bytes, notes, ns, table};
+pub use table::{bytes, grid, notes, ns, refusals, render, table, REFUSED};
 pub use target::{RATIO_PEERS, RATIO_TARGET};
 pub use trace::{trace_verdict, TraceVerdict};
 
@@ -74,6 +74,10 @@ pub struct Row {
     /// Page faults of the cold run in a fresh process (the median over the children).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cold_faults: Option<u64>,
+    /// Why this allocator could not run the workload to its end (a request it refused, or
+    /// one past this machine's memory); its figures are then zero and mean nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// The JSON document: `results` plus any sections later tools add beside it.

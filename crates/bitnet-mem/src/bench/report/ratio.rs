@@ -6,7 +6,6 @@ use super::{bytes, Row};
 use crate::bench::contenders::Kind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 /// The workloads of the peak reserved / peak live section, in table order.
 pub const RATIO_WORKLOADS: [&str; 3] = ["tensor-mix", "bitnet-inference", "churn"];
@@ -101,25 +100,30 @@ pub fn ratio_table(rows: &[RatioRow], allocators: &[&str]) -> String {
         out += "  (no 1-thread run of tensor-mix, bitnet-inference or churn)\n";
         return out;
     }
-    let _ = write!(out, "{:<16} {:>10}", "workload", "peak live");
-    for a in allocators {
-        let _ = write!(out, " {a:>13}");
+    let mut header = vec!["workload", "peak live"];
+    header.extend(allocators);
+    header.extend(["ours metrics", "verdict"]);
+    let mut t = super::grid(&header, 1);
+    if let Some(c) = t.column_mut(header.len() - 1) {
+        c.set_cell_alignment(comfy_table::CellAlignment::Left);
     }
-    let _ = writeln!(out, " {:>13}  verdict", "ours metrics");
     for r in rows {
-        let _ = write!(out, "{:<16} {:>10}", r.workload, bytes(r.peak_live_bytes));
+        let mut cells = vec![r.workload.clone(), bytes(r.peak_live_bytes)];
         for a in allocators {
-            let v = r
-                .reserved_over_live
-                .get(*a)
-                .map_or("-".to_string(), |v| format!("{v:.2}"));
-            let _ = write!(out, " {v:>13}");
+            cells.push(
+                r.reserved_over_live
+                    .get(*a)
+                    .map_or("-".to_string(), |v| format!("{v:.2}")),
+            );
         }
-        let m = r
-            .ours_metrics_reserved_over_live
-            .map_or("-".to_string(), |v| format!("{v:.2}"));
-        let _ = writeln!(out, " {m:>13}  {}", r.verdict);
+        cells.push(
+            r.ours_metrics_reserved_over_live
+                .map_or("-".to_string(), |v| format!("{v:.2}")),
+        );
+        cells.push(r.verdict.clone());
+        t.add_row(cells);
     }
+    out += &super::render(&t);
     out += "ours metrics: bitnet-memory's own peak reserved bytes (pages under the blocks it \
             handed out, less those handed back) / peak live; limit: pre-filled size classes, \
             shown, not compared.\n";

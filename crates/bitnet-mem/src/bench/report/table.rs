@@ -2,6 +2,7 @@
 //! print in.
 
 use super::Row;
+use comfy_table::{CellAlignment, ContentArrangement, Table};
 use std::fmt::Write as _;
 
 /// Bytes with a binary unit, three significant digits (the library's formatter).
@@ -22,32 +23,79 @@ pub fn ns(v: f64) -> String {
     }
 }
 
-/// The table of `rows`, grouped as given.
-pub fn table(rows: &[Row]) -> String {
+/// A table for people, drawn by comfy-table without borders (columns split by spaces,
+/// so that tools and tests can still split a line on white space): the first `left`
+/// columns are aligned left (names), the others right (figures).
+pub fn grid(header: &[&str], left: usize) -> Table {
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().copied());
+    for i in 0..header.len() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_padding((0, 1));
+            if i >= left {
+                c.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+    }
+    t
+}
+
+/// A table as text, each line without trailing spaces, ending in a newline.
+pub fn render(t: &Table) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<16} {:<13} {:>3} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>10} {:>10} {:>8}",
-        "workload",
-        "allocator",
-        "thr",
-        "pairs",
-        "median ns",
-        "min ns",
-        "max ns",
-        "vs ours",
-        "faults",
-        "cold faults",
-        "peak live",
-        "peak res",
-        "res/live"
+    for line in t.lines() {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// What a refused row shows in its figure columns.
+pub const REFUSED: &str = "refused";
+
+/// The table of `rows`, grouped as given (a blank line between workloads); a row whose
+/// allocator refused the workload shows `refused`, and [`refusals`] says why.
+pub fn table(rows: &[Row]) -> String {
+    let mut t = grid(
+        &[
+            "workload",
+            "allocator",
+            "thr",
+            "pairs",
+            "median ns",
+            "min ns",
+            "max ns",
+            "vs ours",
+            "faults",
+            "cold faults",
+            "peak live",
+            "peak res",
+            "res/live",
+        ],
+        2,
     );
     let mut last = None;
     for r in rows {
         if last.is_some() && last != Some((&r.workload, r.threads)) {
-            out.push('\n');
+            t.add_row(Vec::<String>::new());
         }
         last = Some((&r.workload, r.threads));
+        let head = [
+            r.workload.clone(),
+            r.allocator.clone(),
+            r.threads.to_string(),
+            r.pairs.to_string(),
+        ];
+        if r.refused.is_some() {
+            let mut cells = head.to_vec();
+            cells.push(REFUSED.into());
+            cells.extend(std::iter::repeat_n("-".to_string(), 5));
+            cells.push(bytes(r.peak_live_bytes));
+            cells.extend(std::iter::repeat_n("-".to_string(), 2));
+            t.add_row(cells);
+            continue;
+        }
         let vs = r
             .time_vs_bitnet_memory
             .map_or("-".to_string(), |v| format!("{v:.2}x"));
@@ -59,13 +107,8 @@ pub fn table(rows: &[Row]) -> String {
         } else {
             ("-".into(), "-".into())
         };
-        let _ = writeln!(
-            out,
-            "{:<16} {:<13} {:>3} {:>8} {:>10} {:>10} {:>10} {:>8} {:>8} {:>11} {:>10} {:>10} {:>8}",
-            r.workload,
-            r.allocator,
-            r.threads,
-            r.pairs,
+        let mut cells = head.to_vec();
+        cells.extend([
             ns(r.median_ns_per_pair),
             ns(r.min_ns_per_pair),
             ns(r.max_ns_per_pair),
@@ -74,8 +117,24 @@ pub fn table(rows: &[Row]) -> String {
             r.cold_faults.map_or("-".into(), |f| f.to_string()),
             bytes(r.peak_live_bytes),
             res,
-            ratio
-        );
+            ratio,
+        ]);
+        t.add_row(cells);
+    }
+    render(&t)
+}
+
+/// One line per refused row: which allocator, on what, and its own words.
+pub fn refusals(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        if let Some(why) = &r.refused {
+            let _ = writeln!(
+                out,
+                "{} could not run {} x{}: {why}",
+                r.allocator, r.workload, r.threads
+            );
+        }
     }
     out
 }

@@ -26,6 +26,7 @@ fn sample_row() -> Row {
         cold_ns_per_event: None,
         faults_per_run: None,
         cold_faults: None,
+        refused: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn row(workload: &str, allocator: &str, threads: usize, ratio: f64) -> Row {
         cold_ns_per_event: None,
         faults_per_run: None,
         cold_faults: None,
+        refused: None,
     }
 }
 
@@ -211,13 +213,38 @@ fn the_table_shows_faults_where_counted() {
         row("peer", None, None),
     ]);
     let lines: Vec<&str> = t.lines().collect();
-    assert!(lines[0].contains("vs ours   faults cold faults"));
+    assert!(lines[0].contains("vs ours faults cold faults"), "{t}");
     // workload, allocator, thr, pairs, three times, vs ours, then the two fault columns.
     let ours: Vec<&str> = lines[1].split_whitespace().collect();
     let peer: Vec<&str> = lines[2].split_whitespace().collect();
     assert_eq!((ours[8], ours[9]), ("1831", "16826"));
     assert_eq!((peer[8], peer[9]), ("-", "-"));
     assert!(notes(&[]).contains("cold faults: of the cold run"));
+    // Columns line up: each figure ends where its header does (right-aligned).
+    let end = |line: &str, word: &str| line.find(word).map(|i| i + word.len());
+    assert_eq!(end(lines[0], "faults"), end(lines[1], "1831"), "{t}");
+}
+
+#[test]
+fn a_refused_row_says_refused_and_why() {
+    let refused = Row {
+        allocator: "glibc".into(),
+        refused: Some("at event 2: refused 1099511627776 B (1.0 TiB)".into()),
+        ..sample_row()
+    };
+    let rows = [sample_row(), refused];
+    let t = table(&rows);
+    let row = t.lines().nth(2).expect("two rows");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], "glibc", "{t}");
+    assert_eq!(cells[4], REFUSED, "{t}");
+    assert!(!t.contains("NaN") && !t.contains("inf"), "{t}");
+    let why = refusals(&rows);
+    assert_eq!(why.lines().count(), 1, "{why}");
+    assert!(
+        why.starts_with("glibc could not run ") && why.contains("at event 2: refused"),
+        "{why}"
+    );
 }
 
 #[test]

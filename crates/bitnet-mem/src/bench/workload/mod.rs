@@ -19,7 +19,7 @@ pub use bitnet::{bitnet_inference, inference_model};
 pub use churn::{churn, CHURN_MAX, CHURN_MIN};
 pub use mix::{cross_sizes, log_uniform, window};
 pub use stream::{Op, Stream, StreamBuilder};
-pub use trace::from_trace;
+pub use trace::{from_trace, load_trace};
 
 use serde::{Deserialize, Serialize};
 

@@ -52,6 +52,26 @@ impl Stream {
         }
         max
     }
+
+    /// The first operation with which the live bytes pass `limit`, and the live bytes
+    /// with it; `None` if they never do.
+    pub fn first_live_over(&self, limit: u64) -> Option<(usize, u64)> {
+        let mut slot_size = vec![0u64; self.slots];
+        let mut live = 0u64;
+        for (i, op) in self.ops.iter().enumerate() {
+            let size = &mut slot_size[op.slot as usize];
+            if op.free {
+                live -= std::mem::take(size);
+            } else {
+                *size = op.size as u64;
+                live += *size;
+                if live > limit {
+                    return Some((i, live));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Builds a stream: hands out slots (reusing freed ones) and keeps the counts.

@@ -6,21 +6,22 @@
 
 pub mod suite;
 
-use super::CmdResult;
+use super::{at_least_one, at_least_one_u64, CmdResult};
 use std::path::PathBuf;
 use suite::{run as run_suite, LeakcheckArgs};
 
 /// Options of `bitnet-mem leakcheck`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Seeds per leak kind and per tracking mode (each also gives one clean run).
-    #[arg(long, default_value_t = 30)]
+    /// Seeds per leak kind and per tracking mode (each also gives one clean run); 1 or
+    /// more.
+    #[arg(long, default_value_t = 30, value_parser = at_least_one_u64)]
     pub seeds: u64,
     /// First seed.
     #[arg(long, default_value_t = 1)]
     pub first_seed: u64,
-    /// Steps per run.
-    #[arg(long)]
+    /// Steps per run; 1 or more.
+    #[arg(long, value_parser = at_least_one)]
     pub steps: Option<usize>,
     /// Writes `{"leakcheck": [...]}` to this file.
     #[arg(long)]
@@ -29,6 +30,15 @@ pub struct Args {
 
 /// Runs the suite and prints the table.
 pub fn run(a: Args) -> CmdResult {
+    if a.first_seed.checked_add(a.seeds).is_none() {
+        return Err(format!(
+            "--first-seed {} with --seeds {} runs past the last seed ({}): lower one of them",
+            a.first_seed,
+            a.seeds,
+            u64::MAX
+        )
+        .into());
+    }
     let mut args = LeakcheckArgs {
         seeds: a.seeds,
         first_seed: a.first_seed,

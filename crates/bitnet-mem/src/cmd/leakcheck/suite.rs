@@ -351,27 +351,26 @@ impl fmt::Display for LeakcheckReport {
             "leakcheck: {} seeds per leak kind and mode (one clean run per seed)",
             self.seeds
         )?;
-        writeln!(
-            f,
-            "{:<13} {:<8} {:>9} {:>7} {:>8} {:>17} {:>6} {:>4} {:>8}",
-            "detector",
-            "mode",
-            "injected",
-            "found",
-            "recall",
-            "large-or-x10",
-            "clean",
-            "FP",
-            "FP rate"
-        )?;
+        let mut t = crate::bench::report::grid(
+            &[
+                "detector",
+                "mode",
+                "injected",
+                "found",
+                "recall",
+                "large-or-x10",
+                "clean",
+                "FP",
+                "FP rate",
+            ],
+            2,
+        );
         for r in &self.rows {
-            writeln!(
-                f,
-                "{:<13} {:<8} {:>9} {:>7} {:>8} {:>17} {:>6} {:>4} {:>8}",
-                r.detector,
-                r.mode,
-                r.injected,
-                r.found,
+            t.add_row([
+                r.detector.to_string(),
+                r.mode.to_string(),
+                r.injected.to_string(),
+                r.found.to_string(),
                 pct(r.found, r.injected),
                 format!(
                     "{}/{} {}",
@@ -379,11 +378,12 @@ impl fmt::Display for LeakcheckReport {
                     r.eligible,
                     pct(r.eligible_found, r.eligible)
                 ),
-                r.clean_runs,
-                r.false_positives,
-                pct(r.false_positives, r.clean_runs)
-            )?;
+                r.clean_runs.to_string(),
+                r.false_positives.to_string(),
+                pct(r.false_positives, r.clean_runs),
+            ]);
         }
+        f.write_str(&crate::bench::report::render(&t))?;
         Ok(())
     }
 }
@@ -413,5 +413,18 @@ mod tests {
         let json = r.to_json();
         assert!(json.starts_with("{\"leakcheck\": [{\"detector\": \"accounting\""));
         assert_eq!(json.matches("\"false_positives\"").count(), 10);
+        // The table: a header and one row per detector and mode, columns lined up (the
+        // FP rate, right-aligned, ends where its header does).
+        let text = r.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 12, "{text}");
+        assert!(
+            lines[1].starts_with("detector") && lines[1].ends_with("FP rate"),
+            "{text}"
+        );
+        for (line, row) in lines[2..].iter().zip(&r.rows) {
+            assert!(line.starts_with(row.detector), "{text}");
+            assert_eq!(line.len(), lines[1].len(), "{text}");
+        }
     }
 }
