@@ -27,8 +27,11 @@ fn quick_bench_writes_every_row_in_the_stable_shape() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     std::fs::remove_file(&json).unwrap();
     let rows = v["results"].as_array().unwrap();
-    // small-mix: 5 allocators at 1 thread, 4 at 2 (no limit); cross-thread: 4 and 4.
-    assert_eq!(rows.len(), 5 + 4 + 4 + 4);
+    // small-mix: 6 allocators (ours through the manager and through PoolAlloc, 3 peers,
+    // the limit) at 1 thread, 5 at 2 (no limit); cross-thread: 5 and 5.
+    assert_eq!(rows.len(), 6 + 5 + 5 + 5);
+    let pool_alloc = rows.iter().filter(|r| r["allocator"] == "pool-alloc").count();
+    assert_eq!(pool_alloc, 4, "a PoolAlloc row in every run");
     for r in rows {
         for key in [
             "workload",
@@ -89,7 +92,7 @@ fn quick_bench_prints_the_reserved_over_live_section_for_churn() {
     std::fs::remove_file(&json).unwrap();
     // One churn row per allocator, the limit included (one thread).
     let rows = v["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 5);
+    assert_eq!(rows.len(), 6);
     assert!(rows.iter().all(|r| r["workload"] == "churn"));
     let section = v["reserved_over_live"].as_array().unwrap();
     assert_eq!(section.len(), 1, "only the workloads that ran");
