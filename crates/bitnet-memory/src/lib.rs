@@ -61,7 +61,8 @@ pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};
 pub use pool::{FragmentationReport, TrimReport};
 pub use snapshot::Snapshot;
 
-/// The README's example runs as a doctest.
+/// The crate README's examples run as doctests (the file is inside the crate, so the
+/// packaged crate builds them too).
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -113,8 +113,8 @@ impl MemoryManager {
     }
 
     /// Records the last `max_entries` allocations, frees, trims and pressure changes
-    /// (with timestamps, live and reserved bytes) from now on, for [`snapshot`]
-    /// (Self::snapshot); `0` stops and forgets them. Off by default: it costs nothing
+    /// (with timestamps, live and reserved bytes) from now on, for
+    /// [`snapshot`](Self::snapshot); `0` stops and forgets them. Off by default: it costs nothing
     /// then. On, every allocation and free takes the reporting path (a lock of the ring
     /// and a read of the pools' counters): use it to look, not in production loops.
     ///
