@@ -251,15 +251,19 @@ impl MetricsSnapshot {
             &[(String::new(), t.tracked_live as f64)],
         );
         let l = &self.latency;
+        // Base units (seconds), and a summary's `_sum` and `_count`: what `promtool check
+        // metrics` asks for.
+        let secs = |ns: u64| ns as f64 / 1e9;
         metric(
-            "allocation_latency_ns",
+            "allocation_latency_seconds",
             "summary",
             "Allocation latency from a timed sub-sample.",
             &[
-                ("{quantile=\"0.5\"}".to_string(), l.p50_ns as f64),
-                ("{quantile=\"0.9\"}".to_string(), l.p90_ns as f64),
-                ("{quantile=\"0.99\"}".to_string(), l.p99_ns as f64),
-                ("{quantile=\"0.999\"}".to_string(), l.p999_ns as f64),
+                ("{quantile=\"0.5\"}".to_string(), secs(l.p50_ns)),
+                ("{quantile=\"0.9\"}".to_string(), secs(l.p90_ns)),
+                ("{quantile=\"0.99\"}".to_string(), secs(l.p99_ns)),
+                ("{quantile=\"0.999\"}".to_string(), secs(l.p999_ns)),
+                ("_sum".to_string(), l.mean_ns * l.samples as f64 / 1e9),
                 ("_count".to_string(), l.samples as f64),
             ],
         );
