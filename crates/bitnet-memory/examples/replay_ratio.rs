@@ -37,9 +37,12 @@ fn huge_kib() -> usize {
 const USAGE: &str = "usage: replay_ratio TRACE.csv [fast | low-footprint | \
 retain=F,min_retain=BYTES,cache=BYTES]";
 
-/// The trace's events as `(is_alloc, id, size, align)`, read by the library's one trace
+/// One event: `(is_alloc, id, size, align)`.
+type Ev = (bool, u64, usize, usize);
+
+/// The trace's events, read by the library's one trace
 /// reader (which names the line and field of a bad one), and the configuration.
-fn parse_args(args: &[String]) -> Result<(Vec<(bool, u64, usize, usize)>, MemoryConfig), String> {
+fn parse_args(args: &[String]) -> Result<(Vec<Ev>, MemoryConfig), String> {
     let path = args.first().ok_or("no trace file given")?;
     let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
     let trace = Trace::read(std::io::BufReader::new(file)).map_err(|e| format!("{path}: {e}"))?;

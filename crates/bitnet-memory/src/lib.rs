@@ -43,6 +43,7 @@ pub mod movable;
 pub mod planner;
 pub mod pool;
 pub mod snapshot;
+pub mod telemetry;
 pub mod trace;
 pub mod tracking;
 mod units;

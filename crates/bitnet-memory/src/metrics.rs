@@ -163,8 +163,14 @@ impl MetricsSnapshot {
         metric(
             "reserved_bytes",
             "gauge",
-            "Bytes held from the device.",
+            "Bytes of device memory held committed (pages under blocks handed out, less those handed back).",
             &per_device(&|d| d.reserved_bytes as f64),
+        );
+        metric(
+            "mapped_bytes",
+            "gauge",
+            "Bytes of chunks mapped from the device (address space; reserved counts only committed pages).",
+            &per_device(&|d| d.mapped_bytes as f64),
         );
         metric(
             "peak_reserved_bytes",
