@@ -293,12 +293,25 @@ impl fmt::Display for DeviceMetrics {
             fmt_bytes(self.peak_live_bytes),
             self.live_allocations
         )?;
+        // Utilization of nothing is no figure: say so rather than print 100%.
+        let utilization = if self.reserved_bytes == 0 {
+            "- (nothing reserved)".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * self.utilization())
+        };
         writeln!(
             f,
-            "  reserved  {:>12}  peak {:>12}  utilization {:.1}%",
+            "  reserved  {:>12}  peak {:>12}  utilization {utilization}",
             fmt_bytes(self.reserved_bytes),
             fmt_bytes(self.peak_reserved_bytes),
-            100.0 * self.utilization()
+        )?;
+        // Reserved counts committed pages, mapped the chunks' address space: the large
+        // pool's free figures below are in mapped space.
+        writeln!(
+            f,
+            "  mapped    {:>12}  (address space of {} chunks; reserved counts committed pages)",
+            fmt_bytes(self.mapped_bytes),
+            self.large.chunks
         )?;
         if let Some(b) = self.budget {
             writeln!(f, "  budget    {:>12}", fmt_bytes(b))?;
@@ -320,7 +333,7 @@ impl fmt::Display for DeviceMetrics {
         )?;
         writeln!(
             f,
-            "  large     {} live blocks, {} free in {} chunks, largest free {} [{}]",
+            "  large     {} live blocks, {} free (mapped) in {} chunks, largest free {} [{}]",
             self.large.live_blocks,
             fmt_bytes(self.large.free_bytes),
             self.large.chunks,
@@ -356,11 +369,13 @@ impl fmt::Display for MetricsSnapshot {
             fmt_bytes(t.tracking_memory_overhead)
         )?;
         let c = &self.cleanup;
+        // A run "succeeds" when it leaves no dirty free memory (or its retried request
+        // succeeds); one that gives bytes back may still leave some: say what is counted.
         writeln!(
             f,
-            "cleanup   {} runs, {:.0}% successful, mean {:?}, {} given back; pressure {}",
+            "cleanup   {} runs ({} left no dirty free memory), mean {:?}, {} given back; pressure {}",
             c.runs,
-            100.0 * c.cleanup_success_rate(),
+            c.successes,
             c.average_cleanup_time(),
             fmt_bytes(c.bytes_released as usize),
             self.pressure
