@@ -13,6 +13,14 @@ macro_rules! here {
     };
 }
 
+/// `(value of expr, file:line of this call)`: one line, so formatting cannot split the
+/// call from the line it is compared with.
+macro_rules! at {
+    ($e:expr) => {
+        ($e, here!())
+    };
+}
+
 fn manager() -> MemoryManager {
     MemoryManager::new(MemoryConfig::default().tracking(TrackingConfig::full())).unwrap()
 }
@@ -57,36 +65,33 @@ fn constructors_name_the_callers_line() {
     let mm = manager();
     let p = Provider::Manager(&mm);
     let check = LeakCheck::start(&mm);
-    let (t, line) = (Tensor::new(&p, DType::F32, &[64, 64]).unwrap(), here!());
+    let (t, line) = at!(Tensor::new(&p, DType::F32, &[64, 64]).unwrap());
     assert_site(&mm, &check, &line);
     drop(t);
     let check = LeakCheck::start(&mm);
-    let (t, line) = (Tensor::zeros(&p, DType::I8, &[100]).unwrap(), here!());
+    let (t, line) = at!(Tensor::zeros(&p, DType::I8, &[100]).unwrap());
     assert_site(&mm, &check, &line);
     drop(t);
     let check = LeakCheck::start(&mm);
-    let (t, line) = (Tensor::from_f32(&p, &[2], &[1.0, 2.0]).unwrap(), here!());
+    let (t, line) = at!(Tensor::from_f32(&p, &[2], &[1.0, 2.0]).unwrap());
     assert_site(&mm, &check, &line);
     drop(t);
     let check = LeakCheck::start(&mm);
-    let (t, line) = (Tensor::from_i8(&p, &[2], &[1, 2]).unwrap(), here!());
+    let (t, line) = at!(Tensor::from_i8(&p, &[2], &[1, 2]).unwrap());
     assert_site(&mm, &check, &line);
     drop(t);
     let check = LeakCheck::start(&mm);
-    let (t, line) = (
-        Tensor::from_ternary(&p, &[4], &[1, 0, -1, 1]).unwrap(),
-        here!(),
-    );
+    let (t, line) = at!(Tensor::from_ternary(&p, &[4], &[1, 0, -1, 1]).unwrap());
     assert_site(&mm, &check, &line);
     drop(t);
     let m = Tensor::from_f32(&p, &[2, 3], &[1., 2., 3., 4., 5., 6.]).unwrap();
     let tr = m.transpose(0, 1).unwrap();
     let check = LeakCheck::start(&mm);
-    let (t, line) = (tr.contiguous(&p).unwrap(), here!());
+    let (t, line) = at!(tr.contiguous(&p).unwrap());
     assert_site(&mm, &check, &line);
     drop(t);
     let check = LeakCheck::start(&mm);
-    let (t, line) = (p.buffer(4096).unwrap(), here!());
+    let (t, line) = at!(p.buffer(4096).unwrap());
     assert_site(&mm, &check, &line);
     drop(t);
 }
@@ -105,7 +110,7 @@ fn every_op_names_the_callers_line() {
     macro_rules! check_op {
         ($e:expr) => {{
             let check = LeakCheck::start(&mm);
-            let (out, line) = ($e, here!());
+            let (out, line) = at!($e);
             assert_site(&mm, &check, &line);
             drop(out);
         }};
@@ -139,9 +144,10 @@ fn a_leaked_tensor_is_reported_at_the_users_line() {
     let p = Provider::Manager(&mm);
     let check = LeakCheck::start(&mm);
     let x = Tensor::from_f32(&p, &[1, 4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
-    let (leaked, line) = (ops::absmax_quantize(&x, &p).unwrap(), here!());
+    let (leaked, line) = at!(ops::absmax_quantize(&x, &p).unwrap());
     drop(x);
     let text = check.leaks().to_string();
+    println!("{text}"); // the report a user reads (`-- --nocapture`)
     assert!(text.contains(&line), "report:\n{text}");
     assert!(!text.contains("storage.rs"), "report:\n{text}");
     std::mem::forget(leaked);
