@@ -16,3 +16,8 @@ pub mod cmd;
 /// root (`bitnet_mem::workload::from_trace`, ...), kept there when they moved into
 /// [`bench`](mod@bench).
 pub use bench::{contenders, run, workload};
+
+/// The crate README's examples run as doctests (the file is inside the crate).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -5,9 +5,11 @@
 //! `cargo run --release -p bitnet-memory --example replay_ratio -- ../shared/traces/numpy-serving.csv`
 //! (`REPLAY_TIMELINE=N` in the environment also prints N samples of live, reserved and
 //! purged bytes along the run, on stderr).
+use bitnet_memory::trace::{Op, Trace};
 use bitnet_memory::{procfs, Allocation, MemoryConfig, MemoryManager};
 use std::alloc::Layout;
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::time::Instant;
 
 fn vm_hwm_kib() -> usize {
@@ -19,35 +21,64 @@ fn huge_kib() -> usize {
     (procfs::smaps_rollup_bytes("AnonHugePages").unwrap_or(0) / 1024) as usize
 }
 
-fn main() {
-    let path = std::env::args().nth(1).expect("trace file");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut events = Vec::new();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let id: u64 = f[1].parse().unwrap();
-        let size: usize = f[2].parse().unwrap();
-        let align: usize = f[3].parse().unwrap();
-        events.push((f[0] == "a", id, size, align.max(1)));
-    }
-    drop(text);
+const USAGE: &str = "usage: replay_ratio TRACE.csv [fast | low-footprint | \
+retain=F,min_retain=BYTES,cache=BYTES]";
+
+/// One event: `(is_alloc, id, size, align)`.
+type Ev = (bool, u64, usize, usize);
+
+/// The trace's events, read by the library's one trace
+/// reader (which names the line and field of a bad one), and the configuration.
+fn parse_args(args: &[String]) -> Result<(Vec<Ev>, MemoryConfig), String> {
+    let path = args.first().ok_or("no trace file given")?;
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let trace = Trace::read(std::io::BufReader::new(file)).map_err(|e| format!("{path}: {e}"))?;
+    let events = trace
+        .events()
+        .iter()
+        .map(|e| {
+            (
+                e.op == Op::Alloc,
+                e.id,
+                e.size as usize,
+                (e.align as usize).max(1),
+            )
+        })
+        .collect();
     // `low-footprint`, `fast`, or `retain=F,min_retain=BYTES,cache=BYTES` over the default.
-    let mut config = match std::env::args().nth(2).as_deref() {
+    let config = match args.get(1).map(String::as_str) {
+        None => MemoryConfig::default(),
         Some("low-footprint") => MemoryConfig::low_footprint(),
         Some("fast") => MemoryConfig::fast(),
-        _ => MemoryConfig::default(),
-    };
-    if let Some(spec) = std::env::args().nth(2).filter(|a| a.contains('=')) {
-        for kv in spec.split(',') {
-            let (k, v) = kv.split_once('=').expect("key=value");
-            match k {
-                "retain" => config.retain_fraction = v.parse().expect("a fraction"),
-                "min_retain" => config.min_retain = v.parse().expect("bytes"),
-                "cache" => config.thread_cache_bytes = v.parse().expect("bytes"),
-                other => panic!("unknown setting {other}"),
+        Some(spec) if spec.contains('=') => {
+            let mut c = MemoryConfig::default();
+            for kv in spec.split(',') {
+                let (k, v) = kv.split_once('=').ok_or(format!("`{kv}`: not key=value"))?;
+                let bad = |what: &str| format!("`{kv}`: {what}");
+                match k {
+                    "retain" => c.retain_fraction = v.parse().map_err(|_| bad("not a fraction"))?,
+                    "min_retain" => c.min_retain = v.parse().map_err(|_| bad("not bytes"))?,
+                    "cache" => c.thread_cache_bytes = v.parse().map_err(|_| bad("not bytes"))?,
+                    _ => return Err(bad("unknown setting")),
+                }
             }
+            c
         }
-    }
+        Some(other) => return Err(format!("`{other}`: not a configuration")),
+    };
+    config.validate().map_err(|e| e.to_string())?;
+    Ok((events, config))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (events, config) = match parse_args(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let mm = MemoryManager::new(config).unwrap();
     let hwm0 = vm_hwm_kib();
     let t = Instant::now();
@@ -126,4 +157,5 @@ fn main() {
             }
         }
     }
+    ExitCode::SUCCESS
 }

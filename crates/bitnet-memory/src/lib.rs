@@ -45,6 +45,7 @@ pub mod pool;
 pub mod procfs;
 pub mod snapshot;
 pub mod stats;
+pub mod telemetry;
 pub mod trace;
 pub mod tracking;
 mod units;
@@ -63,7 +64,8 @@ pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};
 pub use pool::{FragmentationReport, TrimReport};
 pub use snapshot::Snapshot;
 
-/// The README's example runs as a doctest.
+/// The crate README's examples run as doctests (the file is inside the crate, so the
+/// packaged crate builds them too).
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -163,8 +163,14 @@ impl MetricsSnapshot {
         metric(
             "reserved_bytes",
             "gauge",
-            "Bytes held from the device.",
+            "Bytes of device memory held committed (pages under blocks handed out, less those handed back).",
             &per_device(&|d| d.reserved_bytes as f64),
+        );
+        metric(
+            "mapped_bytes",
+            "gauge",
+            "Bytes of chunks mapped from the device (address space; reserved counts only committed pages).",
+            &per_device(&|d| d.mapped_bytes as f64),
         );
         metric(
             "peak_reserved_bytes",
@@ -251,15 +257,19 @@ impl MetricsSnapshot {
             &[(String::new(), t.tracked_live as f64)],
         );
         let l = &self.latency;
+        // Base units (seconds), and a summary's `_sum` and `_count`: what `promtool check
+        // metrics` asks for.
+        let secs = |ns: u64| ns as f64 / 1e9;
         metric(
-            "allocation_latency_ns",
+            "allocation_latency_seconds",
             "summary",
             "Allocation latency from a timed sub-sample.",
             &[
-                ("{quantile=\"0.5\"}".to_string(), l.p50_ns as f64),
-                ("{quantile=\"0.9\"}".to_string(), l.p90_ns as f64),
-                ("{quantile=\"0.99\"}".to_string(), l.p99_ns as f64),
-                ("{quantile=\"0.999\"}".to_string(), l.p999_ns as f64),
+                ("{quantile=\"0.5\"}".to_string(), secs(l.p50_ns)),
+                ("{quantile=\"0.9\"}".to_string(), secs(l.p90_ns)),
+                ("{quantile=\"0.99\"}".to_string(), secs(l.p99_ns)),
+                ("{quantile=\"0.999\"}".to_string(), secs(l.p999_ns)),
+                ("_sum".to_string(), l.mean_ns * l.samples as f64 / 1e9),
                 ("_count".to_string(), l.samples as f64),
             ],
         );
@@ -283,12 +293,25 @@ impl fmt::Display for DeviceMetrics {
             fmt_bytes(self.peak_live_bytes),
             self.live_allocations
         )?;
+        // Utilization of nothing is no figure: say so rather than print 100%.
+        let utilization = if self.reserved_bytes == 0 {
+            "- (nothing reserved)".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * self.utilization())
+        };
         writeln!(
             f,
-            "  reserved  {:>12}  peak {:>12}  utilization {:.1}%",
+            "  reserved  {:>12}  peak {:>12}  utilization {utilization}",
             fmt_bytes(self.reserved_bytes),
             fmt_bytes(self.peak_reserved_bytes),
-            100.0 * self.utilization()
+        )?;
+        // Reserved counts committed pages, mapped the chunks' address space: the large
+        // pool's free figures below are in mapped space.
+        writeln!(
+            f,
+            "  mapped    {:>12}  (address space of {} chunks; reserved counts committed pages)",
+            fmt_bytes(self.mapped_bytes),
+            self.large.chunks
         )?;
         if let Some(b) = self.budget {
             writeln!(f, "  budget    {:>12}", fmt_bytes(b))?;
@@ -310,7 +333,7 @@ impl fmt::Display for DeviceMetrics {
         )?;
         writeln!(
             f,
-            "  large     {} live blocks, {} free in {} chunks, largest free {} [{}]",
+            "  large     {} live blocks, {} free (mapped) in {} chunks, largest free {} [{}]",
             self.large.live_blocks,
             fmt_bytes(self.large.free_bytes),
             self.large.chunks,
@@ -346,11 +369,13 @@ impl fmt::Display for MetricsSnapshot {
             fmt_bytes(t.tracking_memory_overhead)
         )?;
         let c = &self.cleanup;
+        // A run "succeeds" when it leaves no dirty free memory (or its retried request
+        // succeeds); one that gives bytes back may still leave some: say what is counted.
         writeln!(
             f,
-            "cleanup   {} runs, {:.0}% successful, mean {:?}, {} given back; pressure {}",
+            "cleanup   {} runs ({} left no dirty free memory), mean {:?}, {} given back; pressure {}",
             c.runs,
-            100.0 * c.cleanup_success_rate(),
+            c.successes,
             c.average_cleanup_time(),
             fmt_bytes(c.bytes_released as usize),
             self.pressure

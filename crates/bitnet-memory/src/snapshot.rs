@@ -56,7 +56,8 @@ pub struct MetricsSummary {
     pub live_bytes: u64,
     /// Highest `live_bytes` seen.
     pub peak_live_bytes: u64,
-    /// Bytes held from the device(s).
+    /// Bytes of device memory held committed: pages under blocks handed out and free
+    /// blocks not yet handed back (what the resident set sees). At most `mapped_bytes`.
     pub reserved_bytes: u64,
     /// Highest `reserved_bytes` seen.
     pub peak_reserved_bytes: u64,
@@ -66,10 +67,16 @@ pub struct MetricsSummary {
     pub allocations: u64,
     /// Frees made so far.
     pub frees: u64,
-    /// Reserved bytes owned by no allocation (cached or free).
+    /// Reserved (committed) bytes owned by no allocation (cached or free).
     pub free_bytes: u64,
-    /// Largest free block of the large pool.
+    /// Largest free block of the large pool, in mapped address space: its pages may have
+    /// been handed back, so it may exceed `free_bytes` and `reserved_bytes`, never
+    /// `mapped_bytes`.
     pub largest_free: u64,
+    /// Bytes of chunks mapped from the device(s): address space, committed or not (the
+    /// budget counts these). Absent (0) in snapshots written before it was added.
+    #[serde(default)]
+    pub mapped_bytes: u64,
     /// The budget, if any.
     #[serde(default)]
     pub budget: Option<u64>,
@@ -91,6 +98,7 @@ impl From<&crate::metrics::DeviceMetrics> for MetricsSummary {
             frees: m.frees,
             free_bytes: m.free_bytes() as u64,
             largest_free: m.large.largest_free as u64,
+            mapped_bytes: m.mapped_bytes as u64,
             budget: m.budget.map(|b| b as u64),
             pending_free_bytes: m.pending_free_bytes as u64,
         }
@@ -112,6 +120,7 @@ impl MetricsSummary {
             frees: 0,
             free_bytes: 0,
             largest_free: 0,
+            mapped_bytes: 0,
             budget: Some(0),
             pending_free_bytes: 0,
         };
@@ -127,6 +136,7 @@ impl MetricsSummary {
             t.frees += m.frees;
             t.free_bytes += m.free_bytes;
             t.pending_free_bytes += m.pending_free_bytes;
+            t.mapped_bytes += m.mapped_bytes;
             t.largest_free = t.largest_free.max(m.largest_free);
             t.budget = t.budget.zip(m.budget).map(|(a, b)| a + b);
         }

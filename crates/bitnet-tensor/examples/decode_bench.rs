@@ -21,10 +21,15 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let arg = |i: usize, d: usize| {
-        std::env::args()
-            .nth(i)
-            .map_or(d, |s| s.parse().expect("a number"))
+    let arg = |i: usize, d: usize| match std::env::args().nth(i) {
+        None => d,
+        Some(s) => match s.parse() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("error: `{s}`: not a positive number\nusage: decode_bench [ROUNDS] [TOKENS] [THREADS]");
+                std::process::exit(2);
+            }
+        },
     };
     let (rounds, tokens, threads) = (arg(1, 7), arg(2, 64), arg(3, 2));
     let cfg = ModelConfig::small();

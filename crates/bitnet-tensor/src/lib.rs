@@ -47,3 +47,8 @@ pub mod demo;
 pub mod rss;
 
 pub use demo::{run_demo, DemoOptions, DemoReport};
+
+/// The crate README's examples run as doctests (the file is inside the crate).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

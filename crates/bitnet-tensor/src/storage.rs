@@ -29,6 +29,7 @@ impl<'m> Provider<'m> {
     }
 
     /// A buffer of `bytes` bytes with unspecified contents (zeros for `Vec`).
+    #[track_caller]
     pub fn buffer(&self, bytes: usize) -> Result<Storage<'m>> {
         Ok(Storage(match self {
             Provider::Manager(mm) => Buf::Pool(mm.try_allocate(layout(bytes))?),
@@ -40,6 +41,7 @@ impl<'m> Provider<'m> {
     }
 
     /// A zero-filled buffer of `bytes` bytes.
+    #[track_caller]
     pub fn zeroed_buffer(&self, bytes: usize) -> Result<Storage<'m>> {
         match self {
             Provider::Manager(mm) => Ok(Storage(Buf::Pool(mm.try_allocate_zeroed(layout(bytes))?))),

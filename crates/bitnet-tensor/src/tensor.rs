@@ -63,6 +63,7 @@ impl<'m> Tensor<'m> {
 
     /// A contiguous tensor whose contents are unspecified (zeros with [`Provider::Vec`]):
     /// for outputs that an op overwrites whole.
+    #[track_caller]
     pub fn new(p: &Provider<'m>, dtype: DType, dims: &[usize]) -> Result<Self> {
         let shape = Shape::new(dims)?;
         Self::check_new(dtype, &shape)?;
@@ -71,6 +72,7 @@ impl<'m> Tensor<'m> {
     }
 
     /// A contiguous tensor of zeros (ternary zeros are weights of 0).
+    #[track_caller]
     pub fn zeros(p: &Provider<'m>, dtype: DType, dims: &[usize]) -> Result<Self> {
         let shape = Shape::new(dims)?;
         Self::check_new(dtype, &shape)?;
@@ -89,6 +91,7 @@ impl<'m> Tensor<'m> {
     }
 
     /// An F32 tensor holding `data` (row-major).
+    #[track_caller]
     pub fn from_f32(p: &Provider<'m>, dims: &[usize], data: &[f32]) -> Result<Self> {
         Self::check_len(&Shape::new(dims)?, data.len())?;
         let mut t = Self::new(p, DType::F32, dims)?;
@@ -97,6 +100,7 @@ impl<'m> Tensor<'m> {
     }
 
     /// An I8 tensor holding `data` (row-major).
+    #[track_caller]
     pub fn from_i8(p: &Provider<'m>, dims: &[usize], data: &[i8]) -> Result<Self> {
         Self::check_len(&Shape::new(dims)?, data.len())?;
         let mut t = Self::new(p, DType::I8, dims)?;
@@ -105,6 +109,7 @@ impl<'m> Tensor<'m> {
     }
 
     /// A packed ternary tensor of `values` (each -1, 0 or +1; the sign of anything else).
+    #[track_caller]
     pub fn from_ternary(p: &Provider<'m>, dims: &[usize], values: &[i8]) -> Result<Self> {
         Self::check_len(&Shape::new(dims)?, values.len())?;
         let mut t = Self::new(p, DType::Ternary, dims)?;
@@ -248,6 +253,7 @@ impl<'m> Tensor<'m> {
     }
 
     /// This tensor if contiguous (a new view of it), else a contiguous copy from `p`.
+    #[track_caller]
     pub fn contiguous(&self, p: &Provider<'m>) -> Result<Self> {
         if self.is_contiguous() {
             return Ok(self.clone());

@@ -5,6 +5,9 @@
 //!   `allocator_api2` (`Vec<T, &MemoryManager>`, hashbrown maps) on a manager you hold.
 //! - [`PoolAlloc`]: a [`GlobalAlloc`](std::alloc::GlobalAlloc) backed by a lazily built manager, usable as
 //!   `#[global_allocator]`.
+//! - [`StatsAlloc`]: wraps any [`GlobalAlloc`](std::alloc::GlobalAlloc) and counts
+//!   blocks and bytes exactly (total, live, peak, [`StatsAlloc::reset_peak`]) for heap
+//!   assertions in tests, in the manner of dhat-rs.
 //! - [`RecordingAlloc`]: wraps any [`GlobalAlloc`](std::alloc::GlobalAlloc) and writes a trace in the format of
 //!   [`crate::trace`] (`docs/trace-format.md`) that `bitnet-mem replay` replays.
 //!
@@ -28,9 +31,11 @@ mod deferred;
 // Its constructor is `const`; loom's atomics are not: a loom build checks the list alone.
 #[cfg(not(loom))]
 mod global_alloc;
+mod heap_stats;
 mod pool_access;
 mod recording;
 
 #[cfg(not(loom))]
 pub use global_alloc::PoolAlloc;
+pub use heap_stats::{HeapDelta, HeapStats, StatsAlloc};
 pub use recording::{RecordSummary, RecordingAlloc};

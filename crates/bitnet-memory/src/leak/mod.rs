@@ -1,16 +1,16 @@
 //! Leak detection: exact accounting, reports grouped by site, a shutdown report, a test
-//! helper ([`LeakCheck`]) and four detectors behind the [`LeakDetector`] trait.
+//! helper ([`LeakCheck`](crate::LeakCheck)) and four detectors behind the [`LeakDetector`] trait.
 //!
 //! - Accounting: the pool counts live blocks of every size class exactly; tracked
-//!   allocations add id, size, age and site. [`MemoryManager::leak_report`] groups what
+//!   allocations add id, size, age and site. [`MemoryManager::leak_report`](crate::MemoryManager::leak_report) groups what
 //!   is live by site, largest first, and shows untracked live blocks as exact per-class
 //!   counts without a site.
-//! - Scopes ([`MemoryManager::scope`]): what a scope allocated and did not free, and did
+//! - Scopes ([`MemoryManager::scope`](crate::MemoryManager::scope)): what a scope allocated and did not free, and did
 //!   not mark [`persist`](crate::Allocation::persist), is a suspect at its end and a
 //!   confirmed leak once the grace period has passed with it still live.
 //! - Growth: live non-persistent bytes sampled once per step; a Mann-Kendall trend test
 //!   on both halves of a sliding window (see [`growth`]).
-//! - Relationships ([`MemoryManager::link`]): an ownership cycle that no root reaches
+//! - Relationships ([`MemoryManager::link`](crate::MemoryManager::link)): an ownership cycle that no root reaches
 //!   (see [`graph`]).
 //! - Site signatures: suspects from one site become one finding with a count.
 //!
@@ -107,7 +107,7 @@ impl Default for LeakConfig {
 }
 
 impl LeakConfig {
-    /// Every detector off, nothing said at shutdown (accounting and [`LeakCheck`] still
+    /// Every detector off, nothing said at shutdown (accounting and [`LeakCheck`](crate::LeakCheck) still
     /// work: they read the pool's counts).
     pub fn off() -> Self {
         Self {

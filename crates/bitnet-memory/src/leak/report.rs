@@ -39,7 +39,7 @@ pub struct ClassGroup {
     pub count: usize,
 }
 
-/// What is live (or, from a [`LeakCheck`](super::LeakCheck), what was left behind).
+/// What is live (or, from a [`LeakCheck`](crate::LeakCheck), what was left behind).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeakReport {
     /// Allocations in the report (exact: from the pool's counts).

@@ -16,11 +16,20 @@ use std::collections::HashMap;
 impl MemoryManager {
     /// Gives back cached and free memory of every device: this thread's cached blocks,
     /// empty slabs and empty chunks. Memory owned by allocations is never touched.
+    ///
+    /// `bytes_released` counts the mapped bytes of the chunks given back,
+    /// `reserved_released` the fall of reserved (committed) bytes (exact when no other
+    /// thread allocates meanwhile).
     pub fn trim(&self) -> TrimReport {
-        self.inner
+        let reserved = || self.metrics().reserved_bytes();
+        let before = reserved();
+        let mut r = self
+            .inner
             .cleanup
             .cleanup(&*self.inner, CleanupStrategy::Requested)
-            .0
+            .0;
+        r.reserved_released = before.saturating_sub(reserved());
+        r
     }
 
     /// Releases everything cached at once: this thread's cache (other threads flush
@@ -113,8 +122,8 @@ impl MemoryManager {
     }
 
     /// Records the last `max_entries` allocations, frees, trims and pressure changes
-    /// (with timestamps, live and reserved bytes) from now on, for [`snapshot`]
-    /// (Self::snapshot); `0` stops and forgets them. Off by default: it costs nothing
+    /// (with timestamps, live and reserved bytes) from now on, for
+    /// [`snapshot`](Self::snapshot); `0` stops and forgets them. Off by default: it costs nothing
     /// then. On, every allocation and free takes the reporting path (a lock of the ring
     /// and a read of the pools' counters): use it to look, not in production loops.
     ///

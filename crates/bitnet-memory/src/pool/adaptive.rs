@@ -57,8 +57,8 @@ pub struct Observation<'a> {
     pub uncacheable_requests: u64,
 }
 
-/// A move of the threshold, as [`MemoryManager::adapt_strategy_now`]
-/// (crate::MemoryManager::adapt_strategy_now) reports it.
+/// A move of the threshold, as
+/// [`MemoryManager::adapt_strategy_now`](crate::MemoryManager::adapt_strategy_now) reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThresholdChange {
     /// Device.

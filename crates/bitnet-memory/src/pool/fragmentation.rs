@@ -144,13 +144,20 @@ impl FragmentationReport {
 impl fmt::Display for FragmentationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use crate::units::fmt_bytes as b;
+        // `reserved_bytes` here is the mapped figure (see the field): name it so, and
+        // print no utilization of nothing.
+        let utilization = if self.reserved_bytes == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * self.utilization)
+        };
         write!(
             f,
-            "utilization {:.1}% ({} live of {} reserved); internal waste {} (rounding {}, slab \
+            "utilization {} ({} live of {} mapped); internal waste {} (rounding {}, slab \
              tails {}); small pool: {} cached, {} free ({} stranded in partly used slabs, {} in \
              empty slabs), largest free run {}, external fragmentation {:.1}%; large pool: {} free \
              in {} blocks, largest {}, external fragmentation {:.1}%",
-            100.0 * self.utilization,
+            utilization,
             b(self.live_bytes),
             b(self.reserved_bytes),
             b(self.internal_waste_bytes),

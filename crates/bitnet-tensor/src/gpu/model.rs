@@ -527,7 +527,9 @@ fn encoder(gpu: &WgpuBackend) -> wgpu::CommandEncoder {
         })
 }
 
-/// A block of `bytes` bytes on `device` (word aligned) and its buffer range.
+/// A block of `bytes` bytes on `device` (word aligned) and its buffer range; the
+/// caller's line is the block's site.
+#[track_caller]
 fn alloc<'m>(
     mm: &'m MemoryManager,
     gpu: &WgpuBackend,
@@ -542,6 +544,7 @@ fn alloc<'m>(
 }
 
 /// A block holding `bytes` (uploaded: lands before the next submission).
+#[track_caller]
 fn upload<'m>(
     mm: &'m MemoryManager,
     gpu: &WgpuBackend,

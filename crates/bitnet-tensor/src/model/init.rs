@@ -47,6 +47,7 @@ pub(crate) fn fill_uniform(
 }
 
 /// A persistent F32 tensor of `center + uniform(-amp, amp)` values.
+#[track_caller]
 pub(crate) fn f32_tensor<'m>(
     p: &Provider<'m>,
     dims: &[usize],
@@ -64,6 +65,7 @@ pub(crate) fn f32_tensor<'m>(
 
 /// A persistent BitLinear weight `[out, inp]`: F32 values drawn in a temporary buffer from
 /// `p` (uniform, variance `1 / inp`), quantized with absmean, the temporary freed.
+#[track_caller]
 pub(crate) fn ternary_weight<'m>(
     p: &Provider<'m>,
     out: usize,

@@ -12,6 +12,7 @@ pub fn silu_scalar(x: f32) -> f32 {
 }
 
 /// SiLU of every element, into a new tensor.
+#[track_caller]
 pub fn silu<'m>(x: &Tensor<'_>, p: &Provider<'m>) -> Result<Tensor<'m>> {
     let mut y = Tensor::new(p, DType::F32, x.dims())?;
     for (o, &v) in y.as_f32_mut()?.iter_mut().zip(x.as_f32()?) {
@@ -21,6 +22,7 @@ pub fn silu<'m>(x: &Tensor<'_>, p: &Provider<'m>) -> Result<Tensor<'m>> {
 }
 
 /// The gated FFN activation: `silu(gate) * up`, into a new tensor.
+#[track_caller]
 pub fn swiglu<'m>(gate: &Tensor<'_>, up: &Tensor<'_>, p: &Provider<'m>) -> Result<Tensor<'m>> {
     if gate.dims() != up.dims() {
         return Err(Error::ShapeMismatch {
@@ -57,6 +59,7 @@ pub fn softmax_in_place(x: &mut [f32]) {
 }
 
 /// Softmax of every row of an F32 `[rows, n]` tensor, into a new tensor.
+#[track_caller]
 pub fn softmax<'m>(x: &Tensor<'_>, p: &Provider<'m>) -> Result<Tensor<'m>> {
     x.expect_dims("softmax", &[None, None])?;
     let n = x.dims()[1];

@@ -26,6 +26,7 @@ pub struct KvCache<'m> {
 
 impl<'m> KvCache<'m> {
     /// A cache for `layers` layers of `kv_heads` heads of `head_dim`, `capacity` positions.
+    #[track_caller]
     pub fn new(
         p: &Provider<'m>,
         layers: usize,
@@ -152,6 +153,7 @@ impl<'m> KvCache<'m> {
 /// `positions - 1`). Query head `h` reads KV head `h / (heads / kv_heads)`. Returns
 /// `[heads, head_dim]` from `p`; the scores scratch, one row of `capacity` per head, comes
 /// from `p` too and is sized by capacity, not position, so steps allocate alike.
+#[track_caller]
 pub fn attention<'m>(
     q: &Tensor<'_>,
     cache: &KvCache<'_>,

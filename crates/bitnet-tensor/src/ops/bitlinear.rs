@@ -126,6 +126,7 @@ pub fn ternary_matmul_i32(
 /// BitLinear forward: `y[r, o] = (sum_i q_w[o, i] * q_x[r, i]) as f32 * (w.scale * x.scales[r])`,
 /// an `F32 [rows, out]` tensor from `p`. The integer sum is exact; one float multiply
 /// per output dequantizes it. A scratch row of `in` `i16`s comes from `p` too.
+#[track_caller]
 pub fn bitlinear<'m>(
     x: &QuantizedActivations<'_>,
     w: &TernaryWeight<'_>,

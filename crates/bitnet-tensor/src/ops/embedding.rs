@@ -6,6 +6,7 @@ use crate::storage::Provider;
 use crate::tensor::Tensor;
 
 /// Rows `ids` of an F32 `[vocab, hidden]` table, as a new `[ids.len(), hidden]` tensor.
+#[track_caller]
 pub fn embedding<'m>(table: &Tensor<'_>, ids: &[u32], p: &Provider<'m>) -> Result<Tensor<'m>> {
     table.expect_dims("embedding", &[None, None])?;
     let (vocab, h) = (table.dims()[0], table.dims()[1]);

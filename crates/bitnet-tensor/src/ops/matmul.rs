@@ -47,6 +47,7 @@ fn f32_check(t: &Tensor<'_>, op: &'static str) -> Result<()> {
 
 /// `y = x · wᵀ`: `x` is `[rows, k]`, `w` is `[n, k]` (a linear layer's weight), `y` is
 /// `[rows, n]`. Each output is one contiguous dot product.
+#[track_caller]
 pub fn linear<'m>(
     x: &Tensor<'_>,
     w: &Tensor<'_>,
@@ -76,6 +77,7 @@ pub fn linear<'m>(
 /// `b` may be contiguous (rows of `c` accumulate rows of `b`: i-k-j order, streaming) or
 /// the transpose of a contiguous `[n, k]` tensor (then each output is a dot product, as in
 /// [`linear`]). Any other layout is copied to contiguous first.
+#[track_caller]
 pub fn matmul<'m>(
     a: &Tensor<'_>,
     b: &Tensor<'_>,

@@ -16,6 +16,7 @@ pub fn rmsnorm_row(x: &[f32], g: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// RMSNorm of every row of an F32 `[rows, n]` tensor with gain `g` `[n]`.
+#[track_caller]
 pub fn rmsnorm<'m>(
     x: &Tensor<'_>,
     g: &Tensor<'_>,

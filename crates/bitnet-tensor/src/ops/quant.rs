@@ -69,6 +69,7 @@ pub fn absmean(w: &[f32]) -> f32 {
 }
 
 /// Absmean ternary quantization of an F32 `[out, in]` weight (`in` a multiple of 4).
+#[track_caller]
 pub fn absmean_quantize<'m>(w: &Tensor<'_>, p: &Provider<'m>) -> Result<TernaryWeight<'m>> {
     w.expect_dims("absmean_quantize", &[None, None])?;
     let mut q = Tensor::new(p, DType::Ternary, w.dims())?;
@@ -100,6 +101,7 @@ pub struct QuantizedActivations<'m> {
 }
 
 /// Absmax int8 quantization of an F32 `[rows, features]` tensor, per row.
+#[track_caller]
 pub fn absmax_quantize<'m>(x: &Tensor<'_>, p: &Provider<'m>) -> Result<QuantizedActivations<'m>> {
     x.expect_dims("absmax_quantize", &[None, None])?;
     let (rows, n) = (x.dims()[0], x.dims()[1]);

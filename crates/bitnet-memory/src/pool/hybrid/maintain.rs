@@ -13,10 +13,14 @@ pub struct TrimReport {
     pub slabs_released: usize,
     /// Chunks given back to the device.
     pub chunks_released: usize,
-    /// Bytes of those chunks.
+    /// Bytes of those chunks: mapped bytes (the fall of `mapped_bytes`). Their pages may
+    /// have been handed back before, so this is not the fall of `reserved_bytes`.
     pub bytes_released: usize,
     /// Bytes of free blocks whose pages were handed back (the chunks stay mapped).
     pub bytes_purged: usize,
+    /// The fall of reserved (committed) bytes over the trim, as the metrics count them
+    /// (filled by `MemoryManager::trim`; 0 from a pool's own trim).
+    pub reserved_released: usize,
 }
 
 impl std::ops::AddAssign for TrimReport {
@@ -26,6 +30,7 @@ impl std::ops::AddAssign for TrimReport {
         self.chunks_released += o.chunks_released;
         self.bytes_released += o.bytes_released;
         self.bytes_purged += o.bytes_purged;
+        self.reserved_released += o.reserved_released;
     }
 }
 
