@@ -136,6 +136,8 @@ mod elementwise;
 mod float;
 mod kernels;
 mod model;
+mod recorder;
+mod tensor;
 
 pub use bitnet::{BitLinearArgs, QuantizeArgs};
 pub use context::GpuContext;
@@ -144,6 +146,8 @@ pub use elementwise::{rope_table, AddArgs, EmbeddingArgs, KvWriteArgs, RopeArgs,
 pub use float::{AttentionArgs, LinearArgs, RmsNormArgs, SoftmaxArgs};
 pub use kernels::{GpuKernels, WORKGROUP_SIZE};
 pub use model::GpuModel;
+pub use recorder::GpuRecorder;
+pub use tensor::{GpuDevice, GpuQuantized, GpuTensor, GpuTernaryWeight};
 /// The wgpu this module is built on, for callers to name its types at the same version.
 pub use wgpu;
 
