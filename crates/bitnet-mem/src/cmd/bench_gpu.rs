@@ -29,7 +29,7 @@ pub fn run(args: &Args) -> CmdResult {
         )
         .into());
     }
-    let gpu = WgpuBackend::new(&WgpuOptions::default())?;
+    let gpu = WgpuBackend::new(&WgpuOptions::from_env())?;
     let info = gpu.adapter_info();
     let method = args.method();
     let mut report = Report::default();

@@ -141,7 +141,7 @@ mod tensor;
 
 pub use bitnet::{BitLinearArgs, QuantizeArgs};
 pub use context::GpuContext;
-pub use demo::{run_gpu_demo, GpuDemoReport, GPU_DEVICE};
+pub use demo::{run_gpu_demo, run_gpu_demo_with, GpuDemoReport, GPU_DEVICE};
 pub use elementwise::{rope_table, AddArgs, EmbeddingArgs, KvWriteArgs, RopeArgs, SwigluArgs};
 pub use float::{AttentionArgs, LinearArgs, RmsNormArgs, SoftmaxArgs};
 pub use kernels::{GpuKernels, WORKGROUP_SIZE};

@@ -102,6 +102,37 @@ impl Default for WgpuOptions {
     }
 }
 
+impl WgpuOptions {
+    /// The defaults, narrowed by wgpu's own environment variables where they are set:
+    /// `WGPU_BACKEND` (a comma list of `vulkan`, `metal`, `dx12`, `gl`: the backends to
+    /// look on), `WGPU_ADAPTER_NAME` (the name filter) and `WGPU_POWER_PREF` (`low`,
+    /// `high` or `none`). What `bitnet-mem demo --device wgpu` and
+    /// `bench --device wgpu` open: `WGPU_ADAPTER_NAME=llvmpipe` picks lavapipe on a
+    /// machine with a GPU too, and a setting that matches nothing fails with
+    /// `MemoryError::DeviceUnavailable` naming what was looked for.
+    pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any source of variables (for tests).
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let mut o = Self::default();
+        if let Some(b) = var("WGPU_BACKEND") {
+            o.backends = wgpu::Backends::from_comma_list(&b);
+        }
+        if let Some(name) = var("WGPU_ADAPTER_NAME").filter(|n| !n.is_empty()) {
+            o.name_filter = Some(name);
+        }
+        match var("WGPU_POWER_PREF").map(|p| p.to_lowercase()).as_deref() {
+            Some("low") => o.power_preference = wgpu::PowerPreference::LowPower,
+            Some("high") => o.power_preference = wgpu::PowerPreference::HighPerformance,
+            Some("none") => o.power_preference = wgpu::PowerPreference::None,
+            _ => {}
+        }
+        o
+    }
+}
+
 /// A GPU device as a [`DeviceBackend`]: chunks are `wgpu::Buffer`s, kept by handle.
 ///
 /// Cheap to clone (an `Arc` inside): keep one clone for [`binding`](Self::binding),
