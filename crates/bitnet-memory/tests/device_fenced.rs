@@ -481,4 +481,20 @@ fn pending_blocks_of_other_classes_or_too_few_bytes_cause_no_wait() {
     let (big, _) = range(&mm, 3 << 20);
     assert_eq!(dev.state.waits.load(SeqCst), 0, "1 MiB cannot serve 3 MiB");
     drop((keep, big));
+
+    // 1 MiB covered and 3 MiB freed after the last submission: only covered bytes
+    // count, so again no wait (the fake queue fails a wait for a submission not made).
+    let (dev, mm) = waiting(true, Strategy::Hybrid);
+    let (x, _) = range(&mm, 1 << 20);
+    let (a, _) = range(&mm, 3 << 20);
+    drop(x);
+    dev.submit();
+    drop(a);
+    let (b, _) = range(&mm, 3 << 20);
+    assert_eq!(
+        dev.state.waits.load(SeqCst),
+        0,
+        "counted a free not yet submitted"
+    );
+    drop(b);
 }
