@@ -13,7 +13,7 @@ use bitnet_memory::{
     Strategy,
 };
 use std::alloc::Layout;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 /// Device memory the host cannot see, a queue counted by hand, optional limits.
@@ -23,6 +23,14 @@ struct State {
     held: AtomicUsize,
     submitted: AtomicU64,
     completed: AtomicU64,
+    /// Most bytes held at once.
+    peak: AtomicUsize,
+    /// `wait_for` calls, and the submission each last asked for.
+    waits: AtomicU64,
+    waited_for: AtomicU64,
+    /// Whether a wait finishes the submissions up to the one waited for (a device that
+    /// gets there), or times out.
+    finish_on_wait: AtomicBool,
 }
 
 #[derive(Clone, Default)]
@@ -58,6 +66,19 @@ impl Submissions for Queue {
     fn completed(&self) -> u64 {
         self.state.completed.load(SeqCst)
     }
+    fn wait_for(&self, n: u64, _timeout: std::time::Duration) -> bool {
+        let st = &self.state;
+        st.waits.fetch_add(1, SeqCst);
+        st.waited_for.store(n, SeqCst);
+        assert!(
+            n <= self.submitted(),
+            "waited for submission {n}, never made"
+        );
+        if st.finish_on_wait.load(SeqCst) {
+            st.completed.fetch_max(n, SeqCst);
+        }
+        self.completed() >= n
+    }
 }
 
 impl DeviceBackend for Queue {
@@ -68,7 +89,8 @@ impl DeviceBackend for Queue {
         false
     }
     fn allocate_chunk(&self, size: usize, _align: usize) -> Result<Chunk, DeviceError> {
-        self.state.held.fetch_add(size, SeqCst);
+        let held = self.state.held.fetch_add(size, SeqCst) + size;
+        self.state.peak.fetch_max(held, SeqCst);
         Ok(Chunk {
             handle: ChunkHandle(self.state.next.fetch_add(1, SeqCst)),
             size,
@@ -360,5 +382,119 @@ fn a_dedicated_chunk_goes_back_only_once_the_fence_passed() {
         "only the small blocks wait"
     );
     mm.check_invariants();
+    drop(b);
+}
+
+/// A fenced device whose waits finish (`finish`) or time out, and a manager over it with
+/// 4 MiB shared chunks (one 3 MiB block each: a second one needs a new chunk).
+fn waiting(finish: bool, strategy: Strategy) -> (Queue, MemoryManager) {
+    let dev = Queue::fenced();
+    dev.state.finish_on_wait.store(finish, SeqCst);
+    let mut config = MemoryConfig::default()
+        .min_chunk(4 << 20)
+        .min_chunk_no_decommit(4 << 20)
+        .max_chunk(4 << 20)
+        .strategy(strategy);
+    config.leak = LeakConfig::off();
+    let mm = MemoryManager::builder(config)
+        .device(dev.clone(), None)
+        .build()
+        .unwrap();
+    (dev, mm)
+}
+
+#[test]
+fn a_request_waits_for_a_submission_already_made_instead_of_growing() {
+    // A shared-chunk block (3 MiB) and a dedicated one (12 MiB), under every strategy.
+    for strategy in [Strategy::Hybrid, Strategy::BestFit, Strategy::BuddySystem] {
+        for size in [3 << 20, 12 << 20] {
+            let (dev, mm) = waiting(true, strategy);
+            let (a, _) = range(&mm, size);
+            let held = dev.state.held.load(SeqCst);
+            drop(a); // pending, tagged with submission 0...
+            dev.submit(); // ...and the submission after the free is made, not finished
+            let (b, _) = range(&mm, size);
+            let what = format!("{strategy:?} {size}");
+            assert_eq!(dev.state.waits.load(SeqCst), 1, "{what}: no wait");
+            assert_eq!(dev.state.waited_for.load(SeqCst), 1, "{what}");
+            // Reclaimed, not grown past: the device never held both blocks at once.
+            assert_eq!(dev.state.peak.load(SeqCst), held, "{what}: the pool grew");
+            assert_eq!(dev.state.held.load(SeqCst), held, "{what}");
+            // (A's range itself is gone: its chunk, empty once A was reclaimed, went
+            // back before B's was made.)
+            assert_eq!(mm.metrics().devices[0].pending_free_bytes, 0, "{what}");
+            mm.check_invariants();
+            drop(b);
+        }
+    }
+}
+
+#[test]
+fn a_free_whose_submission_is_not_made_is_never_waited_for() {
+    // Only the user can make the submission after the free: waiting would hang, so the
+    // pool grows (and keeps the fence).
+    let (dev, mm) = waiting(true, Strategy::Hybrid);
+    let (a, ra) = range(&mm, 3 << 20);
+    dev.submit(); // work using A...
+    drop(a); // ...then the free: submission 2 is still to be made
+    let (b, rb) = range(&mm, 3 << 20);
+    assert_eq!(dev.state.waits.load(SeqCst), 0, "waited for nothing made");
+    assert_ne!(rb, ra, "B got A's range before the next submission");
+    assert_eq!(dev.state.held.load(SeqCst), 8 << 20, "grew by a chunk");
+    assert_eq!(dev.submitted(), 1, "the pool never submits by itself");
+    drop(b);
+}
+
+#[test]
+fn a_wait_that_times_out_grows_and_keeps_the_fence() {
+    let (dev, mm) = waiting(false, Strategy::Hybrid);
+    let (a, ra) = range(&mm, 3 << 20);
+    drop(a);
+    dev.submit(); // made, and it never finishes within the wait
+    let (b, rb) = range(&mm, 3 << 20);
+    assert_eq!(dev.state.waits.load(SeqCst), 1);
+    assert_ne!(rb, ra, "reused after a wait that timed out");
+    assert_eq!(dev.state.held.load(SeqCst), 8 << 20, "grew instead");
+    assert!(mm.metrics().devices[0].pending_free_bytes >= 3 << 20);
+    // The same submission is not waited for twice: the next request grows at once.
+    let (b2, _) = range(&mm, 3 << 20);
+    assert_eq!(
+        dev.state.waits.load(SeqCst),
+        1,
+        "waited again for a late submission"
+    );
+    dev.finish_all();
+    let (c, _) = range(&mm, 3 << 20);
+    assert_eq!(mm.metrics().devices[0].pending_free_bytes, 0, "reclaimed");
+    assert_eq!(dev.state.held.load(SeqCst), 12 << 20, "A's chunk went back");
+    drop((b, b2, c));
+}
+
+#[test]
+fn pending_blocks_of_other_classes_or_too_few_bytes_cause_no_wait() {
+    let (dev, mm) = waiting(true, Strategy::Hybrid);
+    // 1 MiB pending, covered: not enough for a 3 MiB request, which grows without waiting.
+    let (small, _) = range(&mm, 1 << 20);
+    let (keep, _) = range(&mm, 3 << 20);
+    drop(small);
+    dev.submit();
+    let (big, _) = range(&mm, 3 << 20);
+    assert_eq!(dev.state.waits.load(SeqCst), 0, "1 MiB cannot serve 3 MiB");
+    drop((keep, big));
+
+    // 1 MiB covered and 3 MiB freed after the last submission: only covered bytes
+    // count, so again no wait (the fake queue fails a wait for a submission not made).
+    let (dev, mm) = waiting(true, Strategy::Hybrid);
+    let (x, _) = range(&mm, 1 << 20);
+    let (a, _) = range(&mm, 3 << 20);
+    drop(x);
+    dev.submit();
+    drop(a);
+    let (b, _) = range(&mm, 3 << 20);
+    assert_eq!(
+        dev.state.waits.load(SeqCst),
+        0,
+        "counted a free not yet submitted"
+    );
     drop(b);
 }

@@ -195,6 +195,52 @@ fn a_freed_block_is_not_reused_while_a_recorded_kernel_may_read_it() {
     mm.check_invariants();
 }
 
+#[test]
+fn a_request_waits_for_the_kernels_submission_instead_of_growing() {
+    // A kernel reads A, A is freed, the kernel is submitted: the submission after A's free
+    // is made. A request that would map a new buffer waits for it (a bounded device poll)
+    // and reclaims A's chunk first, so the device never holds both; the kernel still read
+    // A's data.
+    let Some(g) = gpu() else { return };
+    let mm = manager(g.clone(), 256 << 20);
+    let kernel = CopyKernel::new(&g);
+    let n = 3 << 20; // one block per 4 MiB chunk: a second one needs a new buffer
+    {
+        // A first run, so that the wait below is for the copy, not for the driver
+        // compiling the shader (lavapipe compiles at the first dispatch).
+        let (x, y) = (on_gpu(&mm, 4096), on_gpu(&mm, 4096));
+        g.submit([kernel.record(&g, &x, &y)]);
+        g.wait_idle().unwrap();
+    }
+    let a = on_gpu(&mm, n);
+    let out = on_gpu(&mm, n);
+    g.upload(&a, &pattern(1, n)).unwrap();
+    let cmd = kernel.record(&g, &a, &out);
+    drop(a);
+    g.submit([cmd]);
+    let before = mm.metrics().devices[1].clone();
+    assert!(before.pending_free_bytes >= n, "A waits for the kernel");
+    let b = on_gpu(&mm, n);
+    let after = mm.metrics().devices[1].clone();
+    assert_eq!(after.pending_free_bytes, 0, "A was reclaimed");
+    assert!(
+        after.peak_reserved_bytes <= before.peak_reserved_bytes,
+        "the pool grew past A: {} -> {}",
+        before.peak_reserved_bytes,
+        after.peak_reserved_bytes
+    );
+    assert_eq!(
+        after.mapped_bytes, before.mapped_bytes,
+        "A's buffer went, B's came"
+    );
+    assert!(
+        g.download(&out).unwrap() == pattern(1, n),
+        "the kernel read A"
+    );
+    drop((b, out));
+    mm.check_invariants();
+}
+
 /// The wgpu backend without its submission count: the pool cannot fence it.
 struct Unfenced(WgpuBackend);
 

@@ -219,3 +219,31 @@ fn gpu_demo_reports_the_cpu_tokens_and_no_leak() {
     );
     assert!(r.to_string().contains("pending free"));
 }
+
+#[test]
+fn gpu_demo_without_a_matching_adapter_is_gpu_unavailable_naming_what_was_looked_for() {
+    use bitnet_tensor::demo::{DemoOptions, ModelSize};
+    use bitnet_tensor::gpu::run_gpu_demo_with;
+    use bitnet_tensor::Error;
+    // Runs with or without a GPU: nothing here is named like this.
+    let opts = DemoOptions {
+        model: ModelSize::Custom(tiny()),
+        tokens: 2,
+        progress: false,
+        ..DemoOptions::default()
+    };
+    let options = WgpuOptions {
+        name_filter: Some("no-such-gpu-91c2".into()),
+        ..WgpuOptions::default()
+    };
+    let e = run_gpu_demo_with(&opts, &options).unwrap_err();
+    let Error::GpuUnavailable(why) = &e else {
+        panic!("{e}")
+    };
+    assert!(why.contains("no wgpu adapter matched"), "{why}");
+    assert!(
+        why.contains("\"no-such-gpu-91c2\"") && why.contains("backends tried"),
+        "{why}"
+    );
+    assert!(e.to_string().starts_with("no GPU available"), "{e}");
+}

@@ -4,7 +4,9 @@
 use super::bench::Args;
 use super::CmdResult;
 use crate::bench::engine::{Spec, Work};
-use crate::bench::gpu::{measure, table, verdict, verdict_line, CreateDrop, FreeList, Ours};
+use crate::bench::gpu::{
+    fence_floor, measure, table, verdict, verdict_line, CreateDrop, FreeList, GpuVerdict, Ours,
+};
 use crate::bench::report::Report;
 use crate::bench::workload::WorkloadName;
 use bitnet_memory::device::wgpu::{WgpuBackend, WgpuOptions};
@@ -29,11 +31,12 @@ pub fn run(args: &Args) -> CmdResult {
         )
         .into());
     }
-    let gpu = WgpuBackend::new(&WgpuOptions::default())?;
+    let gpu = WgpuBackend::new(&WgpuOptions::from_env())?;
     let info = gpu.adapter_info();
     let method = args.method();
     let mut report = Report::default();
     let mut rows = Vec::new();
+    let mut floors = Vec::new();
     for &workload in &workloads {
         let spec = Spec {
             workload,
@@ -48,6 +51,8 @@ pub fn run(args: &Args) -> CmdResult {
             unreachable!("GPU workloads are streams");
         };
         let stream = &streams[0];
+        let floor = fence_floor(stream, args.submit_every);
+        floors.push(floor as f64 / stream.peak_live.max(1) as f64);
         let (mm, counts) = Ours::manager(&gpu)?;
         let mut ours = Ours::new(&mm, gpu.clone(), counts, stream.slots);
         let (device, queue) = (gpu.device().clone(), gpu.queue().clone());
@@ -78,7 +83,14 @@ pub fn run(args: &Args) -> CmdResult {
     println!(
         "ns: wall time per alloc+free pair; peak device: the most device memory held in a timed run (buffers alive, cached included); dev/live: peak device / peak live."
     );
-    let verdicts: Vec<_> = workloads.iter().map(|w| verdict(w.name(), &rows)).collect();
+    let verdicts: Vec<_> = workloads
+        .iter()
+        .zip(&floors)
+        .map(|(w, &f)| GpuVerdict {
+            fence_floor_over_live: Some(f),
+            ..verdict(w.name(), &rows)
+        })
+        .collect();
     for v in &verdicts {
         println!("{}", verdict_line(v));
     }

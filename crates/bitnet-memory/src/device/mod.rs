@@ -250,6 +250,18 @@ pub trait Submissions: Send + Sync {
     /// How many of the submissions have finished (the highest finished submission
     /// number, counting from 1): checks the device without blocking.
     fn completed(&self) -> u64;
+
+    /// Blocks until submission `n` (counting from 1) has finished or `timeout` has
+    /// passed; returns whether it has finished. Never submits anything: a submission not
+    /// made yet (`n > submitted()`) is not waited for. The pool calls it, with no lock
+    /// held, before it would map a fresh chunk while freed blocks wait only for a
+    /// submission already made (see `pool/hybrid/fence.rs`).
+    ///
+    /// The default cannot wait: it says whether `n` has finished already.
+    fn wait_for(&self, n: u64, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        self.completed() >= n
+    }
 }
 
 /// Capability: hand the pages of part of a chunk back to the device.

@@ -54,17 +54,25 @@ impl GpuDemoReport {
     }
 }
 
-/// Runs the demo on the GPU: opens a wgpu device ([`WgpuOptions::default`]), builds a
-/// manager with the CPU as device 0 and the GPU as device 1 (budget
-/// [`DemoOptions::budget`]), builds [`GpuModel`] and decodes the seeded prompt and
-/// `tokens` tokens, as [`run_demo`](crate::demo::run_demo) does on the CPU.
-///
-/// Returns [`Error::GpuUnavailable`] (never panics) when there is no adapter or device.
+/// Runs the demo on the GPU that wgpu's environment variables pick
+/// ([`WgpuOptions::from_env`]: `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`):
+/// [`run_gpu_demo_with`] those options.
 pub fn run_gpu_demo(opts: &DemoOptions) -> Result<GpuDemoReport> {
+    run_gpu_demo_with(opts, &WgpuOptions::from_env())
+}
+
+/// Runs the demo on the GPU: opens a wgpu device as `gpu_options` say, builds a manager
+/// with the CPU as device 0 and the GPU as device 1 (budget [`DemoOptions::budget`]),
+/// builds [`GpuModel`] and decodes the seeded prompt and `tokens` tokens, as
+/// [`run_demo`](crate::demo::run_demo) does on the CPU.
+///
+/// Returns [`Error::GpuUnavailable`] (never panics) when there is no adapter or device:
+/// its text is the backend's `DeviceUnavailable`, naming the backends tried, the name
+/// filter and the adapters found.
+pub fn run_gpu_demo_with(opts: &DemoOptions, gpu_options: &WgpuOptions) -> Result<GpuDemoReport> {
     let (config, positions) = opts.checked_config()?;
     let needs = config.memory_needs(positions);
-    let gpu = WgpuBackend::new(&WgpuOptions::default())
-        .map_err(|e| Error::GpuUnavailable(e.to_string()))?;
+    let gpu = WgpuBackend::new(gpu_options).map_err(|e| Error::GpuUnavailable(e.to_string()))?;
     let info = gpu.adapter_info();
     let adapter = format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type);
     let mm = MemoryManager::builder(MemoryConfig::default())

@@ -136,14 +136,18 @@ mod elementwise;
 mod float;
 mod kernels;
 mod model;
+mod recorder;
+mod tensor;
 
 pub use bitnet::{BitLinearArgs, QuantizeArgs};
 pub use context::GpuContext;
-pub use demo::{run_gpu_demo, GpuDemoReport, GPU_DEVICE};
+pub use demo::{run_gpu_demo, run_gpu_demo_with, GpuDemoReport, GPU_DEVICE};
 pub use elementwise::{rope_table, AddArgs, EmbeddingArgs, KvWriteArgs, RopeArgs, SwigluArgs};
 pub use float::{AttentionArgs, LinearArgs, RmsNormArgs, SoftmaxArgs};
 pub use kernels::{GpuKernels, WORKGROUP_SIZE};
 pub use model::GpuModel;
+pub use recorder::GpuRecorder;
+pub use tensor::{GpuDevice, GpuQuantized, GpuTensor, GpuTernaryWeight};
 /// The wgpu this module is built on, for callers to name its types at the same version.
 pub use wgpu;
 

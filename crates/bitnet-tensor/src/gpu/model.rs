@@ -1,89 +1,56 @@
-//! [`GpuModel`]: the decoder of [`Model`] on the GPU, every tensor a block of a
+//! [`GpuModel`]: the decoder of [`Model`] on the GPU, every tensor a [`GpuTensor`] on a
 //! [`MemoryManager`]'s GPU device.
 //!
 //! Weights are drawn on the CPU by [`Model::new`] itself (same seed, same code, same
-//! values) and uploaded; the KV cache and every activation live in pooled GPU blocks, one
-//! [`Allocation`] per tensor as the CPU model has one buffer per tensor. A step records
-//! every kernel into one command encoder, dropping each activation as soon as its last
-//! kernel is *recorded* — before anything is submitted. That is the case the pool's fence
-//! is for: a block freed while recorded work that uses it is still unsubmitted stays
-//! pending (neither live nor free) until the next submission through
-//! [`WgpuBackend::submit`] has finished, so no later allocation can be handed its range
-//! and have an upload overwrite it under the recorded kernels. The step then submits once
-//! through the backend, downloads the logits (a second, counted submission) and takes the
-//! argmax on the CPU.
+//! values) and uploaded; the KV cache and every activation are GPU tensors too, each its
+//! own pooled block, as the CPU model has one buffer per tensor. A step records every op
+//! into one [`GpuRecorder`], dropping each activation as soon as its last op is
+//! *recorded*, before anything is submitted. That is the case the pool's fence is for: a
+//! block freed while recorded work that uses it is still unsubmitted stays pending
+//! (neither live nor free) until the next submission through [`WgpuBackend::submit`] has
+//! finished, so no later allocation can be handed its range and have an upload overwrite
+//! it under the recorded kernels. The step then submits once through the backend,
+//! downloads the logits (a second, counted submission) and takes the argmax on the CPU.
 
-use super::{
-    rope_table, AddArgs, AttentionArgs, BitLinearArgs, EmbeddingArgs, GpuKernels, GpuSlice,
-    KvWriteArgs, LinearArgs, QuantizeArgs, RmsNormArgs, RopeArgs, SwigluArgs,
-};
+use super::tensor::{GpuDevice, GpuTensor, GpuTernaryWeight};
+use super::{rope_table, GpuKernels, GpuRecorder};
 use crate::error::{Error, Result};
 use crate::exec::Exec;
 use crate::model::{argmax, Generation, LeakCheck, Model, ModelConfig};
-use crate::ops::{KvCache, TernaryWeight};
+use crate::ops::KvCache;
 use crate::storage::Provider;
 use crate::tensor::Tensor;
-use bitnet_memory::device::wgpu::{GpuRange, WgpuBackend};
-use bitnet_memory::{Allocation, DeviceId, MemoryManager};
-use std::alloc::Layout;
+use bitnet_memory::device::wgpu::WgpuBackend;
+use bitnet_memory::{DeviceId, MemoryManager};
 use std::time::Instant;
-
-/// One tensor on the GPU: its pooled block and the block's buffer range. The range is
-/// dropped with the block: no copy of it outlives the allocation.
-struct GpuTensor<'m> {
-    /// Kept for its `Drop`: freeing the block is what the pool's fence watches.
-    alloc: Allocation<'m>,
-    range: GpuRange,
-}
-
-impl GpuTensor<'_> {
-    /// The block as a kernel operand (its size rounded up to a word, inside the block's
-    /// own padding).
-    fn slice(&self) -> GpuSlice<'_> {
-        GpuSlice::new(
-            &self.range.buffer,
-            self.range.offset,
-            self.range.binding_size(),
-        )
-    }
-}
-
-/// A BitLinear weight on the GPU.
-struct GpuWeight<'m> {
-    w: GpuTensor<'m>,
-    scale: f32,
-    out: u32,
-    inp: u32,
-}
 
 /// One decoder layer's weights on the GPU.
 struct GpuLayer<'m> {
     attn_norm: GpuTensor<'m>,
-    wq: GpuWeight<'m>,
-    wk: GpuWeight<'m>,
-    wv: GpuWeight<'m>,
+    wq: GpuTernaryWeight<'m>,
+    wk: GpuTernaryWeight<'m>,
+    wv: GpuTernaryWeight<'m>,
     attn_sub_norm: GpuTensor<'m>,
-    wo: GpuWeight<'m>,
+    wo: GpuTernaryWeight<'m>,
     ffn_norm: GpuTensor<'m>,
-    w_gate: GpuWeight<'m>,
-    w_up: GpuWeight<'m>,
+    w_gate: GpuTernaryWeight<'m>,
+    w_up: GpuTernaryWeight<'m>,
     ffn_sub_norm: GpuTensor<'m>,
-    w_down: GpuWeight<'m>,
+    w_down: GpuTernaryWeight<'m>,
 }
 
 /// The BitNet b1.58 decoder of [`Model`] on a GPU: same weights, same steps, GPU kernels
-/// on blocks of a [`MemoryManager`]'s GPU device.
+/// on [`GpuTensor`]s of a [`MemoryManager`]'s GPU device.
 ///
 /// See the [module docs](self) for how a step records, frees and submits.
 pub struct GpuModel<'m> {
     config: ModelConfig,
-    mm: &'m MemoryManager,
-    gpu: WgpuBackend,
-    device: DeviceId,
+    dev: GpuDevice<'m>,
     kernels: GpuKernels,
     embedding: GpuTensor<'m>,
     layers: Vec<GpuLayer<'m>>,
     final_norm: GpuTensor<'m>,
+    /// Per layer, F32 `[capacity, kv_dim]`.
     keys: Vec<GpuTensor<'m>>,
     values: Vec<GpuTensor<'m>>,
     capacity: usize,
@@ -94,17 +61,11 @@ impl std::fmt::Debug for GpuModel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GpuModel")
             .field("config", &self.config.name)
-            .field("device", &self.device)
-            .field("gpu", &self.gpu)
+            .field("device", &self.dev)
             .field("positions", &self.len)
             .field("capacity", &self.capacity)
             .finish()
     }
-}
-
-/// Narrows a size for a kernel's `u32` shape arguments.
-fn u32_of(v: usize, what: &str) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Config(format!("{what} = {v} does not fit in u32")))
 }
 
 impl<'m> GpuModel<'m> {
@@ -112,9 +73,10 @@ impl<'m> GpuModel<'m> {
     /// device, with a KV cache of `capacity` positions.
     ///
     /// The weights are [`Model::new`]'s own: the CPU model is built on plain `Vec`s with
-    /// `exec` (values do not depend on the thread count), each weight uploaded into a
-    /// block of its own, then the CPU model is dropped. The KV cache is allocated after
-    /// the weights and cleared on the GPU, as the CPU cache is zeroed.
+    /// `exec` (values do not depend on the thread count), each weight uploaded as a GPU
+    /// tensor of its own, then the CPU model is dropped. The KV cache is allocated after
+    /// the weights, zeroed on the device, as the CPU cache is zeroed. Weights and cache
+    /// are marked persistent for leak detection, as on the CPU.
     pub fn new(
         config: &ModelConfig,
         mm: &'m MemoryManager,
@@ -126,53 +88,41 @@ impl<'m> GpuModel<'m> {
     ) -> Result<Self> {
         let cpu = Model::new(config, Provider::Vec, exec, seed, capacity)?;
         let kernels = GpuKernels::new(gpu.device())?;
-        let up = |bytes: &[u8]| upload(mm, gpu, device, bytes);
-        let f32s = |t: &Tensor<'_>| up(bytemuck::cast_slice(t.as_f32()?));
-        let tern = |t: &TernaryWeight<'_>| -> Result<GpuWeight<'m>> {
-            let dims = t.weight.dims();
-            Ok(GpuWeight {
-                w: up(t.weight.as_ternary()?)?,
-                scale: t.scale,
-                out: u32_of(dims[0], "weight rows")?,
-                inp: u32_of(dims[1], "weight columns")?,
-            })
+        let dev = GpuDevice::new(mm, gpu, device);
+        let up = |t: &Tensor<'_>| Ok::<_, Error>(dev.upload(t)?.persist());
+        let tern = |w| -> Result<GpuTernaryWeight<'m>> {
+            let mut g = GpuTernaryWeight::upload(&dev, w)?;
+            g.weight = g.weight.persist();
+            Ok(g)
         };
-        let embedding = f32s(&cpu.embedding)?;
+        let embedding = up(&cpu.embedding)?;
         let mut layers = Vec::with_capacity(cpu.layers.len());
         for l in &cpu.layers {
             layers.push(GpuLayer {
-                attn_norm: f32s(&l.attn_norm)?,
+                attn_norm: up(&l.attn_norm)?,
                 wq: tern(&l.wq)?,
                 wk: tern(&l.wk)?,
                 wv: tern(&l.wv)?,
-                attn_sub_norm: f32s(&l.attn_sub_norm)?,
+                attn_sub_norm: up(&l.attn_sub_norm)?,
                 wo: tern(&l.wo)?,
-                ffn_norm: f32s(&l.ffn_norm)?,
+                ffn_norm: up(&l.ffn_norm)?,
                 w_gate: tern(&l.w_gate)?,
                 w_up: tern(&l.w_up)?,
-                ffn_sub_norm: f32s(&l.ffn_sub_norm)?,
+                ffn_sub_norm: up(&l.ffn_sub_norm)?,
                 w_down: tern(&l.w_down)?,
             });
         }
-        let final_norm = f32s(&cpu.final_norm)?;
+        let final_norm = up(&cpu.final_norm)?;
         drop(cpu);
-        let cache_bytes = 4 * capacity * config.kv_dim();
-        let mut enc = encoder(gpu);
+        let dims = [capacity, config.kv_dim()];
         let (mut keys, mut values) = (Vec::new(), Vec::new());
         for _ in 0..config.layers {
-            for v in [&mut keys, &mut values] {
-                let t = alloc(mm, gpu, device, cache_bytes)?;
-                let r = &t.range;
-                enc.clear_buffer(&r.buffer, r.offset, Some(r.binding_size()));
-                v.push(t);
-            }
+            keys.push(dev.zeros(crate::DType::F32, &dims)?.persist());
+            values.push(dev.zeros(crate::DType::F32, &dims)?.persist());
         }
-        gpu.submit([enc.finish()]);
         Ok(GpuModel {
             config: config.clone(),
-            mm,
-            gpu: gpu.clone(),
-            device,
+            dev,
             kernels,
             embedding,
             layers,
@@ -206,7 +156,12 @@ impl<'m> GpuModel<'m> {
 
     /// The manager's device the model lives on.
     pub fn device(&self) -> DeviceId {
-        self.device
+        self.dev.id()
+    }
+
+    /// The GPU device the model's tensors are on.
+    pub fn gpu_device(&self) -> &GpuDevice<'m> {
+        &self.dev
     }
 
     /// Bytes the model keeps live on its device: the weights
@@ -223,23 +178,16 @@ impl<'m> GpuModel<'m> {
         self.len = 0;
     }
 
-    /// A new activation of `bytes` bytes on the model's device.
-    fn t(&self, bytes: usize) -> Result<GpuTensor<'m>> {
-        alloc(self.mm, &self.gpu, self.device, bytes)
-    }
-
     /// Decodes `token` at the next position and returns the logits of the token after it
-    /// (`vocab` values), as [`Model::forward`] does: every kernel of the step recorded
-    /// into one encoder, one submission through the backend, then a download.
+    /// (`vocab` values), as [`Model::forward`] does: every op of the step recorded into
+    /// one encoder, one submission through the backend, then a download.
     pub fn forward(&mut self, token: u32) -> Result<Vec<f32>> {
-        let logits = self.forward_on_gpu(token)?;
-        let bytes = self.gpu.download(&logits.alloc)?;
-        drop(logits);
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        self.forward_on_gpu(token)?.to_vec_f32()
     }
 
-    /// The step up to the logits, which stay on the GPU (submitted, maybe not finished).
-    fn forward_on_gpu(&mut self, token: u32) -> Result<GpuTensor<'m>> {
+    /// Decodes `token` at the next position and returns the logits (F32 `[1, vocab]`) as
+    /// a GPU tensor: the step is submitted, maybe not finished.
+    pub fn forward_on_gpu(&mut self, token: u32) -> Result<GpuTensor<'m>> {
         let c = &self.config;
         let pos = self.len;
         if pos >= self.capacity {
@@ -249,199 +197,66 @@ impl<'m> GpuModel<'m> {
                 bound: self.capacity,
             });
         }
-        let (h, f, kv, d) = (c.hidden, c.ffn, c.kv_dim(), c.head_dim());
-        let u = |v: usize| u32_of(v, "model dimension");
-        let (hidden, ffn, heads, kv_heads, hd) = (u(h)?, u(f)?, u(c.heads)?, u(c.kv_heads)?, u(d)?);
-        let eps = c.norm_eps;
-        let k = &self.kernels;
-        let mut enc = encoder(&self.gpu);
-        let table = self.t(4 * d)?;
-        self.gpu.upload(
-            &table.alloc,
-            bytemuck::cast_slice(&rope_table(pos, c.rope_theta, d)),
-        )?;
-        let x = self.t(4 * h)?;
-        k.embedding(
-            &mut enc,
-            &EmbeddingArgs {
-                vocab: u(c.vocab)?,
-                hidden,
-                token,
-                table: self.embedding.slice(),
-                out: x.slice(),
-            },
-        )?;
-        // rmsnorm, then absmax quantisation: the int8 row and its scale.
-        let norm_quant =
-            |enc: &mut wgpu::CommandEncoder, x: &GpuTensor<'m>, g: &GpuTensor<'m>, n| {
-                let xn = self.t(4 * n as usize)?;
-                let (rows, y) = (1, xn.slice());
-                k.rmsnorm(
-                    enc,
-                    &RmsNormArgs {
-                        rows,
-                        n,
-                        eps,
-                        x: x.slice(),
-                        g: g.slice(),
-                        y,
-                    },
-                )?;
-                let (q, s) = (self.t(n as usize)?, self.t(4)?);
-                let args = QuantizeArgs {
-                    rows,
-                    k: n,
-                    x: xn.slice(),
-                    q: q.slice(),
-                    scales: s.slice(),
-                };
-                k.absmax_quantize(enc, &args)?;
-                drop(xn); // recorded, not submitted: the fence's case
-                Ok::<_, Error>((q, s))
-            };
-        let bitlinear = |enc: &mut wgpu::CommandEncoder,
-                         xq: &(GpuTensor<'m>, GpuTensor<'m>),
-                         w: &GpuWeight<'m>| {
-            let y = self.t(4 * w.out as usize)?;
-            let args = BitLinearArgs {
-                rows: 1,
-                n: w.out,
-                k: w.inp,
-                x: xq.0.slice(),
-                x_scales: xq.1.slice(),
-                w: w.w.slice(),
-                w_scale: w.scale,
-                y: y.slice(),
-            };
-            k.bitlinear(enc, &args)?;
-            Ok::<_, Error>(y)
+        let (eps, d) = (c.norm_eps, c.head_dim());
+        let dev = &self.dev;
+        let table = dev.from_f32(&[d / 2 * 2], &rope_table(pos, c.rope_theta, d))?;
+        let mut r = GpuRecorder::new(&self.kernels, dev);
+        // RMSNorm, then absmax quantisation (the normed row dropped once recorded).
+        let norm_quant = |r: &mut GpuRecorder<'_, 'm>, x: &GpuTensor<'_>, g: &GpuTensor<'_>| {
+            let xn = r.rmsnorm(x, g, eps)?;
+            r.absmax_quantize(&xn)
         };
+        let mut x = r.embedding(&self.embedding, token)?;
         for (l, layer) in self.layers.iter().enumerate() {
             // Attention block.
             let a = {
-                let hq = norm_quant(&mut enc, &x, &layer.attn_norm, hidden)?;
-                let q = bitlinear(&mut enc, &hq, &layer.wq)?;
-                let kk = bitlinear(&mut enc, &hq, &layer.wk)?;
-                let v = bitlinear(&mut enc, &hq, &layer.wv)?;
-                drop(hq);
-                let t = table.slice();
-                k.rope(
-                    &mut enc,
-                    &RopeArgs {
-                        heads,
-                        head_dim: hd,
-                        x: q.slice(),
-                        table: t,
-                    },
-                )?;
-                let args = RopeArgs {
-                    heads: kv_heads,
-                    head_dim: hd,
-                    x: kk.slice(),
-                    table: t,
-                };
-                k.rope(&mut enc, &args)?;
-                let args = KvWriteArgs {
-                    kv_dim: u(kv)?,
-                    capacity: u(self.capacity)?,
-                    pos: u(pos)?,
-                    k: kk.slice(),
-                    v: v.slice(),
-                    keys: self.keys[l].slice(),
-                    values: self.values[l].slice(),
-                };
-                k.kv_write(&mut enc, &args)?;
-                drop((kk, v));
-                let scores = self.t(4 * c.heads * (pos + 1))?;
-                let att = self.t(4 * h)?;
-                let args = AttentionArgs {
-                    heads,
-                    kv_heads,
-                    head_dim: hd,
-                    positions: u(pos + 1)?,
-                    q: q.slice(),
-                    keys: self.keys[l].slice(),
-                    values: self.values[l].slice(),
-                    scores: scores.slice(),
-                    out: att.slice(),
-                };
-                k.attention(&mut enc, &args)?;
-                drop((q, scores));
-                let aq = norm_quant(&mut enc, &att, &layer.attn_sub_norm, hidden)?;
+                let hq = norm_quant(&mut r, &x, &layer.attn_norm)?;
+                let mut q = r.bitlinear(&hq, &layer.wq)?.reshape(&[c.heads, d])?;
+                let mut k = r.bitlinear(&hq, &layer.wk)?.reshape(&[c.kv_heads, d])?;
+                let v = r.bitlinear(&hq, &layer.wv)?;
+                drop(hq); // recorded, not submitted: the fence's case
+                r.rope_in_place(&mut q, &table)?;
+                r.rope_in_place(&mut k, &table)?;
+                let (keys, values) = (&mut self.keys[l], &mut self.values[l]);
+                r.kv_write(keys, values, pos, &k, &v)?;
+                drop((k, v));
+                let att = r
+                    .attention(&q, keys, values, pos + 1)?
+                    .reshape(&[1, c.hidden])?;
+                drop(q);
+                let aq = norm_quant(&mut r, &att, &layer.attn_sub_norm)?;
                 drop(att);
-                bitlinear(&mut enc, &aq, &layer.wo)?
+                r.bitlinear(&aq, &layer.wo)?
             };
-            k.add(
-                &mut enc,
-                &AddArgs {
-                    n: hidden,
-                    x: x.slice(),
-                    y: a.slice(),
-                },
-            )?;
+            r.add_in_place(&mut x, &a)?;
             drop(a);
             // FFN block.
             let dn = {
-                let hq = norm_quant(&mut enc, &x, &layer.ffn_norm, hidden)?;
-                let gate = bitlinear(&mut enc, &hq, &layer.w_gate)?;
-                let up = bitlinear(&mut enc, &hq, &layer.w_up)?;
+                let hq = norm_quant(&mut r, &x, &layer.ffn_norm)?;
+                let gate = r.bitlinear(&hq, &layer.w_gate)?;
+                let up = r.bitlinear(&hq, &layer.w_up)?;
                 drop(hq);
-                let act = self.t(4 * f)?;
-                let args = SwigluArgs {
-                    n: ffn,
-                    gate: gate.slice(),
-                    up: up.slice(),
-                    y: act.slice(),
-                };
-                k.swiglu(&mut enc, &args)?;
+                let act = r.swiglu(&gate, &up)?;
                 drop((gate, up));
-                let aq = norm_quant(&mut enc, &act, &layer.ffn_sub_norm, ffn)?;
+                let aq = norm_quant(&mut r, &act, &layer.ffn_sub_norm)?;
                 drop(act);
-                bitlinear(&mut enc, &aq, &layer.w_down)?
+                r.bitlinear(&aq, &layer.w_down)?
             };
-            k.add(
-                &mut enc,
-                &AddArgs {
-                    n: hidden,
-                    x: x.slice(),
-                    y: dn.slice(),
-                },
-            )?;
+            r.add_in_place(&mut x, &dn)?;
         }
-        let xn = self.t(4 * h)?;
-        let g = self.final_norm.slice();
-        k.rmsnorm(
-            &mut enc,
-            &RmsNormArgs {
-                rows: 1,
-                n: hidden,
-                eps,
-                x: x.slice(),
-                g,
-                y: xn.slice(),
-            },
-        )?;
+        let xn = r.rmsnorm(&x, &self.final_norm, eps)?;
         drop(x);
-        let logits = self.t(4 * c.vocab)?;
-        let args = LinearArgs {
-            rows: 1,
-            n: u(c.vocab)?,
-            k: hidden,
-            x: xn.slice(),
-            w: self.embedding.slice(),
-            y: logits.slice(),
-        };
-        k.linear(&mut enc, &args)?;
+        let logits = r.linear(&xn, &self.embedding)?;
         drop((xn, table));
-        self.gpu.submit([enc.finish()]);
+        r.submit();
         self.len += 1;
         Ok(logits)
     }
 
     /// Live `(allocations, bytes)` of the model's device.
     fn live(&self) -> (usize, usize) {
-        let m = self.mm.metrics();
-        m.device(self.device)
+        let m = self.dev.manager().metrics();
+        m.device(self.dev.id())
             .map_or((0, 0), |d| (d.live_allocations, d.live_bytes))
     }
 
@@ -517,41 +332,4 @@ impl<'m> GpuModel<'m> {
             leaks: Some(leaks),
         })
     }
-}
-
-/// A command encoder on `gpu`'s device.
-fn encoder(gpu: &WgpuBackend) -> wgpu::CommandEncoder {
-    gpu.device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("bitnet-tensor GpuModel"),
-        })
-}
-
-/// A block of `bytes` bytes on `device` (word aligned) and its buffer range; the
-/// caller's line is the block's site.
-#[track_caller]
-fn alloc<'m>(
-    mm: &'m MemoryManager,
-    gpu: &WgpuBackend,
-    device: DeviceId,
-    bytes: usize,
-) -> Result<GpuTensor<'m>> {
-    let layout = Layout::from_size_align(bytes, 4)
-        .map_err(|e| Error::Config(format!("a block of {bytes} B: {e}")))?;
-    let a = mm.try_allocate_on(device, layout)?;
-    let range = gpu.binding(&a)?;
-    Ok(GpuTensor { alloc: a, range })
-}
-
-/// A block holding `bytes` (uploaded: lands before the next submission).
-#[track_caller]
-fn upload<'m>(
-    mm: &'m MemoryManager,
-    gpu: &WgpuBackend,
-    device: DeviceId,
-    bytes: &[u8],
-) -> Result<GpuTensor<'m>> {
-    let t = alloc(mm, gpu, device, bytes.len())?;
-    gpu.upload(&t.alloc, bytes)?;
-    Ok(t)
 }

@@ -169,3 +169,33 @@ fn measure_takes_medians_per_pair_and_the_peak_of_the_timed_runs() {
     assert_eq!(r.peak_device_bytes, 4 * added);
     assert_eq!(r.peak_live_bytes, s.peak_live);
 }
+
+#[test]
+fn the_fence_floor_counts_frees_since_the_last_submission() {
+    use crate::bench::workload::Op;
+    let op = |slot, size, free| Op {
+        size,
+        slot,
+        align_log2: 2,
+        free,
+    };
+    // a(100) f(0) a(100): the first block is pending while the second is allocated,
+    // unless a submission came between them.
+    let stream = Stream {
+        ops: vec![op(0, 100, false), op(0, 0, true), op(1, 100, false)],
+        slots: 2,
+        ..Stream::default()
+    };
+    assert_eq!(fence_floor(&stream, 64), 200);
+    assert_eq!(fence_floor(&stream, 2), 100, "submitted after the free");
+    assert_eq!(fence_floor(&stream, 1), 100);
+    let v = GpuVerdict {
+        fence_floor_over_live: Some(1.5),
+        ..verdict("tensor-mix", &[])
+    };
+    assert!(
+        verdict_line(&v).contains("needs >= 1.500"),
+        "{}",
+        verdict_line(&v)
+    );
+}

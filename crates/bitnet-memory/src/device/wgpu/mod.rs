@@ -69,7 +69,7 @@ pub use transfer::GpuRange;
 use super::{Chunk, ChunkHandle, DeviceBackend, DeviceError, DeviceLimits, Submissions};
 use crate::error::{MemoryError, Result};
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
@@ -102,6 +102,37 @@ impl Default for WgpuOptions {
     }
 }
 
+impl WgpuOptions {
+    /// The defaults, narrowed by wgpu's own environment variables where they are set:
+    /// `WGPU_BACKEND` (a comma list of `vulkan`, `metal`, `dx12`, `gl`: the backends to
+    /// look on), `WGPU_ADAPTER_NAME` (the name filter) and `WGPU_POWER_PREF` (`low`,
+    /// `high` or `none`). What `bitnet-mem demo --device wgpu` and
+    /// `bench --device wgpu` open: `WGPU_ADAPTER_NAME=llvmpipe` picks lavapipe on a
+    /// machine with a GPU too, and a setting that matches nothing fails with
+    /// `MemoryError::DeviceUnavailable` naming what was looked for.
+    pub fn from_env() -> Self {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`from_env`](Self::from_env) over any source of variables (for tests).
+    fn from_vars(var: impl Fn(&str) -> Option<String>) -> Self {
+        let mut o = Self::default();
+        if let Some(b) = var("WGPU_BACKEND") {
+            o.backends = wgpu::Backends::from_comma_list(&b);
+        }
+        if let Some(name) = var("WGPU_ADAPTER_NAME").filter(|n| !n.is_empty()) {
+            o.name_filter = Some(name);
+        }
+        match var("WGPU_POWER_PREF").map(|p| p.to_lowercase()).as_deref() {
+            Some("low") => o.power_preference = wgpu::PowerPreference::LowPower,
+            Some("high") => o.power_preference = wgpu::PowerPreference::HighPerformance,
+            Some("none") => o.power_preference = wgpu::PowerPreference::None,
+            _ => {}
+        }
+        o
+    }
+}
+
 /// A GPU device as a [`DeviceBackend`]: chunks are `wgpu::Buffer`s, kept by handle.
 ///
 /// Cheap to clone (an `Arc` inside): keep one clone for [`binding`](Self::binding),
@@ -130,9 +161,16 @@ struct Shared {
     submitted: AtomicU64,
     /// Highest finished submission number; bumped from `on_submitted_work_done`.
     completed: Arc<AtomicU64>,
+    /// wgpu's index of each unfinished submission made through `submit`, by number
+    /// (oldest first, at most [`INDICES_KEPT`]): what `wait_for` waits on.
+    indices: Mutex<VecDeque<(u64, wgpu::SubmissionIndex)>>,
     /// Why the device was lost, once it was.
     lost: Arc<Mutex<Option<String>>>,
 }
+
+/// Unfinished submissions whose wgpu index is kept for `wait_for`; older ones are
+/// forgotten (a wait for one of them waits for the oldest kept, which finishes after it).
+const INDICES_KEPT: usize = 64;
 
 /// Handles carry `0x5747` ("WG") and a per-process backend number in their top 32 bits.
 const HANDLE_MARK: u64 = 0x5747 << 48;
@@ -172,6 +210,7 @@ impl WgpuBackend {
                 submit_lock: Mutex::new(()),
                 submitted: AtomicU64::new(0),
                 completed: Arc::new(AtomicU64::new(0)),
+                indices: Mutex::new(VecDeque::new()),
                 lost,
             }),
         }
@@ -223,7 +262,16 @@ impl WgpuBackend {
     ) -> wgpu::SubmissionIndex {
         let _order = self.shared.submit_lock.lock();
         let index = self.shared.queue.submit(command_buffers);
-        self.count_submission();
+        let n = self.count_submission();
+        let done = self.shared.completed.load(SeqCst);
+        let mut kept = self.shared.indices.lock();
+        while kept
+            .front()
+            .is_some_and(|&(k, _)| k <= done || kept.len() >= INDICES_KEPT)
+        {
+            kept.pop_front();
+        }
+        kept.push_back((n, index.clone()));
         index
     }
 
@@ -391,6 +439,29 @@ impl DeviceBackend for WgpuBackend {
 impl Submissions for WgpuBackend {
     fn submitted(&self) -> u64 {
         self.shared.submitted.load(SeqCst)
+    }
+
+    /// Polls the device with a wait on submission `n`'s wgpu index (the next kept one
+    /// when `n` was noted rather than made through [`submit`](WgpuBackend::submit): it
+    /// finishes after `n`), at most `timeout`.
+    fn wait_for(&self, n: u64, timeout: std::time::Duration) -> bool {
+        if self.completed() >= n {
+            return true;
+        }
+        if n > self.submitted() {
+            return false;
+        }
+        let index = {
+            let kept = self.shared.indices.lock();
+            kept.iter().find(|&&(k, _)| k >= n).map(|(_, i)| i.clone())
+        };
+        // `None`: a noted submission newer than every kept one; the latest covers it.
+        // A timeout or a lost device is an `Err`: then `n` has simply not finished.
+        let _ = self.shared.device.poll(wgpu::PollType::Wait {
+            submission_index: index,
+            timeout: Some(timeout),
+        });
+        self.completed() >= n
     }
 
     /// Polls the device without blocking (finished submissions run their callbacks),

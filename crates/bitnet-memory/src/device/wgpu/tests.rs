@@ -38,6 +38,50 @@ fn no_matching_adapter_is_an_error_that_says_what_was_looked_for() {
 }
 
 #[test]
+fn options_from_the_environment_narrow_the_defaults() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let o = WgpuOptions::from_vars(vars(&[]));
+    assert_eq!(o.backends, WgpuOptions::default().backends);
+    assert_eq!(o.name_filter, None);
+    let o = WgpuOptions::from_vars(vars(&[
+        ("WGPU_BACKEND", "metal,dx12"),
+        ("WGPU_ADAPTER_NAME", "llvmpipe"),
+        ("WGPU_POWER_PREF", "LOW"),
+    ]));
+    assert_eq!(o.backends, wgpu::Backends::METAL | wgpu::Backends::DX12);
+    assert_eq!(o.name_filter.as_deref(), Some("llvmpipe"));
+    assert_eq!(o.power_preference, wgpu::PowerPreference::LowPower);
+}
+
+#[test]
+fn a_backend_set_with_no_adapter_here_is_an_error_naming_it() {
+    // Metal and DX12 are not compiled in on Linux: nothing to find, whatever the driver.
+    if cfg!(not(target_os = "linux")) {
+        return;
+    }
+    let options = WgpuOptions {
+        backends: wgpu::Backends::METAL | wgpu::Backends::DX12,
+        ..WgpuOptions::default()
+    };
+    let e = WgpuBackend::new(&options).unwrap_err();
+    let MemoryError::DeviceUnavailable { what } = &e else {
+        panic!("{e}")
+    };
+    assert!(
+        what.contains("backends tried") && what.contains("METAL"),
+        "{what}"
+    );
+    assert!(what.contains("adapters found: none"), "{what}");
+}
+
+#[test]
 fn a_name_filter_picks_the_adapter_whatever_the_case() {
     let Some(g) = gpu() else { return };
     let name = g.adapter_info().name.clone();

@@ -46,7 +46,9 @@ impl DevicePool {
 
     /// The checks every request on the slow path passes first: pending frees whose work
     /// has finished go back (fenced devices), a request above a device limit is refused,
-    /// and the alignment is raised to the device's offset alignment (returned).
+    /// the alignment is raised to the device's offset alignment (returned), and on a
+    /// fenced device a request that would grow the pool first waits for a submission
+    /// already made that frees enough pending blocks (`fence.rs`).
     #[inline]
     pub(super) fn admit(&self, size: usize, align: usize) -> Result<usize, GrowError> {
         if self.fenced {
@@ -65,6 +67,10 @@ impl DevicePool {
                 name: l.max_chunk_name,
             });
         }
-        Ok(align.max(l.min_align))
+        let align = align.max(l.min_align);
+        if self.fenced {
+            self.wait_before_growth(size, align);
+        }
+        Ok(align)
     }
 }

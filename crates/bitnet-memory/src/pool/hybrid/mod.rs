@@ -91,6 +91,8 @@ pub struct DevicePool {
     pending: Mutex<std::collections::VecDeque<fence::PendingBlock>>,
     /// `pending.len()`, read without the lock to skip reclaiming when there is nothing.
     pending_blocks: AtomicUsize,
+    /// The last submission a wait before growth timed out on (`fence.rs`).
+    fence_gave_up: AtomicU64,
 }
 
 /// Bit of `class_limit` that pins it.
@@ -172,6 +174,7 @@ impl DevicePool {
             fenced,
             pending: Mutex::new(std::collections::VecDeque::new()),
             pending_blocks: AtomicUsize::new(0),
+            fence_gave_up: AtomicU64::new(0),
         }
     }
 
