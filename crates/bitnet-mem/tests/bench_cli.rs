@@ -30,7 +30,10 @@ fn quick_bench_writes_every_row_in_the_stable_shape() {
     // small-mix: 6 allocators (ours through the manager and through PoolAlloc, 3 peers,
     // the limit) at 1 thread, 5 at 2 (no limit); cross-thread: 5 and 5.
     assert_eq!(rows.len(), 6 + 5 + 5 + 5);
-    let pool_alloc = rows.iter().filter(|r| r["allocator"] == "pool-alloc").count();
+    let pool_alloc = rows
+        .iter()
+        .filter(|r| r["allocator"] == "pool-alloc")
+        .count();
     assert_eq!(pool_alloc, 4, "a PoolAlloc row in every run");
     for r in rows {
         for key in [
