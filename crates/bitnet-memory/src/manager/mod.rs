@@ -10,6 +10,8 @@ pub(crate) use builder::check_layout;
 pub use builder::ManagerBuilder;
 pub use leak_check::LeakCheck;
 pub use raw::RawBlock;
+#[cfg(test)]
+pub(crate) use services::check_validation;
 
 use crate::allocation::Allocation;
 use crate::cleanup::engine::{CleanupEngine, CleanupHost};
@@ -93,9 +95,15 @@ impl Inner {
     #[inline]
     pub(crate) fn free(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
         if slot != 0 || self.bus.wants(EventKind::AllocationDropped) {
-            return self.free_noted(device, addr, token, size, slot);
+            self.free_noted(device, addr, token, size, slot);
+        } else {
+            self.devices[device as usize].free(addr, token, size);
         }
-        self.devices[device as usize].free(addr, token, size);
+        // A large block freed under high pressure: an immediate cleanup of its device
+        // (small blocks go to caches; one relaxed load otherwise).
+        if token & SMALL == 0 && self.cleanup.under_pressure(device) {
+            self.cleanup.on_pressured_free(self, device);
+        }
     }
 
     /// A free that someone hears of: the tracking record, subscribers, the history.

@@ -13,6 +13,19 @@ use crate::snapshot::{DeviceSnapshot, MetricsSummary, Snapshot, SNAPSHOT_VERSION
 use crate::tracking::Tracker;
 use std::collections::HashMap;
 
+/// The report, or the validator's mismatch as an error.
+pub(crate) fn check_validation(report: CleanupReport) -> Result<CleanupReport> {
+    match &report.validation {
+        Some(v) if !v.ok => Err(MemoryError::CleanupMismatch {
+            strategy: format!("{:?}", report.strategy).to_lowercase(),
+            claimed: v.claimed_released + v.claimed_purged,
+            observed: v.observed_released + v.observed_purged,
+            detail: v.detail.clone(),
+        }),
+        _ => Ok(report),
+    }
+}
+
 impl MemoryManager {
     /// Gives back cached and free memory of every device: this thread's cached blocks,
     /// empty slabs and empty chunks. Memory owned by allocations is never touched.
@@ -21,6 +34,18 @@ impl MemoryManager {
             .cleanup
             .cleanup(&*self.inner, CleanupStrategy::Requested)
             .0
+    }
+
+    /// [`trim`](Self::trim) for a caller that must know it worked: the run's report, or
+    /// [`MemoryError::CleanupMismatch`] when the validator found that what the run claims
+    /// it gave back is not what the pools' ledgers show (see
+    /// [`cleanup::validate`](crate::cleanup::validate)).
+    pub fn try_trim(&self) -> Result<CleanupReport> {
+        let (_, report) = self
+            .inner
+            .cleanup
+            .cleanup(&*self.inner, CleanupStrategy::Requested);
+        check_validation(report)
     }
 
     /// Releases everything cached at once: this thread's cache (other threads flush
@@ -36,7 +61,7 @@ impl MemoryManager {
     /// One decay run now, as the background worker does it: releases memory idle past the
     /// decay time. `None` when there was nothing to release.
     pub fn decay_now(&self) -> Option<CleanupReport> {
-        self.inner.cleanup.decay(&self.inner.view())
+        self.inner.cleanup.decay(&*self.inner)
     }
 
     /// Computes the pressure level of every device now (the worker does it once per

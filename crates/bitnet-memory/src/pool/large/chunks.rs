@@ -65,6 +65,7 @@ impl LargePool {
         let at = self.by_base.partition_point(|&(b, _)| b < chunk.base);
         self.by_base.insert(at, (chunk.base, id));
         self.reserved += chunk.size;
+        self.grown_total += chunk.size;
         if chunk.dedicated {
             self.dedicated_bytes += chunk.size;
         }
