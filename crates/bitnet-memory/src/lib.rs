@@ -54,7 +54,9 @@ pub use config::{MemoryConfig, Strategy, TrackingConfig};
 pub use device::{CpuBackend, DeviceBackend, DeviceId, FailingBackend};
 pub use error::{MemoryError, Result};
 pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
-pub use leak::{LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode};
+pub use leak::{
+    LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode, StrictScope,
+};
 pub use manager::{LeakCheck, ManagerBuilder, MemoryManager, RawBlock, MAX_HISTORY};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};

@@ -23,11 +23,13 @@ pub mod growth;
 pub mod report;
 pub mod scope;
 pub mod signatures;
+pub mod strict;
 #[cfg(test)]
 mod tests;
 
 pub use report::{ClassGroup, LeakReport, SiteGroup};
 pub use scope::LeakScope;
+pub use strict::StrictScope;
 
 use crate::device::DeviceId;
 use crate::events::{EventKind, MemoryEvent};

@@ -62,7 +62,7 @@ struct ThreadScopes {
 }
 
 #[derive(Debug, Clone)]
-enum Suspect {
+pub(crate) enum Suspect {
     Tracked {
         slot: u32,
         id: u32,
@@ -102,8 +102,8 @@ pub(crate) struct ScopeDetector {
 /// An open leak scope; it ends when dropped, on the thread that opened it.
 #[must_use = "the scope ends when this guard is dropped"]
 pub struct LeakScope<'m> {
-    cx: LeakCx<'m>,
-    id: u64,
+    pub(super) cx: LeakCx<'m>,
+    pub(super) id: u64,
     /// Scopes belong to the thread that opened them.
     _not_send: PhantomData<*const ()>,
 }
@@ -126,10 +126,34 @@ impl<'m> LeakScope<'m> {
     /// [`MemoryManager::scope`](crate::MemoryManager::scope) calls).
     pub(crate) fn open(cx: LeakCx<'m>, name: &str) -> Self {
         LeakScope {
-            id: cx.leak.scopes.begin(&cx, name),
+            id: cx.leak.scopes.begin(&cx, name, false),
             cx,
             _not_send: PhantomData,
         }
+    }
+
+    /// Opens a scope whether the scope detector is on or not (strict scopes).
+    pub(super) fn open_forced(cx: LeakCx<'m>, name: &str) -> Self {
+        LeakScope {
+            id: cx.leak.scopes.begin(&cx, name, true),
+            cx,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Ends the scope now; returns what it left behind (the suspects it reported).
+    pub(super) fn finish(self) -> Vec<Suspect> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let (outermost, suspects) = if this.id != 0 {
+            this.cx.leak.scopes.end(&this.cx, this.id)
+        } else {
+            (true, Vec::new())
+        };
+        this.id = 0;
+        if outermost {
+            this.cx.leak.growth.sample(&this.cx, None);
+        }
+        suspects
     }
 }
 
@@ -137,7 +161,7 @@ impl Drop for LeakScope<'_> {
     fn drop(&mut self) {
         let d = &self.cx.leak.scopes;
         let outermost = if self.id != 0 {
-            d.end(&self.cx, self.id)
+            d.end(&self.cx, self.id).0
         } else {
             d.threads
                 .get()
@@ -165,8 +189,8 @@ impl ScopeDetector {
         }
     }
 
-    fn begin(&self, cx: &LeakCx<'_>, name: &str) -> u64 {
-        if !self.enabled.load(Relaxed) {
+    fn begin(&self, cx: &LeakCx<'_>, name: &str, force: bool) -> u64 {
+        if !force && !self.enabled.load(Relaxed) {
             return 0;
         }
         let id = self.next_id.fetch_add(1, Relaxed);
@@ -220,16 +244,17 @@ impl ScopeDetector {
         }
     }
 
-    /// Ends scope `id`; returns whether no scope is open on this thread any more.
-    fn end(&self, cx: &LeakCx<'_>, id: u64) -> bool {
+    /// Ends scope `id`; returns whether no scope is open on this thread any more, and
+    /// the suspects it left behind.
+    fn end(&self, cx: &LeakCx<'_>, id: u64) -> (bool, Vec<Suspect>) {
         let Some(t) = self.threads.get() else {
-            return true;
+            return (true, Vec::new());
         };
         let Ok(mut t) = t.try_borrow_mut() else {
-            return false;
+            return (false, Vec::new());
         };
         let Some(pos) = t.stack.iter().rposition(|f| f.id == id) else {
-            return t.stack.is_empty();
+            return (t.stack.is_empty(), Vec::new());
         };
         let frame = t.stack.remove(pos);
         self.active.fetch_sub(1, Relaxed);
@@ -297,13 +322,13 @@ impl ScopeDetector {
         }
         self.pending
             .lock()
-            .extend(suspects.into_iter().map(|suspect| Pending {
+            .extend(suspects.iter().cloned().map(|suspect| Pending {
                 scope: frame.name.clone(),
                 deadline: now + self.grace,
                 suspect,
             }));
         self.confirm(cx, Instant::now());
-        outermost
+        (outermost, suspects)
     }
 
     /// Moves suspects past their grace period to the confirmed list when still live;
