@@ -37,6 +37,7 @@ pub mod global {
 }
 mod history;
 pub mod leak;
+pub mod lifecycle;
 mod manager;
 pub mod metrics;
 pub mod movable;

@@ -49,6 +49,9 @@ pub struct MetricsSnapshot {
     pub cleanup: crate::cleanup::CleanupStats,
     /// Pressure level per device, in device order.
     pub pressure: Vec<crate::cleanup::PressureLevel>,
+    /// Registered resources (`MemoryManager::register_resource`).
+    #[serde(default)]
+    pub resources: crate::lifecycle::ResourceStats,
 }
 
 impl MetricsSnapshot {

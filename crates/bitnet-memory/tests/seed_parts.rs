@@ -92,3 +92,78 @@ fn a_growth_episode_is_one_finding_updated_not_repeated() {
     assert_eq!(announced, 1, "announced once");
     drop(cache);
 }
+
+#[test]
+fn registered_resources_are_accounted_reported_and_dropped_under_pressure() {
+    use bitnet_memory::lifecycle::Resource;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let mm = manager(TrackingConfig::default());
+    let sub = mm.subscribe(
+        EventFilter::only(EventKind::ResourceRegistered).with(EventKind::ResourceReleased),
+        16,
+    );
+    let order = Arc::new(AtomicUsize::new(0));
+    let (staging_at, cache_at) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (o1, s1) = (order.clone(), staging_at.clone());
+    let staging = mm.register_resource(
+        Resource::new("staging buffer", 8 << 20)
+            .droppable(true)
+            .priority(5)
+            .on_cleanup(move || s1.store(o1.fetch_add(1, SeqCst) + 1, SeqCst)),
+    );
+    let (o2, c2) = (order.clone(), cache_at.clone());
+    let cache = mm.register_resource(
+        Resource::new("kv cache of another library", 2 << 20)
+            .droppable(true)
+            .priority(1)
+            .on_cleanup(move || c2.store(o2.fetch_add(1, SeqCst) + 1, SeqCst)),
+    );
+    let weights_ran = Arc::new(AtomicUsize::new(0));
+    let w = weights_ran.clone();
+    let weights = mm.register_resource(Resource::new("mapped weights", 100 << 20).on_cleanup(
+        move || {
+            w.fetch_add(1, SeqCst);
+        },
+    ));
+    let m = mm.metrics().resources;
+    assert_eq!(
+        (m.registered, m.bytes, m.droppable_bytes),
+        (3, 110 << 20, 10 << 20)
+    );
+    let report = mm.leak_report();
+    assert_eq!(report.resources.len(), 3);
+    assert!(report.to_string().contains("mapped weights"), "{report}");
+    assert!(report.resources[0].site.contains("seed_parts.rs"));
+    assert_eq!(mm.snapshot().resources.len(), 3);
+    // An emergency releases the droppable ones, lowest priority first; never the others.
+    mm.emergency_cleanup();
+    assert_eq!((cache_at.load(SeqCst), staging_at.load(SeqCst)), (1, 2));
+    assert!(staging.is_released() && cache.is_released() && !weights.is_released());
+    assert_eq!(weights_ran.load(SeqCst), 0);
+    let m = mm.metrics().resources;
+    assert_eq!((m.registered, m.released_under_pressure), (1, 2));
+    assert_eq!(m.released_under_pressure_bytes, 10 << 20);
+    // Released by its owner: the callback runs once; dropping a handle does not run it.
+    weights.release();
+    assert_eq!(weights_ran.load(SeqCst), 1);
+    drop((staging, cache));
+    assert_eq!(mm.metrics().resources.registered, 0);
+    let events = sub.drain();
+    let registered = events
+        .iter()
+        .filter(|e| matches!(e, MemoryEvent::ResourceRegistered { .. }))
+        .count();
+    let released: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            MemoryEvent::ResourceReleased { name, reason, .. } => {
+                Some((name.clone(), reason.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(registered, 3);
+    assert_eq!(released.len(), 3, "{released:?}");
+    assert!(released[0].1.contains("pressure"), "{released:?}");
+}

@@ -65,6 +65,7 @@ impl ManagerBuilder {
             oom_observers: RwLock::new(Vec::new()),
             worker: Mutex::new(None),
             history: History::default(),
+            resources: crate::lifecycle::Registry::default(),
         });
         if inner.config.cleanup.background {
             let host: Weak<dyn CleanupHost> = Arc::downgrade(&inner) as Weak<Inner>;

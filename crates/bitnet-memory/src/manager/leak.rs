@@ -24,6 +24,7 @@ impl MemoryManager {
         let cx = self.inner.leak_cx();
         let mut r = cx.live_report();
         r.findings = cx.run_detectors();
+        r.resources = self.inner.resources.list();
         r
     }
 

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) leak: crate::leak::LeakState,
     /// The allocation history (`record_history`), off by default.
     pub(crate) history: History,
+    /// Registered resources the manager does not allocate (`register_resource`).
+    pub(crate) resources: crate::lifecycle::Registry,
 }
 
 impl Drop for Inner {
@@ -178,6 +180,10 @@ impl CleanupHost for Inner {
         if !self.movable.is_empty() {
             self.compact();
         }
+    }
+
+    fn release_droppable(&self) -> usize {
+        self.resources.release_droppable(&self.bus).1
     }
 }
 

@@ -106,7 +106,48 @@ impl MemoryManager {
             events_dropped: inner.bus.dropped(),
             cleanup: inner.cleanup.stats(),
             pressure: inner.cleanup.pressure_levels(),
+            resources: inner.resources.stats(),
         }
+    }
+
+    /// Registers a resource the manager does not allocate but should account and clean
+    /// (a mapped weights file, a staging buffer, another library's cache): it shows in
+    /// `metrics()`, leak reports, snapshots and events, and an emergency cleanup runs the
+    /// callbacks of the droppable ones, lowest priority first (see
+    /// [`lifecycle`](crate::lifecycle)).
+    ///
+    /// ```
+    /// use bitnet_memory::{lifecycle::Resource, MemoryConfig, MemoryManager};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let mm = MemoryManager::new(MemoryConfig::default())?;
+    /// let cache = Arc::new(Mutex::new(vec![0u8; 1 << 20]));
+    /// let c = cache.clone();
+    /// let h = mm.register_resource(
+    ///     Resource::new("tokenizer cache", 1 << 20)
+    ///         .droppable(true)
+    ///         .on_cleanup(move || c.lock().unwrap().clear()),
+    /// );
+    /// assert_eq!(mm.metrics().resources.bytes, 1 << 20);
+    /// mm.emergency_cleanup();
+    /// assert!(h.is_released() && cache.lock().unwrap().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn register_resource(
+        &self,
+        resource: crate::lifecycle::Resource,
+    ) -> crate::lifecycle::ResourceHandle<'_> {
+        let inner = &*self.inner;
+        let id = inner
+            .resources
+            .register(&inner.bus, resource, std::panic::Location::caller());
+        crate::lifecycle::ResourceHandle::new(&inner.resources, &inner.bus, id)
+    }
+
+    /// Every registered resource.
+    pub fn resources(&self) -> Vec<crate::lifecycle::ResourceInfo> {
+        self.inner.resources.list()
     }
 
     /// Subscribes to the events in `filter`. The queue holds `capacity` events; when it is
@@ -227,6 +268,7 @@ impl MemoryManager {
             history,
             history_dropped,
             metrics_detail: Some(metrics),
+            resources: inner.resources.list(),
         }
     }
 
