@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod movable;
 pub mod planner;
 pub mod pool;
+pub mod shared;
 pub mod snapshot;
 pub mod trace;
 pub mod tracking;
@@ -62,6 +63,7 @@ pub use manager::{LeakCheck, ManagerBuilder, MemoryManager, RawBlock, MAX_HISTOR
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};
 pub use pool::{FragmentationReport, TrimReport};
+pub use shared::{OwnsAllocation, Shared, WeakShared};
 pub use snapshot::Snapshot;
 
 /// The README's example runs as a doctest.

@@ -167,3 +167,56 @@ fn registered_resources_are_accounted_reported_and_dropped_under_pressure() {
     assert_eq!(released.len(), 3, "{released:?}");
     assert!(released[0].1.contains("pressure"), "{released:?}");
 }
+
+#[test]
+fn a_strong_cycle_of_shared_handles_is_reported_with_the_edge_that_breaks_it() {
+    use bitnet_memory::Shared;
+    for tracking in [TrackingConfig::off(), TrackingConfig::full()] {
+        let mm = manager(tracking);
+        let a = Shared::new(&mm, mm.allocate(lay(3 << 20)));
+        let b = Shared::new(&mm, mm.allocate(lay(1 << 20)));
+        let c = Shared::new(&mm, mm.allocate(lay(4096)));
+        // a -> b -> a is a cycle; c is held weakly by b (no edge), strongly by a.
+        a.hold(&b);
+        b.hold(&a);
+        b.hold_weak(&c);
+        a.hold(&c);
+        assert_eq!(
+            (a.strong_count(), b.strong_count(), c.strong_count()),
+            (2, 2, 2)
+        );
+        assert_eq!(c.weak_count(), 1);
+        // Held from outside: roots, no leak.
+        assert!(mm.check_leaks().is_empty(), "{:?}", mm.check_leaks());
+        let (wa, wb, wc) = (a.downgrade(), b.downgrade(), c.downgrade());
+        let (addr_a, addr_b) = (a.addr(), b.addr());
+        drop((a, b, c));
+        // The cycle keeps both (and c, through a) alive; nothing outside holds them.
+        assert_eq!(mm.metrics().live_bytes(), (3 << 20) + (1 << 20) + 4096);
+        let f = mm.check_leaks();
+        let cycle: Vec<_> = f.iter().filter(|f| f.detector == "relationship").collect();
+        assert_eq!(cycle.len(), 1, "{f:?}");
+        assert_eq!((cycle[0].count, cycle[0].bytes), (2, (3 << 20) + (1 << 20)));
+        assert!(
+            cycle[0].info.contains("weak hold breaks it"),
+            "{}",
+            cycle[0].info
+        );
+        let breaks = mm.cycle_breaks();
+        assert_eq!(breaks.len(), 1, "{breaks:?}");
+        let cut = breaks[0];
+        assert!(
+            (cut.from, cut.to) == (addr_a, addr_b) || (cut.from, cut.to) == (addr_b, addr_a),
+            "{cut:?}"
+        );
+        // Break it where the report says, and the memory comes back.
+        let (ha, hb) = (wa.upgrade().expect("alive"), wb.upgrade().expect("alive"));
+        let holder = if cut.from == addr_a { &ha } else { &hb };
+        assert_eq!(holder.downgrade_hold_of(cut.to), 1);
+        drop((ha, hb));
+        assert!(wa.upgrade().is_none() && wb.upgrade().is_none() && wc.upgrade().is_none());
+        assert_eq!(mm.metrics().live_bytes(), 0);
+        assert!(mm.check_leaks().is_empty());
+        assert_eq!(mm.linked_allocations(), 0);
+    }
+}

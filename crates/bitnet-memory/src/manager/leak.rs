@@ -61,6 +61,13 @@ impl MemoryManager {
             .link(&cx, &owner.block_ref(), &owned.block_ref())
     }
 
+    /// The edges whose downgrade from a strong to a weak hold breaks each leaked cycle of
+    /// shared handles or links, as the last leak check
+    /// ([`check_leaks`](Self::check_leaks), [`leak_report`](Self::leak_report)) found them.
+    pub fn cycle_breaks(&self) -> Vec<crate::leak::graph::CycleBreak> {
+        self.inner.leak.graph.breaks()
+    }
+
     /// Allocations that are nodes of the relationship graph now (linked and not dropped).
     pub fn linked_allocations(&self) -> usize {
         self.inner.leak.graph.nodes()
