@@ -288,7 +288,16 @@ impl CleanupEngine {
     pub(crate) fn background_tick(&self, host: &dyn CleanupHost) {
         self.decay(host);
         self.check_pressure(host);
+        self.optimize(host);
         Self::adapt(&host.view());
+    }
+
+    /// One evaluation of the pool optimizer (strategy switches, consolidation).
+    pub(crate) fn optimize(
+        &self,
+        host: &dyn CleanupHost,
+    ) -> Vec<super::optimizer::PoolOptimization> {
+        super::optimizer::optimize(host, self.config.consolidate_above)
     }
 
     /// Dynamic strategy selection on every device; each switch is an event.

@@ -25,7 +25,7 @@
 
 pub(crate) mod engine;
 pub mod executor;
-pub(crate) mod optimizer;
+pub mod optimizer;
 pub mod pressure;
 pub mod validate;
 pub mod worker;
@@ -55,6 +55,9 @@ pub struct CleanupConfig {
     pub decay: Duration,
     /// Pressure thresholds.
     pub pressure: PressureThresholds,
+    /// External fragmentation (`0..=1`) of a pool's free large-pool memory past which the
+    /// background consolidator compacts movable blocks. Default: 0.5.
+    pub consolidate_above: f64,
 }
 
 impl Default for CleanupConfig {
@@ -64,6 +67,7 @@ impl Default for CleanupConfig {
             period: Duration::from_secs(1),
             decay: Duration::from_secs(5),
             pressure: PressureThresholds::default(),
+            consolidate_above: 0.5,
         }
     }
 }

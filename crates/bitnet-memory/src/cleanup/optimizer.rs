@@ -58,3 +58,92 @@ pub(crate) fn announce_compaction(
         });
     }
 }
+
+/// One optimization of one pool: a switch of its large-block strategy or a compaction
+/// run by the background consolidator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolOptimization {
+    /// Device.
+    pub device: crate::device::DeviceId,
+    /// `"strategy switch"` or `"compaction"`.
+    pub action: &'static str,
+    /// The pool's figures before.
+    pub before: OptimizationFigures,
+    /// And after.
+    pub after: OptimizationFigures,
+    /// Why, with the measured figures that decided it.
+    pub reason: String,
+}
+
+/// One evaluation of the pool optimizer: each pool's large-block strategy (switched when
+/// its measured figures say so, with hysteresis), then the consolidator: when a pool's
+/// free large-pool memory is fragmented past `consolidate_above` (and at least 1 MiB is
+/// free), movable blocks are compacted. Every switch and compaction is announced as
+/// `PoolOptimizationCompleted` with its figures before and after.
+pub(crate) fn optimize(
+    host: &dyn super::engine::CleanupHost,
+    consolidate_above: f64,
+) -> Vec<PoolOptimization> {
+    let v = host.view();
+    let mut out = Vec::new();
+    for d in v.devices {
+        let before = figures(d);
+        if let Some(s) = d.optimize_large() {
+            let after = figures(d);
+            let reason = format!("{} -> {}: {}", s.from.name, s.to, s.reason);
+            v.bus.emit(EventKind::PoolOptimizationCompleted, || {
+                MemoryEvent::PoolOptimizationCompleted {
+                    device: d.id,
+                    action: "strategy switch".to_string(),
+                    before: before.clone(),
+                    after: after.clone(),
+                    reason: reason.clone(),
+                }
+            });
+            out.push(PoolOptimization {
+                device: d.id,
+                action: "strategy switch",
+                before,
+                after,
+                reason,
+            });
+        }
+    }
+    let fragmented: Vec<(usize, OptimizationFigures, usize)> = v
+        .devices
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let m = d.metrics();
+            let f = figures(d);
+            (m.large.free_bytes >= 1 << 20 && f.fragmentation > consolidate_above).then_some((
+                i,
+                f,
+                m.released_bytes,
+            ))
+        })
+        .collect();
+    if !fragmented.is_empty() {
+        host.compact_movable();
+        for (i, before, released_before) in fragmented {
+            let d = &v.devices[i];
+            let after = figures(d);
+            if after != before {
+                let released = d.metrics().released_bytes - released_before;
+                out.push(PoolOptimization {
+                    device: d.id,
+                    action: "compaction",
+                    reason: format!(
+                        "{:.0}% of the large pool's free memory fragmented (threshold {:.0}%); \
+                         {released} B of chunks released",
+                        100.0 * before.fragmentation,
+                        100.0 * consolidate_above
+                    ),
+                    before,
+                    after,
+                });
+            }
+        }
+    }
+    out
+}

@@ -89,6 +89,16 @@ impl MemoryManager {
         CleanupEngine::adapt(&self.inner.view())
     }
 
+    /// One evaluation of the pool optimizer now, as the background worker makes once per
+    /// period: each pool's large-block strategy is switched when its measured figures say
+    /// another does better (with hysteresis; see
+    /// [`pool::adaptive::large`](crate::pool::adaptive::large)), and movable blocks are
+    /// compacted where free memory is fragmented past `CleanupConfig::consolidate_above`.
+    /// Each is returned and sent as `MemoryEvent::PoolOptimizationCompleted`.
+    pub fn optimize_pools_now(&self) -> Vec<crate::cleanup::optimizer::PoolOptimization> {
+        self.inner.cleanup.optimize(&*self.inner)
+    }
+
     /// Wake-ups of the background worker so far (`None` without a worker).
     pub fn worker_ticks(&self) -> Option<u64> {
         self.inner.worker.lock().as_ref().map(|w| w.ticks())

@@ -12,6 +12,7 @@ mod fence;
 mod limits;
 use limits::large_pool;
 mod maintain;
+mod optimize;
 mod report;
 
 pub use maintain::TrimReport;
@@ -83,6 +84,10 @@ pub struct DevicePool {
     pending: Mutex<std::collections::VecDeque<fence::PendingBlock>>,
     /// `pending.len()`, read without the lock to skip reclaiming when there is nothing.
     pending_blocks: AtomicUsize,
+    /// The large-block strategy may be switched by the optimizer.
+    switch_large_strategy: bool,
+    /// The optimizer's memory of this pool's strategies.
+    optimizer: Mutex<optimize::OptimizerState>,
 }
 
 /// Bit of `class_limit` that pins it.
@@ -159,6 +164,8 @@ impl DevicePool {
             fenced,
             pending: Mutex::new(std::collections::VecDeque::new()),
             pending_blocks: AtomicUsize::new(0),
+            switch_large_strategy: config.switch_large_strategy,
+            optimizer: Mutex::new(optimize::OptimizerState::default()),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use super::{Grant, GrowError, Held, LargePool, Released};
 use crate::device::{Chunk, DeviceBackend, DeviceError};
+use crate::pool::strategy::BlockStrategy as _;
 use crate::pool::strategy::SysVec;
 use std::alloc::System;
 

@@ -10,6 +10,7 @@ mod chunks;
 pub(crate) mod compact;
 mod dedicated;
 mod pages;
+pub(crate) mod switch;
 mod timing;
 
 use crate::device::{Chunk, DeviceBackend, DeviceError};
@@ -117,7 +118,7 @@ pub(crate) struct Held {
 
 /// Large-block state of one device.
 pub struct LargePool {
-    strategy: Box<dyn BlockStrategy>,
+    strategy: switch::Switchable,
     chunks: SysVec<Option<Held>>,
     /// Next free address of the synthetic address space (chunks without a host address).
     next_synthetic: usize,
@@ -181,7 +182,7 @@ impl LargePool {
     /// A pool using `strategy`, growing by chunks between the two sizes.
     pub fn new(strategy: Box<dyn BlockStrategy>, min_chunk: usize, max_chunk: usize) -> Self {
         Self {
-            strategy,
+            strategy: switch::Switchable::new(strategy),
             chunks: SysVec::new_in(System),
             next_synthetic: SYNTHETIC_BASE,
             by_base: SysVec::new_in(System),
@@ -231,12 +232,14 @@ impl LargePool {
         let fresh = |chunk: u32, offset: usize, len: usize| resident.untouched(chunk, offset, len);
         let b = match self.strategy.allocate_placed(size, align, Some(&fresh)) {
             Some(b) => b,
-            None => {
-                self.grow(size, align, g)?;
-                self.strategy
+            None => match self.grow(size, align, g) {
+                Ok(()) => self
+                    .strategy
                     .allocate(size, align)
-                    .expect("a fresh chunk serves the request it was sized for")
-            }
+                    .expect("a fresh chunk serves the request it was sized for"),
+                // A strategy switched away from may still have room.
+                Err(e) => self.strategy.allocate_retiring(size, align).ok_or(e)?,
+            },
         };
         // The block is out of the free lists: a purge now cannot take its pages.
         self.take_pages(&b, b.addr, touch.min(b.size), g);

@@ -4,6 +4,7 @@
 #![deny(unsafe_code)]
 
 use super::LargePool;
+use crate::pool::strategy::BlockStrategy as _;
 use crate::pool::strategy::SysVec;
 use std::alloc::System;
 use std::time::Instant;
