@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod movable;
 pub mod planner;
 pub mod pool;
+pub mod seed_metrics;
 pub mod shared;
 pub mod snapshot;
 pub mod trace;

@@ -52,6 +52,12 @@ pub struct MetricsSnapshot {
     /// Registered resources (`MemoryManager::register_resource`).
     #[serde(default)]
     pub resources: crate::lifecycle::ResourceStats,
+    /// The scope detector's verdicts (run-time leak-detection accuracy).
+    #[serde(default)]
+    pub leak: crate::leak::LeakStats,
+    /// The seed's metric table, each figure with its target.
+    #[serde(default)]
+    pub seed: crate::seed_metrics::SeedMetrics,
 }
 
 impl MetricsSnapshot {
@@ -272,6 +278,7 @@ impl MetricsSnapshot {
             "Events dropped at full subscriber queues.",
             &[(String::new(), self.events_dropped as f64)],
         );
+        out.push_str(&self.seed.to_prometheus());
         out
     }
 }

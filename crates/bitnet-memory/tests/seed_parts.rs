@@ -220,3 +220,63 @@ fn a_strong_cycle_of_shared_handles_is_reported_with_the_edge_that_breaks_it() {
         assert_eq!(mm.linked_allocations(), 0);
     }
 }
+
+#[test]
+fn run_time_accuracy_comes_from_confirmed_and_retracted_suspicions() {
+    use std::time::Duration;
+    let leak = LeakConfig {
+        on_shutdown: ShutdownMode::Silent,
+        scope_grace: Duration::from_millis(30),
+        ..LeakConfig::default()
+    };
+    let mm = MemoryManager::new(
+        MemoryConfig::default()
+            .tracking(TrackingConfig::full())
+            .leak(leak),
+    )
+    .unwrap();
+    let s = mm.metrics().seed;
+    assert_eq!(s.get("leak_detection_accuracy").unwrap().value, None);
+    // Three suspects: one freed within the grace period (retracted), two kept past it
+    // (confirmed), of which one is freed later (a false positive).
+    let scope = mm.scope("step");
+    let early = mm.allocate(lay(3 << 20));
+    let kept = mm.allocate(lay(3 << 20));
+    let late = mm.allocate(lay(3 << 20));
+    drop(scope);
+    drop(early);
+    std::thread::sleep(Duration::from_millis(60));
+    assert_eq!(mm.check_leaks().iter().filter(|f| f.confirmed).count(), 2);
+    drop(late);
+    mm.check_leaks();
+    let m = mm.metrics();
+    assert_eq!(
+        (
+            m.leak.suspected,
+            m.leak.confirmed,
+            m.leak.retracted,
+            m.leak.confirmed_then_freed
+        ),
+        (3, 2, 1, 1)
+    );
+    let acc = m.seed.get("leak_detection_accuracy").unwrap();
+    assert!(
+        (acc.value.unwrap() - 100.0 * 2.0 / 3.0).abs() < 1e-9,
+        "{acc:?}"
+    );
+    assert_eq!(acc.met, Some(false));
+    let fpr = m.seed.get("false_positive_rate").unwrap();
+    assert_eq!((fpr.value, fpr.met), (Some(50.0), Some(false)));
+    // The table is in the JSON and the Prometheus text.
+    let json = m.to_json();
+    assert!(json.contains("\"leak_detection_accuracy\""), "{json}");
+    let back: bitnet_memory::MetricsSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.seed, m.seed);
+    let prom = m.to_prometheus();
+    assert!(
+        prom.contains("bitnet_memory_seed_false_positive_rate 50"),
+        "{prom}"
+    );
+    assert!(prom.contains("bitnet_memory_seed_target_met{metric=\"leak_detection_accuracy\"} 0"));
+    drop(kept);
+}

@@ -97,6 +97,17 @@ pub(crate) struct ScopeDetector {
     threads: ThreadLocal<RefCell<ThreadScopes>>,
     pending: Mutex<Vec<Pending>>,
     confirmed: Mutex<Vec<Pending>>,
+    /// Verdicts so far: what run-time accuracy is measured from.
+    verdicts: Verdicts,
+}
+
+/// Counters of the scope detector's verdicts.
+#[derive(Default)]
+struct Verdicts {
+    suspected: AtomicU64,
+    confirmed: AtomicU64,
+    retracted: AtomicU64,
+    confirmed_then_freed: AtomicU64,
 }
 
 /// An open leak scope; it ends when dropped, on the thread that opened it.
@@ -186,6 +197,18 @@ impl ScopeDetector {
             threads: ThreadLocal::new(),
             pending: Mutex::new(Vec::new()),
             confirmed: Mutex::new(Vec::new()),
+            verdicts: Verdicts::default(),
+        }
+    }
+
+    /// The verdicts so far.
+    pub(crate) fn stats(&self) -> super::LeakStats {
+        let v = &self.verdicts;
+        super::LeakStats {
+            suspected: v.suspected.load(Relaxed),
+            confirmed: v.confirmed.load(Relaxed),
+            retracted: v.retracted.load(Relaxed),
+            confirmed_then_freed: v.confirmed_then_freed.load(Relaxed),
         }
     }
 
@@ -312,6 +335,9 @@ impl ScopeDetector {
         }
         let outermost = t.stack.is_empty();
         drop(t);
+        self.verdicts
+            .suspected
+            .fetch_add(suspects.len() as u64, Relaxed);
         let method = format!("scope '{}'", frame.name);
         for s in &suspects {
             let id = match s {
@@ -345,10 +371,15 @@ impl ScopeDetector {
             .any(|p| matches!(p.suspect, Suspect::Untracked { .. }))
             .then(|| Counts::now(cx));
         let mut confirmed = self.confirmed.lock();
+        let before = confirmed.len();
         confirmed.retain(|c| match c.suspect {
             Suspect::Tracked { slot, id, .. } => cx.tracker.read(slot).is_some_and(|m| m.id == id),
             Suspect::Untracked { .. } => true,
         });
+        // Confirmed, then freed after all: a false positive, measured.
+        self.verdicts
+            .confirmed_then_freed
+            .fetch_add((before - confirmed.len()) as u64, Relaxed);
         for mut p in due {
             let still = match &mut p.suspect {
                 Suspect::Tracked { slot, id, .. } => cx
@@ -369,9 +400,12 @@ impl ScopeDetector {
                 }
             };
             if still {
+                self.verdicts.confirmed.fetch_add(1, Relaxed);
                 let (id, info) = describe(cx, &p);
                 cx.emit_confirmed(id, &|| info.clone());
                 confirmed.push(p);
+            } else {
+                self.verdicts.retracted.fetch_add(1, Relaxed);
             }
         }
     }

@@ -108,7 +108,7 @@ impl MemoryManager {
     /// latency percentiles.
     pub fn metrics(&self) -> MetricsSnapshot {
         let inner = &*self.inner;
-        MetricsSnapshot {
+        let mut m = MetricsSnapshot {
             devices: inner.devices.iter().map(|d| d.metrics()).collect(),
             tracking: inner.tracker.stats(),
             latency: inner.tracker.latency(),
@@ -117,7 +117,11 @@ impl MemoryManager {
             cleanup: inner.cleanup.stats(),
             pressure: inner.cleanup.pressure_levels(),
             resources: inner.resources.stats(),
-        }
+            leak: inner.leak.scopes.stats(),
+            seed: Default::default(),
+        };
+        m.seed = crate::seed_metrics::SeedMetrics::of(&m);
+        m
     }
 
     /// Registers a resource the manager does not allocate but should account and clean
