@@ -204,8 +204,8 @@ impl fmt::Display for SeedMetrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{:<30} {:>16} {:>12}  {}",
-            "metric", "value", "target", "verdict"
+            "{:<30} {:>16} {:>12}  verdict",
+            "metric", "value", "target"
         )?;
         for r in &self.rows {
             let value = match r.value {

@@ -193,7 +193,7 @@ impl CleanupEngine {
             trigger: strategy,
             devices,
             idle_ms: (strategy == CleanupStrategy::Decay)
-                .then(|| self.config.decay.as_millis() as u64),
+                .then_some(self.config.decay.as_millis() as u64),
             deadline: deadline.map(|d| t + d),
         };
         let before = validate::sample(v.devices);

@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(s.to, "best-fit (TLSF)");
         // Measured: TLSF rounds nothing; it stays, buddy does not come back.
         let tlsf = f("best-fit (TLSF)", 0.99, 350.0);
-        assert_eq!(decide(&tlsf, &[buddy.clone()], COOLDOWN), None);
+        assert_eq!(decide(&tlsf, std::slice::from_ref(&buddy), COOLDOWN), None);
         // Had TLSF done worse, buddy would be back.
         let bad = f("best-fit (TLSF)", 0.40, 350.0);
         assert_eq!(decide(&bad, &[buddy], COOLDOWN).unwrap().to, "buddy");
@@ -152,7 +152,9 @@ mod tests {
         // Same utilisation, much faster: switch.
         let fast = f("best-fit (TLSF)", 0.92, 150.0);
         assert_eq!(
-            decide(&cur, &[fast.clone()], COOLDOWN).unwrap().to,
+            decide(&cur, std::slice::from_ref(&fast), COOLDOWN)
+                .unwrap()
+                .to,
             fast.name
         );
         assert_eq!(decide(&cur, &[fast], COOLDOWN - 1), None, "cooling down");

@@ -16,7 +16,7 @@ impl LargePool {
     /// Runs `f` (one user allocate or free), timing it when its turn comes.
     pub(super) fn timed<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         self.ops += 1;
-        if self.ops % SAMPLE_EVERY != 0 {
+        if !self.ops.is_multiple_of(SAMPLE_EVERY) {
             return f(self);
         }
         let t = Instant::now();
