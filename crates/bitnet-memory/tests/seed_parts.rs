@@ -280,3 +280,41 @@ fn run_time_accuracy_comes_from_confirmed_and_retracted_suspicions() {
     assert!(prom.contains("bitnet_memory_seed_target_met{metric=\"leak_detection_accuracy\"} 0"));
     drop(kept);
 }
+
+#[test]
+fn a_large_free_under_high_pressure_runs_an_immediate_validated_cleanup() {
+    use bitnet_memory::cleanup::{CleanupConfig, ExecutorKind};
+    let mut c = MemoryConfig::default()
+        .cleanup(CleanupConfig::manual())
+        .min_chunk(1 << 20)
+        .leak(LeakConfig::off());
+    c.budget = Some(16 << 20);
+    let mm = MemoryManager::new(c).unwrap();
+    let live = mm.allocate(lay(12 << 20));
+    let extra = mm.allocate(lay(2 << 20));
+    // 14 of 16 MiB mapped: high pressure (0.85), not critical (0.95).
+    assert_eq!(
+        mm.check_pressure(),
+        vec![bitnet_memory::PressureLevel::High]
+    );
+    assert_eq!(mm.metrics().cleanup.runs, 0);
+    drop(extra);
+    let s = mm.metrics().cleanup;
+    assert_eq!(
+        s.by_executor,
+        [1, 0, 0],
+        "the drop ran one immediate cleanup"
+    );
+    let last = s.last.expect("a run");
+    assert_eq!(last.executor, Some(ExecutorKind::Immediate));
+    assert!(last.validation.as_ref().expect("validated").ok);
+    assert!(
+        last.bytes_released >= 2 << 20,
+        "the freed chunk went back: {last:?}"
+    );
+    // A small free under pressure takes the cached path: no run.
+    drop(mm.allocate(lay(100)));
+    assert_eq!(mm.metrics().cleanup.runs, 1);
+    mm.try_trim().expect("an honest trim validates");
+    drop(live);
+}
