@@ -87,6 +87,11 @@ pub struct MemoryConfig {
     pub cleanup: CleanupConfig,
     /// Leak detection: shutdown report, detectors and their settings.
     pub leak: LeakConfig,
+    /// Let the pool optimizer switch each pool's large-block strategy (TLSF best fit,
+    /// buddy) when the figures it measures say another does better (see
+    /// `pool::adaptive::large`): evaluated by the background worker once per period,
+    /// or by `MemoryManager::optimize_pools_now`. Default: `true`.
+    pub adaptive_large_strategy: bool,
 }
 
 impl Default for MemoryConfig {
@@ -108,6 +113,7 @@ impl Default for MemoryConfig {
             tracking: TrackingConfig::default(),
             cleanup: CleanupConfig::default(),
             leak: LeakConfig::default(),
+            adaptive_large_strategy: true,
         }
     }
 }
@@ -153,6 +159,11 @@ impl MemoryConfig {
     /// Sets [`budget`](Self::budget), in bytes.
     pub fn budget(mut self, bytes: usize) -> Self {
         self.budget = Some(bytes);
+        self
+    }
+    /// Sets [`adaptive_large_strategy`](Self::adaptive_large_strategy).
+    pub fn adaptive_large_strategy(mut self, on: bool) -> Self {
+        self.adaptive_large_strategy = on;
         self
     }
     /// Sets [`min_chunk`](Self::min_chunk), in bytes.
@@ -237,6 +248,7 @@ impl MemoryConfig {
             min_retain: self.min_retain,
             huge_pages: self.huge_pages,
             budget,
+            switch_large_strategy: self.adaptive_large_strategy,
         }
     }
 

@@ -121,6 +121,35 @@ pub enum MemoryError {
         /// Why the free is refused (double free, unknown block, size mismatch).
         reason: &'static str,
     },
+    /// A cleanup's claim of what it gave back does not match what the pools' ledgers
+    /// show (see `cleanup::validate`): a bug in the pool or the engine, not the caller's.
+    #[error(
+        "cleanup ({strategy}) claims {claimed} B given back, the pools show {observed} B: {detail}"
+    )]
+    CleanupMismatch {
+        /// Why the cleanup ran.
+        strategy: String,
+        /// Bytes claimed.
+        claimed: usize,
+        /// Bytes the ledgers show.
+        observed: usize,
+        /// What failed.
+        detail: String,
+    },
+    /// A strict scope ended with allocations made inside it still live and not persisted
+    /// ([`MemoryManager::strict_scope`](crate::MemoryManager::strict_scope)).
+    #[error("scope '{scope}' leaked {count} allocation(s), {bytes} B, from: {}", sites.join(", "))]
+    ScopeLeaked {
+        /// The scope's name.
+        scope: String,
+        /// Allocations still live.
+        count: usize,
+        /// Their bytes.
+        bytes: usize,
+        /// Their sites (`file:line:column`, with a count when several came from one);
+        /// untracked ones as `(untracked, N B blocks)`.
+        sites: Vec<String>,
+    },
     /// Leak detection found allocations that should have been freed (see
     /// [`MemoryManager::check_leaks`](crate::MemoryManager::check_leaks)). Retrying cannot
     /// help: the program must free them.
@@ -152,7 +181,9 @@ impl MemoryError {
             | Self::DeviceUnavailable { .. }
             | Self::InvalidDeviceAccess { .. }
             | Self::InvalidConfig { .. }
-            | Self::MemoryLeakDetected { .. } => None,
+            | Self::MemoryLeakDetected { .. }
+            | Self::CleanupMismatch { .. }
+            | Self::ScopeLeaked { .. } => None,
         }
     }
 }

@@ -35,6 +35,14 @@ pub enum EventKind {
     LeakConfirmed = 1024,
     /// [`MemoryEvent::StrategyChanged`].
     StrategyChanged = 2048,
+    /// [`MemoryEvent::CleanupMismatch`].
+    CleanupMismatch = 4096,
+    /// [`MemoryEvent::PoolOptimizationCompleted`].
+    PoolOptimizationCompleted = 8192,
+    /// [`MemoryEvent::ResourceRegistered`].
+    ResourceRegistered = 16384,
+    /// [`MemoryEvent::ResourceReleased`].
+    ResourceReleased = 32768,
 }
 
 /// A set of event kinds.
@@ -78,6 +86,28 @@ pub enum CleanupStrategy {
     /// Movable blocks were moved to fill holes and the chunks emptied were released
     /// ([`MemoryManager::compact`](crate::MemoryManager::compact)).
     Compaction,
+    /// A large block was freed while its device was under high pressure: an immediate
+    /// cleanup of that device.
+    Pressure,
+}
+
+/// A pool's figures before or after an optimization (a strategy switch or a compaction),
+/// each measured, never estimated.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimizationFigures {
+    /// The large-block strategy in use.
+    pub strategy: String,
+    /// Mean nanoseconds per large-pool operation (allocate or free) measured under that
+    /// strategy (0 when nothing was measured yet).
+    pub ns_per_op: f64,
+    /// Live bytes over mapped bytes, `0..=1`.
+    pub utilisation: f64,
+    /// External fragmentation of the large pool's free memory, `0..=1`.
+    pub fragmentation: f64,
+    /// Bytes mapped from the device.
+    pub mapped_bytes: usize,
+    /// Largest free block of the large pool.
+    pub largest_free: usize,
 }
 
 /// Something that happened in the manager.
@@ -188,6 +218,57 @@ pub enum MemoryEvent {
         /// Why, with the figures that decided it.
         reason: String,
     },
+    /// What a cleanup claimed it gave back does not match what the pools' ledgers moved
+    /// (see `cleanup::validate`).
+    CleanupMismatch {
+        /// Why the cleanup ran.
+        strategy: CleanupStrategy,
+        /// Which executor ran it (`immediate`, `batched`, `emergency`).
+        executor: String,
+        /// Bytes it claimed (chunks released plus pages handed back).
+        claimed: usize,
+        /// Bytes the ledgers show given back meanwhile.
+        observed: usize,
+        /// What failed.
+        detail: String,
+    },
+    /// The pool optimizer switched a pool's large-block strategy or compacted it.
+    PoolOptimizationCompleted {
+        /// Device.
+        device: DeviceId,
+        /// `"strategy switch"` or `"compaction"`.
+        action: String,
+        /// The figures before.
+        before: OptimizationFigures,
+        /// The figures after.
+        after: OptimizationFigures,
+        /// Why, with the figures that decided it.
+        reason: String,
+    },
+    /// A resource the manager does not allocate was registered for accounting and
+    /// cleanup (`MemoryManager::register_resource`).
+    ResourceRegistered {
+        /// Its id.
+        id: u64,
+        /// Its name.
+        name: String,
+        /// Its bytes.
+        size: usize,
+        /// Where it was registered (`file:line:column`).
+        site: String,
+    },
+    /// A registered resource was released: its cleanup callback ran (under pressure or
+    /// at its owner's request) or it was unregistered.
+    ResourceReleased {
+        /// Its id.
+        id: u64,
+        /// Its name.
+        name: String,
+        /// Its bytes.
+        size: usize,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl MemoryEvent {
@@ -206,6 +287,10 @@ impl MemoryEvent {
             Self::PotentialLeakDetected { .. } => EventKind::PotentialLeakDetected,
             Self::LeakConfirmed { .. } => EventKind::LeakConfirmed,
             Self::StrategyChanged { .. } => EventKind::StrategyChanged,
+            Self::CleanupMismatch { .. } => EventKind::CleanupMismatch,
+            Self::PoolOptimizationCompleted { .. } => EventKind::PoolOptimizationCompleted,
+            Self::ResourceRegistered { .. } => EventKind::ResourceRegistered,
+            Self::ResourceReleased { .. } => EventKind::ResourceReleased,
         }
     }
 }

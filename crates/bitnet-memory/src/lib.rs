@@ -37,12 +37,15 @@ pub mod global {
 }
 mod history;
 pub mod leak;
+pub mod lifecycle;
 mod manager;
 pub mod metrics;
 pub mod movable;
 pub mod planner;
 pub mod pool;
 pub mod procfs;
+pub mod seed_metrics;
+pub mod shared;
 pub mod snapshot;
 pub mod stats;
 pub mod telemetry;
@@ -57,11 +60,14 @@ pub use config::{MemoryConfig, Strategy, TrackingConfig};
 pub use device::{CpuBackend, DeviceBackend, DeviceId, FailingBackend};
 pub use error::{MemoryError, Result};
 pub use events::{EventFilter, EventKind, MemoryEvent, Subscription};
-pub use leak::{LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode};
+pub use leak::{
+    LeakConfig, LeakDetector, LeakFinding, LeakReport, LeakScope, ShutdownMode, StrictScope,
+};
 pub use manager::{LeakCheck, ManagerBuilder, MemoryManager, RawBlock, MAX_HISTORY};
 pub use metrics::{DeviceMetrics, MetricsSnapshot};
 pub use movable::{CompactionReport, MovableAllocation, Pinned, PinnedMut};
 pub use pool::{FragmentationReport, TrimReport};
+pub use shared::{OwnsAllocation, Shared, WeakShared};
 pub use snapshot::Snapshot;
 
 /// The crate README's examples run as doctests (the file is inside the crate, so the

@@ -49,6 +49,15 @@ pub struct MetricsSnapshot {
     pub cleanup: crate::cleanup::CleanupStats,
     /// Pressure level per device, in device order.
     pub pressure: Vec<crate::cleanup::PressureLevel>,
+    /// Registered resources (`MemoryManager::register_resource`).
+    #[serde(default)]
+    pub resources: crate::lifecycle::ResourceStats,
+    /// The scope detector's verdicts (run-time leak-detection accuracy).
+    #[serde(default)]
+    pub leak: crate::leak::LeakStats,
+    /// The seed's metric table, each figure with its target.
+    #[serde(default)]
+    pub seed: crate::seed_metrics::SeedMetrics,
 }
 
 impl MetricsSnapshot {
@@ -279,6 +288,7 @@ impl MetricsSnapshot {
             "Events dropped at full subscriber queues.",
             &[(String::new(), self.events_dropped as f64)],
         );
+        out.push_str(&self.seed.to_prometheus());
         out
     }
 }

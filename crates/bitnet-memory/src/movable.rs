@@ -380,6 +380,12 @@ impl Inner {
         });
         let t = Instant::now();
         let mut s = CompactStats::default();
+        let ledgers = crate::cleanup::validate::sample(&self.devices);
+        let figures: Vec<_> = self
+            .devices
+            .iter()
+            .map(crate::cleanup::optimizer::figures)
+            .collect();
         {
             let registry = self.movable.blocks.lock();
             // On the system allocator: filled under the registry lock and read under a
@@ -426,6 +432,16 @@ impl Inner {
             pinned_skipped: s.pinned_skipped,
             duration: t.elapsed(),
         };
+        let validation = crate::cleanup::validate::validate(
+            &ledgers,
+            &crate::cleanup::validate::sample(&self.devices),
+            &crate::pool::TrimReport {
+                chunks_released: report.chunks_released,
+                bytes_released: report.bytes_released,
+                ..Default::default()
+            },
+        );
+        crate::cleanup::optimizer::announce_compaction(&self.view(), &figures, &report);
         self.cleanup.record(
             &self.view(),
             &CleanupReport {
@@ -434,7 +450,9 @@ impl Inner {
                 blocks_released: report.chunks_released,
                 bytes_released: report.bytes_released,
                 duration: report.duration,
-                success: report.pinned_skipped == 0,
+                success: report.pinned_skipped == 0 && validation.ok,
+                executor: None,
+                validation: Some(validation),
             },
         );
         report

@@ -47,6 +47,9 @@ pub struct Snapshot {
     /// tracking, latency, cleanup, fragmentation. Absent in hand-made snapshots.
     #[serde(default)]
     pub metrics_detail: Option<crate::metrics::MetricsSnapshot>,
+    /// Registered resources (`MemoryManager::register_resource`).
+    #[serde(default)]
+    pub resources: Vec<crate::lifecycle::ResourceInfo>,
 }
 
 /// Key figures of `MetricsSnapshot` (per device, or summed).

@@ -117,6 +117,13 @@ pub fn run(a: Args) -> CmdResult {
     }
     let report = run_demo(&opts)?;
     println!("{report}");
+    if let Some(m) = &report.manager {
+        // The seed's metric table, measured on the manager run (model still loaded).
+        println!(
+            "the seed's metrics, manager run after decoding:\n{}",
+            m.metrics.seed
+        );
+    }
     let snap = report.manager.as_ref().and_then(|m| m.snapshot.as_deref());
     if let (true, Some(snap)) = (wants_snapshot, snap) {
         if let Some(path) = &a.snapshot {

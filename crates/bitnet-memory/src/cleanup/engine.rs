@@ -4,15 +4,23 @@
 //! hook), never its internals.
 #![deny(unsafe_code)]
 
-use super::{pressure, CleanupConfig, CleanupReport, CleanupStats, PressureLevel};
+use super::executor::{self, CleanupExecutor, ExecutorKind, Plan, SelectorInput};
+use super::{pressure, validate, CleanupConfig, CleanupReport, CleanupStats, PressureLevel};
 use crate::events::{CleanupStrategy, EventKind, MemoryEvent};
 use crate::pool::adaptive::ThresholdChange;
 use crate::pool::TrimReport;
 use crate::snapshot::HistoryKind;
 use crate::view::ManagerView;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
-use std::time::Instant;
+use std::collections::VecDeque;
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
+use std::time::{Duration, Instant};
+
+/// Drops under pressure the queue keeps at most (more add nothing: a batched run cleans
+/// every device anyway).
+const MAX_PENDING: usize = 64;
 
 /// What the cleanup engine may read and call of the manager that owns it.
 pub(crate) trait CleanupHost: Send + Sync {
@@ -23,14 +31,25 @@ pub(crate) trait CleanupHost: Send + Sync {
     /// Compacts the movable blocks, if there are any (an emergency run does this first,
     /// so that the trim after it releases the chunks compaction emptied).
     fn compact_movable(&self);
+    /// Runs the cleanup callbacks of the droppable registered resources (an emergency
+    /// run does this before its trim); returns the bytes they accounted for.
+    fn release_droppable(&self) -> usize {
+        0
+    }
 }
 
-/// The cleanup engine of one manager: its settings, its counters and the pressure level
-/// of each device.
+/// The cleanup engine of one manager: its settings, its counters, the pressure level
+/// of each device, its executors and the queue of pending work.
 pub(crate) struct CleanupEngine {
     config: CleanupConfig,
     stats: Mutex<CleanupStats>,
     pressure: Vec<AtomicU8>,
+    /// Immediate, batched, emergency (in [`ExecutorKind::ALL`] order).
+    executors: [Box<dyn CleanupExecutor>; 3],
+    /// Devices whose drop under pressure found an immediate run already going.
+    pending: Mutex<VecDeque<usize>>,
+    /// An immediate run is going.
+    busy: AtomicBool,
 }
 
 impl CleanupEngine {
@@ -40,7 +59,27 @@ impl CleanupEngine {
             config,
             stats: Mutex::new(CleanupStats::default()),
             pressure: (0..devices).map(|_| AtomicU8::new(0)).collect(),
+            executors: [
+                Box::new(executor::Immediate),
+                Box::new(executor::Batched),
+                Box::new(executor::Emergency),
+            ],
+            pending: Mutex::new(VecDeque::new()),
+            busy: AtomicBool::new(false),
         }
+    }
+
+    /// Replaces the executor of its kind (tests hold the validator against a lying one).
+    #[cfg(test)]
+    pub(crate) fn set_executor(&mut self, e: Box<dyn CleanupExecutor>) {
+        let i = e.kind() as usize;
+        self.executors[i] = e;
+    }
+
+    /// Marks an immediate run as going (or not), so tests can queue drops.
+    #[cfg(test)]
+    pub(crate) fn set_busy_for_test(&self, on: bool) {
+        self.busy.store(on, Release);
     }
 
     /// The counters over all runs so far.
@@ -56,11 +95,45 @@ impl CleanupEngine {
             .collect()
     }
 
+    /// Whether `device` was at high or critical pressure at the last check: one relaxed
+    /// load, for the free path.
+    #[inline]
+    pub(crate) fn under_pressure(&self, device: u8) -> bool {
+        self.pressure
+            .get(device as usize)
+            .is_some_and(|p| p.load(Relaxed) >= PressureLevel::High as u8)
+    }
+
+    /// Drops under pressure waiting for a batched run.
+    pub(crate) fn pending_work(&self) -> usize {
+        self.pending.lock().len()
+    }
+
     /// A trim-and-retry run whose retried allocation still failed: it did not do what it
     /// was for.
     pub(crate) fn retry_failed(&self) {
         let mut s = self.stats.lock();
         s.successes = s.successes.saturating_sub(1);
+    }
+
+    /// A large block of `device` was freed while the device was under high pressure: an
+    /// immediate run of that device, or, when one is already going, a place in the queue
+    /// of pending work for the next run.
+    pub(crate) fn on_pressured_free(&self, host: &dyn CleanupHost, device: u8) {
+        if self.busy.swap(true, Acquire) {
+            let mut q = self.pending.lock();
+            if q.len() < MAX_PENDING {
+                q.push_back(device as usize);
+            }
+            return;
+        }
+        self.run(
+            host,
+            CleanupStrategy::Pressure,
+            vec![device as usize],
+            Some(executor::IMMEDIATE_DEADLINE),
+        );
+        self.busy.store(false, Release);
     }
 
     /// One trimming cleanup run (requested, trim-and-retry or emergency) over every
@@ -75,47 +148,102 @@ impl CleanupEngine {
             CleanupStrategy::Decay,
             "decay runs through `decay`"
         );
+        self.run(host, strategy, Vec::new(), None)
+    }
+
+    /// A run: the selector picks the executor from the trigger, the pressure, the queue
+    /// and the deadline; the validator holds its claim against the pools' ledgers.
+    pub(crate) fn run(
+        &self,
+        host: &dyn CleanupHost,
+        strategy: CleanupStrategy,
+        mut devices: Vec<usize>,
+        deadline: Option<Duration>,
+    ) -> (TrimReport, CleanupReport) {
         let v = host.view();
-        v.bus.emit(EventKind::CleanupTriggered, || {
-            MemoryEvent::CleanupTriggered { strategy }
+        let pressure = self
+            .pressure_levels()
+            .into_iter()
+            .max()
+            .unwrap_or(PressureLevel::Low);
+        let kind = executor::select(&SelectorInput {
+            trigger: strategy,
+            pressure,
+            pending: self.pending_work(),
+            deadline,
         });
-        if strategy == CleanupStrategy::Emergency {
-            // A run of its own (event, statistics, the chunks it emptied); the trim below
-            // then releases what else is free.
-            host.compact_movable();
+        if kind != ExecutorKind::Immediate {
+            // This run covers the queue.
+            let mut q = self.pending.lock();
+            for d in q.drain(..) {
+                if !devices.contains(&d) {
+                    devices.push(d);
+                }
+            }
+        }
+        if strategy != CleanupStrategy::Decay {
+            // A decay pass runs at every tick; it is announced only by its completion,
+            // when it released something.
+            v.bus.emit(EventKind::CleanupTriggered, || {
+                MemoryEvent::CleanupTriggered { strategy }
+            });
         }
         let t = Instant::now();
-        let mut r = TrimReport::default();
-        for d in v.devices {
-            r += d.trim();
-        }
+        let plan = Plan {
+            trigger: strategy,
+            devices,
+            idle_ms: (strategy == CleanupStrategy::Decay)
+                .then_some(self.config.decay.as_millis() as u64),
+            deadline: deadline.map(|d| t + d),
+        };
+        let before = validate::sample(v.devices);
+        let ex = &self.executors[kind as usize];
+        let r = ex.execute(host, &plan);
+        let after = validate::sample(v.devices);
         let mut report = CleanupReport::new(strategy, r, t.elapsed());
-        if strategy != CleanupStrategy::TrimAndRetry {
-            report.success = v.devices.iter().all(|d| d.dirty_free_bytes() == 0);
+        report.executor = Some(ex.kind());
+        let validation = validate::validate(&before, &after, &r);
+        report.success = validation.ok;
+        if matches!(
+            strategy,
+            CleanupStrategy::Requested | CleanupStrategy::Emergency
+        ) {
+            report.success &= v.devices.iter().all(|d| d.dirty_free_bytes() == 0);
         }
+        if !validation.ok {
+            v.bus.emit(EventKind::CleanupMismatch, || {
+                MemoryEvent::CleanupMismatch {
+                    strategy,
+                    executor: kind.name().to_string(),
+                    claimed: validation.claimed_released + validation.claimed_purged,
+                    observed: validation.observed_released + validation.observed_purged,
+                    detail: validation.detail.clone(),
+                }
+            });
+        }
+        report.validation = Some(validation.clone());
         #[cfg(feature = "invariants")]
         for d in v.devices {
             // Validation in test builds: cleanup released nothing that is owned.
             d.check_invariants_racy();
         }
-        self.record(&v, &report);
-        Self::report_fragmentation(&v);
+        let released = r.slabs_released + r.chunks_released > 0 || r.bytes_purged > 0;
+        if strategy != CleanupStrategy::Decay || released || !validation.ok {
+            self.record(&v, &report);
+        }
+        if strategy != CleanupStrategy::Decay {
+            Self::report_fragmentation(&v);
+        }
         (r, report)
     }
 
     /// A decay run: memory idle past the decay time; recorded (and reported) only when it
     /// released something.
-    pub(crate) fn decay(&self, v: &ManagerView<'_>) -> Option<CleanupReport> {
-        let t = Instant::now();
-        let mut r = TrimReport::default();
-        for d in v.devices {
-            r += d.decay(self.config.decay.as_millis() as u64);
-        }
+    pub(crate) fn decay(&self, host: &dyn CleanupHost) -> Option<CleanupReport> {
+        let (r, report) = self.run(host, CleanupStrategy::Decay, Vec::new(), None);
         if r.slabs_released + r.chunks_released == 0 && r.bytes_purged == 0 {
             return None;
         }
-        let report = CleanupReport::new(CleanupStrategy::Decay, r, t.elapsed());
-        self.record(v, &report);
         Some(report)
     }
 
@@ -158,9 +286,18 @@ impl CleanupEngine {
     /// What the background worker does at each wake-up: decay, a pressure check, dynamic
     /// strategy selection.
     pub(crate) fn background_tick(&self, host: &dyn CleanupHost) {
-        self.decay(&host.view());
+        self.decay(host);
         self.check_pressure(host);
+        self.optimize(host);
         Self::adapt(&host.view());
+    }
+
+    /// One evaluation of the pool optimizer (strategy switches, consolidation).
+    pub(crate) fn optimize(
+        &self,
+        host: &dyn CleanupHost,
+    ) -> Vec<super::optimizer::PoolOptimization> {
+        super::optimizer::optimize(host, self.config.consolidate_above)
     }
 
     /// Dynamic strategy selection on every device; each switch is an event.

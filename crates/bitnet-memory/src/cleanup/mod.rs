@@ -6,6 +6,13 @@
 //!   (critical pressure, `mm.emergency_cleanup()`): this thread's cache flushed, other
 //!   threads' caches flushed by them at their next free, empty slabs and chunks released,
 //!   every dirty free page handed back.
+//! - Three executors ([`executor`]): immediate (a large block freed under high pressure,
+//!   within a deadline), batched (the worker, requested trims, the queue of pending
+//!   work) and emergency (the budget, an out-of-memory, critical pressure), picked for
+//!   each run by a selector from the trigger, the pressure level, the queue and the
+//!   deadline. Every run is validated against the pools' ledgers ([`validate`]): a claim
+//!   the ledgers do not bear out is a mismatch (event, counter, error for a waiting
+//!   caller).
 //! - The engine (`engine`) owns the logic of every run; the manager calls it and shows
 //!   it the pools through a narrow view, never its internals.
 //! - Decay ([`worker`]): a background thread hands back pages of free blocks idle for
@@ -17,7 +24,10 @@
 #![deny(unsafe_code)]
 
 pub(crate) mod engine;
+pub mod executor;
+pub mod optimizer;
 pub mod pressure;
+pub mod validate;
 pub mod worker;
 
 #[cfg(test)]
@@ -28,8 +38,10 @@ use crate::error::MemoryError;
 use crate::events::CleanupStrategy;
 use crate::metrics::MetricsSnapshot;
 use crate::pool::TrimReport;
+pub use executor::ExecutorKind;
 pub use pressure::{PressureLevel, PressureThresholds};
 use std::time::Duration;
+pub use validate::Validation;
 
 /// Settings of the cleanup engine.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +55,9 @@ pub struct CleanupConfig {
     pub decay: Duration,
     /// Pressure thresholds.
     pub pressure: PressureThresholds,
+    /// External fragmentation (`0..=1`) of a pool's free large-pool memory past which the
+    /// background consolidator compacts movable blocks. Default: 0.5.
+    pub consolidate_above: f64,
 }
 
 impl Default for CleanupConfig {
@@ -52,6 +67,7 @@ impl Default for CleanupConfig {
             period: Duration::from_secs(1),
             decay: Duration::from_secs(5),
             pressure: PressureThresholds::default(),
+            consolidate_above: 0.5,
         }
     }
 }
@@ -82,8 +98,14 @@ pub struct CleanupReport {
     pub duration: Duration,
     /// Whether it did what it was for: no dirty free memory left (requested, emergency),
     /// none older than the decay time (decay), or the retried allocation succeeded
-    /// (trim-and-retry).
+    /// (trim-and-retry); and in every case, that the validator found its claim true.
     pub success: bool,
+    /// The executor the selector picked.
+    #[serde(default)]
+    pub executor: Option<ExecutorKind>,
+    /// What the validator found (see [`validate`]).
+    #[serde(default)]
+    pub validation: Option<Validation>,
 }
 
 impl CleanupReport {
@@ -95,6 +117,8 @@ impl CleanupReport {
             bytes_released: t.bytes_released + t.bytes_purged,
             duration,
             success: true,
+            executor: None,
+            validation: None,
         }
     }
 }
@@ -114,6 +138,12 @@ pub struct CleanupStats {
     pub pressure_events: u64,
     /// The last run.
     pub last: Option<CleanupReport>,
+    /// Runs whose claim the validator found false (see [`validate`]).
+    #[serde(default)]
+    pub mismatches: u64,
+    /// Runs by executor: immediate, batched, emergency.
+    #[serde(default)]
+    pub by_executor: [u64; 3],
 }
 
 impl CleanupStats {
@@ -122,6 +152,12 @@ impl CleanupStats {
         self.successes += u64::from(r.success);
         self.total_ns += r.duration.as_nanos() as u64;
         self.bytes_released += r.bytes_released as u64;
+        if r.validation.as_ref().is_some_and(|v| !v.ok) {
+            self.mismatches += 1;
+        }
+        if let Some(k) = r.executor {
+            self.by_executor[k as usize] += 1;
+        }
         self.last = Some(r.clone());
     }
 

@@ -148,6 +148,106 @@ fn decay_reports_nothing_when_nothing_was_idle_long_enough() {
     let h = Host::new(None);
     churn(&h.devices[0], 2, 3 << 20);
     // The manual config's decay time is 5 s: nothing freed just now is that old.
-    assert!(h.engine.decay(&h.view()).is_none());
+    assert!(h.engine.decay(&h).is_none());
     assert_eq!(h.engine.stats().runs, 0);
+}
+
+/// A batched executor that does its work and then claims a megabyte more than it gave.
+struct Boasting;
+
+impl super::executor::CleanupExecutor for Boasting {
+    fn kind(&self) -> super::ExecutorKind {
+        super::ExecutorKind::Batched
+    }
+    fn execute(
+        &self,
+        host: &dyn CleanupHost,
+        plan: &super::executor::Plan,
+    ) -> crate::pool::TrimReport {
+        let mut r = super::executor::Batched.execute(host, plan);
+        r.bytes_released += 1 << 20;
+        r
+    }
+}
+
+#[test]
+fn a_cleanup_that_claims_more_than_it_released_is_caught() {
+    let mut h = Host::new(None);
+    h.engine.set_executor(Box::new(Boasting));
+    let sub = h
+        .bus
+        .subscribe(EventFilter::only(EventKind::CleanupMismatch), 4);
+    churn(&h.devices[0], 3, 3 << 20);
+    let (_, report) = h.engine.cleanup(&h, CleanupStrategy::Requested);
+    assert_eq!(report.executor, Some(super::ExecutorKind::Batched));
+    let v = report.validation.clone().expect("every run is validated");
+    assert!(!v.ok, "the boast passed: {v:?}");
+    assert_eq!(v.claimed_released, v.observed_released + (1 << 20));
+    assert!(!report.success);
+    let s = h.engine.stats();
+    assert_eq!((s.runs, s.successes, s.mismatches), (1, 0, 1));
+    assert_eq!(s.cleanup_success_rate(), 0.0);
+    let events = sub.drain();
+    assert!(
+        matches!(&events[..], [MemoryEvent::CleanupMismatch { claimed, observed, .. }]
+            if *claimed == *observed + (1 << 20)),
+        "{events:?}"
+    );
+    // The waiting caller's error.
+    let err = crate::manager::check_validation(report).expect_err("a mismatch");
+    assert!(
+        matches!(err, crate::MemoryError::CleanupMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn honest_runs_validate_and_feed_the_rates() {
+    let h = Host::new(None);
+    churn(&h.devices[0], 3, 3 << 20);
+    let (_, report) = h.engine.cleanup(&h, CleanupStrategy::Requested);
+    let v = report.validation.clone().expect("validated");
+    assert!(v.ok, "{}", v.detail);
+    assert!(v.observed_released > 0 && v.mapped_after < v.mapped_before);
+    let s = h.engine.stats();
+    assert_eq!((s.mismatches, s.by_executor), (0, [0, 1, 0]));
+    assert_eq!(s.cleanup_success_rate(), 1.0);
+    assert_eq!(s.average_cleanup_time(), report.duration);
+}
+
+#[test]
+fn a_free_under_pressure_runs_the_immediate_executor_and_a_busy_one_queues() {
+    let h = Host::new(Some(8 << 20));
+    let pool = &h.devices[0];
+    let live = pool.allocate(7_000_000, 64).expect("within the budget");
+    let spare = pool.allocate(600_000, 64).expect("within the budget");
+    // 0.95 of 8 MiB is critical; 0.85 high: live + spare is between.
+    assert_eq!(h.engine.check_pressure(&h), vec![PressureLevel::High]);
+    assert!(h.engine.under_pressure(0));
+    pool.free(spare.0, spare.1, 600_000);
+    h.engine.on_pressured_free(&h, 0);
+    let s = h.engine.stats();
+    assert_eq!(s.by_executor, [1, 0, 0], "one immediate run");
+    assert_eq!(
+        s.last.as_ref().map(|r| r.strategy),
+        Some(CleanupStrategy::Pressure)
+    );
+    assert_eq!(s.mismatches, 0);
+    // While a run is going, further drops wait in the queue; a queue of BATCH_MIN makes
+    // the next run a batched one that drains it.
+    h.engine.set_busy_for_test(true);
+    for _ in 0..super::executor::BATCH_MIN {
+        h.engine.on_pressured_free(&h, 0);
+    }
+    assert_eq!(h.engine.pending_work(), super::executor::BATCH_MIN);
+    h.engine.set_busy_for_test(false);
+    h.engine.on_pressured_free(&h, 0);
+    assert_eq!(
+        h.engine.stats().by_executor,
+        [1, 1, 0],
+        "the queue was batched"
+    );
+    assert_eq!(h.engine.pending_work(), 0, "a batched run drains the queue");
+    assert_eq!(h.engine.stats().mismatches, 0);
+    pool.free(live.0, live.1, 7_000_000);
 }

@@ -5,8 +5,13 @@
 //! untracked ones take part too) until they are dropped, which removes them and their
 //! edges.
 //!
+//! Shared handles ([`Shared`](crate::shared::Shared)) add their nodes themselves, with
+//! their count of strong handles, and an edge for every strong hold
+//! ([`Shared::hold`](crate::shared::Shared::hold)); a weak hold is no edge.
+//!
 //! A **root** is a live node that no other live node owns (in-degree 0: the program holds
-//! it directly), or one marked persistent. A node reachable from a root is kept alive
+//! it directly), one marked persistent, or a shared node with more strong handles than
+//! strong holds in the graph (the program holds one of them). A node reachable from a root is kept alive
 //! legitimately. A strongly connected component (Tarjan) with more than one node, or one
 //! node owning itself, that no root reaches owns itself only: nothing outside can ever
 //! release it, so it is a confirmed cycle leak. Edges the program records wrongly (an
@@ -22,7 +27,55 @@ use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{Bfs, Walker};
 use petgraph::Direction;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// Edges of the strongly connected component `scc` whose removal leaves it acyclic: the
+/// back edges of a depth-first search inside it from its smallest node (a self-loop is
+/// its own back edge). Removing every back edge of a DFS leaves a DAG.
+fn feedback_edges(
+    g: &StableDiGraph<Node, ()>,
+    scc: &[NodeIndex],
+    keys: &HashMap<NodeIndex, (u8, usize)>,
+) -> Vec<(NodeIndex, NodeIndex)> {
+    let inside: HashSet<NodeIndex> = scc.iter().copied().collect();
+    let Some(&start) = scc.iter().min_by_key(|n| keys.get(n)) else {
+        return Vec::new();
+    };
+    // 0: unseen, 1: on the stack, 2: done.
+    let mut state: HashMap<NodeIndex, u8> = HashMap::new();
+    let mut out = Vec::new();
+    let mut stack: Vec<(NodeIndex, Vec<NodeIndex>)> = Vec::new();
+    let succ = |n: NodeIndex| -> Vec<NodeIndex> {
+        let mut v: Vec<NodeIndex> = g
+            .neighbors_directed(n, Direction::Outgoing)
+            .filter(|m| inside.contains(m))
+            .collect();
+        v.sort_by_key(|m| std::cmp::Reverse(keys.get(m).copied()));
+        v
+    };
+    state.insert(start, 1);
+    stack.push((start, succ(start)));
+    while let Some((n, next)) = stack.last_mut() {
+        let n = *n;
+        match next.pop() {
+            Some(m) => match state.get(&m).copied().unwrap_or(0) {
+                0 => {
+                    state.insert(m, 1);
+                    let s = succ(m);
+                    stack.push((m, s));
+                }
+                1 => out.push((n, m)),
+                _ => {}
+            },
+            None => {
+                state.insert(n, 2);
+                stack.pop();
+            }
+        }
+    }
+    out
+}
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -30,6 +83,24 @@ struct Node {
     slot: u32,
     id: u32,
     persistent_untracked: bool,
+    /// Strong handles of a shared node (`None` for a plain linked allocation).
+    strong: Option<Arc<AtomicUsize>>,
+}
+
+/// An edge whose downgrade from a strong to a weak hold breaks a leaked cycle: `from`
+/// holds `to`. Addresses are the blocks' addresses in their device's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CycleBreak {
+    /// Device of both blocks.
+    pub device: DeviceId,
+    /// The holder's block address.
+    pub from: usize,
+    /// The held block's address.
+    pub to: usize,
+    /// Tracking ids of the two (0: untracked).
+    pub from_id: u32,
+    /// See `from_id`.
+    pub to_id: u32,
 }
 
 #[derive(Default)]
@@ -38,6 +109,8 @@ struct Graph {
     index: HashMap<(u8, usize), NodeIndex>,
     /// Cycles already announced, by their smallest node key.
     announced: HashSet<(u8, usize)>,
+    /// The edges whose downgrade breaks each leaked cycle, from the last check.
+    breaks: Vec<CycleBreak>,
 }
 
 /// The relationship detector of one manager.
@@ -70,6 +143,7 @@ impl RelationshipDetector {
             slot,
             id,
             persistent_untracked: false,
+            strong: None,
         });
         g.index.insert(key, n);
         n
@@ -97,11 +171,48 @@ impl RelationshipDetector {
         true
     }
 
+    /// A shared handle's block becomes a node with its count of strong handles. `false`
+    /// when the detector is off or the block is zero-sized.
+    pub(crate) fn add_shared(
+        &self,
+        cx: &LeakCx<'_>,
+        a: &BlockRef<'_>,
+        strong: Arc<AtomicUsize>,
+    ) -> bool {
+        if !self.enabled.load(Relaxed) || a.len == 0 {
+            return false;
+        }
+        let mut g = self.graph.lock();
+        let prev = a.set_marks(super::marks::LINKED);
+        let n = Self::node(&mut g, cx, a);
+        g.g[n].strong = Some(strong);
+        if prev & super::marks::PERSISTED != 0 {
+            g.g[n].persistent_untracked = true;
+        }
+        true
+    }
+
+    /// The edges whose downgrade breaks each leaked cycle, as the last check found them.
+    pub(crate) fn breaks(&self) -> Vec<CycleBreak> {
+        self.graph.lock().breaks.clone()
+    }
+
     pub(crate) fn unlink(&self, owner: &BlockRef<'_>, owned: &BlockRef<'_>) {
         let mut g = self.graph.lock();
         let ka = (owner.device.0, owner.addr);
         let kb = (owned.device.0, owned.addr);
         if let (Some(&a), Some(&b)) = (g.index.get(&ka), g.index.get(&kb)) {
+            if let Some(e) = g.g.find_edge(a, b) {
+                g.g.remove_edge(e);
+            }
+        }
+    }
+
+    /// Removes the edge between the blocks at `from` and `to` of `device`.
+    pub(crate) fn unlink_addr(&self, device: DeviceId, from: usize, to: usize) {
+        let mut g = self.graph.lock();
+        if let (Some(&a), Some(&b)) = (g.index.get(&(device.0, from)), g.index.get(&(device.0, to)))
+        {
             if let Some(e) = g.g.find_edge(a, b) {
                 g.g.remove_edge(e);
             }
@@ -157,10 +268,8 @@ impl LeakDetector for RelationshipDetector {
         };
         let mut reached: HashSet<NodeIndex> = HashSet::new();
         for n in g.node_indices() {
-            let root = g
-                .neighbors_directed(n, Direction::Incoming)
-                .next()
-                .is_none();
+            let held = g.neighbors_directed(n, Direction::Incoming).count();
+            let root = held == 0 || g[n].strong.as_ref().is_some_and(|s| s.load(Acquire) > held);
             if (root || persistent(n)) && !reached.contains(&n) {
                 reached.extend(Bfs::new(g, n).iter(g));
             }
@@ -168,6 +277,7 @@ impl LeakDetector for RelationshipDetector {
         let keys: HashMap<NodeIndex, (u8, usize)> =
             gr.index.iter().map(|(k, &n)| (n, *k)).collect();
         let mut announce = Vec::new();
+        let mut breaks = Vec::new();
         for scc in petgraph::algo::tarjan_scc(g) {
             let cyclic = scc.len() > 1 || g.find_edge(scc[0], scc[0]).is_some();
             if !cyclic || scc.iter().any(|n| reached.contains(n)) {
@@ -183,6 +293,27 @@ impl LeakDetector for RelationshipDetector {
                     .filter(|m| m.id == node.id)
                     .and_then(|m| cx.tracker.site_name(m.site))
             });
+            let cut = feedback_edges(g, &scc, &keys);
+            let name = |n: NodeIndex| match (g[n].id, keys.get(&n)) {
+                (0, Some(k)) => format!("{:#x}", k.1),
+                (id, _) => format!("#{id}"),
+            };
+            let advice = cut
+                .iter()
+                .map(|&(a, b)| format!("{} -> {}", name(a), name(b)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            for &(a, b) in &cut {
+                if let (Some(ka), Some(kb)) = (keys.get(&a), keys.get(&b)) {
+                    breaks.push(CycleBreak {
+                        device: DeviceId(ka.0),
+                        from: ka.1,
+                        to: kb.1,
+                        from_id: g[a].id,
+                        to_id: g[b].id,
+                    });
+                }
+            }
             let f = LeakFinding {
                 detector: "relationship",
                 site,
@@ -191,7 +322,8 @@ impl LeakDetector for RelationshipDetector {
                 bytes: scc.iter().map(|&n| g[n].size).sum(),
                 confirmed: true,
                 info: format!(
-                    "ownership cycle of {} allocation(s) that no root reaches",
+                    "ownership cycle of {} allocation(s) that no root reaches; downgrading \
+                     {advice} from a strong to a weak hold breaks it",
                     scc.len()
                 ),
             };
@@ -200,6 +332,7 @@ impl LeakDetector for RelationshipDetector {
             }
             findings.push(f);
         }
+        gr.breaks = breaks;
         for (k, id, info) in announce {
             if gr.announced.insert(k) {
                 cx.emit_confirmed(id, &|| info.clone());

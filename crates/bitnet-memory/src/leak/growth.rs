@@ -16,6 +16,10 @@
 //! - A cache that grows and then stays flat does not fire once a whole half-window is
 //!   flat: a flat half has S = 0. Growth over a whole window (16 steps by default) is what
 //!   "keeps growing" means here; mark such caches persistent if they legitimately do.
+//! - Each episode of growth is one finding, announced once (`LeakConfirmed`): while
+//!   every evaluation since keeps firing, a firing updates that finding (bytes grown
+//!   since the episode began, the steps, the latest p-values) instead of adding another;
+//!   an evaluation that does not fire ends the episode.
 //! - Power: with the default window (halves of 8) a leak that adds bytes at every step is
 //!   found at the first evaluation with 16 values; one every other step too (z = 2.9 per
 //!   half against a threshold of 2.33).
@@ -32,7 +36,11 @@ struct State {
     values: VecDeque<i64>,
     since_eval: usize,
     steps: u64,
+    /// One finding per episode of growth, oldest first.
     fired: Vec<LeakFinding>,
+    /// The last finding's episode is still going (its evaluation, and every one since,
+    /// fired): the next firing updates it instead of adding one; its first value.
+    open: Option<(i64, u64)>,
 }
 
 /// The growth detector of one manager.
@@ -112,6 +120,7 @@ impl GrowthDetector {
                 since_eval: 0,
                 steps: 0,
                 fired: Vec::new(),
+                open: None,
             }),
         }
     }
@@ -152,30 +161,44 @@ impl GrowthDetector {
         let x: Vec<i64> = st.values.iter().copied().collect();
         let h = self.window / 2;
         let (p1, p2) = (mann_kendall_p(&x[..h]), mann_kendall_p(&x[h..]));
-        if p1 <= self.alpha_half && p2 <= self.alpha_half {
-            let grew = (x[x.len() - 1] - x[0]).max(0) as usize;
-            let f = LeakFinding {
-                detector: "growth",
-                site: None,
-                ids: Vec::new(),
-                count: 1,
-                bytes: grew,
-                confirmed: true,
-                info: format!(
-                    "live non-persistent bytes grew from {} to {} over the {} steps up to step {} \
-                     (Mann-Kendall one-sided p = {p1:.1e} and {p2:.1e} per half, level {:.1e})",
-                    x[0],
-                    x[x.len() - 1],
-                    x.len(),
-                    st.steps,
-                    self.alpha_half
-                ),
-            };
-            cx.emit_confirmed(0, &|| f.info.clone());
-            st.fired.push(f);
-            // Judge the next window on fresh values only.
-            st.values.clear();
+        if p1 > self.alpha_half || p2 > self.alpha_half {
+            // The episode (if one was going) ended: a new firing is a new finding.
+            st.open = None;
+            return;
         }
+        let was_open = st.open.is_some();
+        let start = (x[0], st.steps + 1 - x.len() as u64);
+        let (first, since) = *st.open.get_or_insert(start);
+        let last = x[x.len() - 1];
+        let info = format!(
+            "live non-persistent bytes grew from {first} to {last} over steps {since}..={} \
+             (latest window: Mann-Kendall one-sided p = {p1:.1e} and {p2:.1e} per half, \
+             level {:.1e})",
+            st.steps, self.alpha_half
+        );
+        let grew = (last - first).max(0) as usize;
+        match st.fired.last_mut().filter(|_| was_open) {
+            // The same episode: one finding, brought up to date, not announced again.
+            Some(f) => {
+                f.bytes = grew;
+                f.info = info;
+            }
+            None => {
+                let f = LeakFinding {
+                    detector: "growth",
+                    site: None,
+                    ids: Vec::new(),
+                    count: 1,
+                    bytes: grew,
+                    confirmed: true,
+                    info,
+                };
+                cx.emit_confirmed(0, &|| f.info.clone());
+                st.fired.push(f);
+            }
+        }
+        // Judge the next window on fresh values only.
+        st.values.clear();
     }
 }
 

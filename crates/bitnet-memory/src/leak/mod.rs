@@ -23,11 +23,13 @@ pub mod growth;
 pub mod report;
 pub mod scope;
 pub mod signatures;
+pub mod strict;
 #[cfg(test)]
 mod tests;
 
 pub use report::{ClassGroup, LeakReport, SiteGroup};
 pub use scope::LeakScope;
+pub use strict::StrictScope;
 
 use crate::device::DeviceId;
 use crate::events::{EventKind, MemoryEvent};
@@ -118,6 +120,43 @@ impl LeakConfig {
             site_signatures: false,
             ..Self::default()
         }
+    }
+}
+
+/// Verdicts of the scope detector so far, what its run-time accuracy is measured from: a
+/// suspect (a block a scope left behind) is confirmed when still live past the grace
+/// period, or retracted when freed before; a confirmed one freed later was a false
+/// positive. Growth and relationship findings are confirmed by construction and not
+/// counted here. A confirmed untracked suspect has no record to see freed: it is never
+/// counted as a false positive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeakStats {
+    /// Suspects raised.
+    pub suspected: u64,
+    /// Suspects confirmed as leaks.
+    pub confirmed: u64,
+    /// Suspects freed within their grace period.
+    pub retracted: u64,
+    /// Confirmed leaks freed later (false positives).
+    pub confirmed_then_freed: u64,
+}
+
+impl LeakStats {
+    /// Right verdicts over all verdicts: confirmed leaks that stayed, and suspects
+    /// retracted, over every suspect judged. `None` before any verdict.
+    pub fn accuracy(&self) -> Option<f64> {
+        let judged = self.confirmed + self.retracted;
+        (judged > 0).then(|| {
+            (self.confirmed - self.confirmed_then_freed.min(self.confirmed) + self.retracted) as f64
+                / judged as f64
+        })
+    }
+
+    /// Confirmed leaks that were freed later, over confirmed leaks. `None` before any
+    /// confirmation.
+    pub fn false_positive_rate(&self) -> Option<f64> {
+        (self.confirmed > 0)
+            .then(|| self.confirmed_then_freed.min(self.confirmed) as f64 / self.confirmed as f64)
     }
 }
 

@@ -53,6 +53,9 @@ pub struct LeakReport {
     pub untracked: Vec<ClassGroup>,
     /// What the detectors found (only from [`MemoryManager::leak_report`](crate::MemoryManager::leak_report)).
     pub findings: Vec<LeakFinding>,
+    /// Registered resources still registered (only from `leak_report`): not leaks by
+    /// themselves, but memory someone must free.
+    pub resources: Vec<crate::lifecycle::ResourceInfo>,
 }
 
 impl LeakReport {
@@ -162,6 +165,7 @@ pub(crate) fn build(
         sites,
         untracked: rows,
         findings: Vec::new(),
+        resources: Vec::new(),
     }
 }
 
@@ -203,6 +207,18 @@ impl fmt::Display for LeakReport {
         }
         for x in &self.findings {
             writeln!(f, "  {x}")?;
+        }
+        for r in &self.resources {
+            writeln!(
+                f,
+                "  resource #{} '{}': {} B on device {} registered at {}{}",
+                r.id,
+                r.name,
+                r.size,
+                r.device,
+                r.site,
+                if r.droppable { " (droppable)" } else { "" }
+            )?;
         }
         Ok(())
     }

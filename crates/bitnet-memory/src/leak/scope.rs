@@ -62,7 +62,7 @@ struct ThreadScopes {
 }
 
 #[derive(Debug, Clone)]
-enum Suspect {
+pub(crate) enum Suspect {
     Tracked {
         slot: u32,
         id: u32,
@@ -97,13 +97,24 @@ pub(crate) struct ScopeDetector {
     threads: ThreadLocal<RefCell<ThreadScopes>>,
     pending: Mutex<Vec<Pending>>,
     confirmed: Mutex<Vec<Pending>>,
+    /// Verdicts so far: what run-time accuracy is measured from.
+    verdicts: Verdicts,
+}
+
+/// Counters of the scope detector's verdicts.
+#[derive(Default)]
+struct Verdicts {
+    suspected: AtomicU64,
+    confirmed: AtomicU64,
+    retracted: AtomicU64,
+    confirmed_then_freed: AtomicU64,
 }
 
 /// An open leak scope; it ends when dropped, on the thread that opened it.
 #[must_use = "the scope ends when this guard is dropped"]
 pub struct LeakScope<'m> {
-    cx: LeakCx<'m>,
-    id: u64,
+    pub(super) cx: LeakCx<'m>,
+    pub(super) id: u64,
     /// Scopes belong to the thread that opened them.
     _not_send: PhantomData<*const ()>,
 }
@@ -126,10 +137,34 @@ impl<'m> LeakScope<'m> {
     /// [`MemoryManager::scope`](crate::MemoryManager::scope) calls).
     pub(crate) fn open(cx: LeakCx<'m>, name: &str) -> Self {
         LeakScope {
-            id: cx.leak.scopes.begin(&cx, name),
+            id: cx.leak.scopes.begin(&cx, name, false),
             cx,
             _not_send: PhantomData,
         }
+    }
+
+    /// Opens a scope whether the scope detector is on or not (strict scopes).
+    pub(super) fn open_forced(cx: LeakCx<'m>, name: &str) -> Self {
+        LeakScope {
+            id: cx.leak.scopes.begin(&cx, name, true),
+            cx,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Ends the scope now; returns what it left behind (the suspects it reported).
+    pub(super) fn finish(self) -> Vec<Suspect> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let (outermost, suspects) = if this.id != 0 {
+            this.cx.leak.scopes.end(&this.cx, this.id)
+        } else {
+            (true, Vec::new())
+        };
+        this.id = 0;
+        if outermost {
+            this.cx.leak.growth.sample(&this.cx, None);
+        }
+        suspects
     }
 }
 
@@ -137,7 +172,7 @@ impl Drop for LeakScope<'_> {
     fn drop(&mut self) {
         let d = &self.cx.leak.scopes;
         let outermost = if self.id != 0 {
-            d.end(&self.cx, self.id)
+            d.end(&self.cx, self.id).0
         } else {
             d.threads
                 .get()
@@ -162,11 +197,23 @@ impl ScopeDetector {
             threads: ThreadLocal::new(),
             pending: Mutex::new(Vec::new()),
             confirmed: Mutex::new(Vec::new()),
+            verdicts: Verdicts::default(),
         }
     }
 
-    fn begin(&self, cx: &LeakCx<'_>, name: &str) -> u64 {
-        if !self.enabled.load(Relaxed) {
+    /// The verdicts so far.
+    pub(crate) fn stats(&self) -> super::LeakStats {
+        let v = &self.verdicts;
+        super::LeakStats {
+            suspected: v.suspected.load(Relaxed),
+            confirmed: v.confirmed.load(Relaxed),
+            retracted: v.retracted.load(Relaxed),
+            confirmed_then_freed: v.confirmed_then_freed.load(Relaxed),
+        }
+    }
+
+    fn begin(&self, cx: &LeakCx<'_>, name: &str, force: bool) -> u64 {
+        if !force && !self.enabled.load(Relaxed) {
             return 0;
         }
         let id = self.next_id.fetch_add(1, Relaxed);
@@ -220,16 +267,17 @@ impl ScopeDetector {
         }
     }
 
-    /// Ends scope `id`; returns whether no scope is open on this thread any more.
-    fn end(&self, cx: &LeakCx<'_>, id: u64) -> bool {
+    /// Ends scope `id`; returns whether no scope is open on this thread any more, and
+    /// the suspects it left behind.
+    fn end(&self, cx: &LeakCx<'_>, id: u64) -> (bool, Vec<Suspect>) {
         let Some(t) = self.threads.get() else {
-            return true;
+            return (true, Vec::new());
         };
         let Ok(mut t) = t.try_borrow_mut() else {
-            return false;
+            return (false, Vec::new());
         };
         let Some(pos) = t.stack.iter().rposition(|f| f.id == id) else {
-            return t.stack.is_empty();
+            return (t.stack.is_empty(), Vec::new());
         };
         let frame = t.stack.remove(pos);
         self.active.fetch_sub(1, Relaxed);
@@ -287,6 +335,9 @@ impl ScopeDetector {
         }
         let outermost = t.stack.is_empty();
         drop(t);
+        self.verdicts
+            .suspected
+            .fetch_add(suspects.len() as u64, Relaxed);
         let method = format!("scope '{}'", frame.name);
         for s in &suspects {
             let id = match s {
@@ -297,13 +348,13 @@ impl ScopeDetector {
         }
         self.pending
             .lock()
-            .extend(suspects.into_iter().map(|suspect| Pending {
+            .extend(suspects.iter().cloned().map(|suspect| Pending {
                 scope: frame.name.clone(),
                 deadline: now + self.grace,
                 suspect,
             }));
         self.confirm(cx, Instant::now());
-        outermost
+        (outermost, suspects)
     }
 
     /// Moves suspects past their grace period to the confirmed list when still live;
@@ -320,10 +371,15 @@ impl ScopeDetector {
             .any(|p| matches!(p.suspect, Suspect::Untracked { .. }))
             .then(|| Counts::now(cx));
         let mut confirmed = self.confirmed.lock();
+        let before = confirmed.len();
         confirmed.retain(|c| match c.suspect {
             Suspect::Tracked { slot, id, .. } => cx.tracker.read(slot).is_some_and(|m| m.id == id),
             Suspect::Untracked { .. } => true,
         });
+        // Confirmed, then freed after all: a false positive, measured.
+        self.verdicts
+            .confirmed_then_freed
+            .fetch_add((before - confirmed.len()) as u64, Relaxed);
         for mut p in due {
             let still = match &mut p.suspect {
                 Suspect::Tracked { slot, id, .. } => cx
@@ -344,9 +400,12 @@ impl ScopeDetector {
                 }
             };
             if still {
+                self.verdicts.confirmed.fetch_add(1, Relaxed);
                 let (id, info) = describe(cx, &p);
                 cx.emit_confirmed(id, &|| info.clone());
                 confirmed.push(p);
+            } else {
+                self.verdicts.retracted.fetch_add(1, Relaxed);
             }
         }
     }

@@ -65,6 +65,7 @@ impl ManagerBuilder {
             oom_observers: RwLock::new(Vec::new()),
             worker: Mutex::new(None),
             history: History::default(),
+            resources: crate::lifecycle::Registry::default(),
         });
         for pool in &inner.devices {
             pool.set_new_cache_hook(super::exit::hook(Arc::downgrade(&inner)));

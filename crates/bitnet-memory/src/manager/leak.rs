@@ -4,7 +4,7 @@
 use super::{Inner, MemoryManager};
 use crate::allocation::Allocation;
 use crate::error::{MemoryError, Result};
-use crate::leak::{LeakCx, LeakDetector, LeakFinding, LeakReport, LeakScope};
+use crate::leak::{LeakCx, LeakDetector, LeakFinding, LeakReport, LeakScope, StrictScope};
 
 impl Inner {
     /// What leak detection sees of this manager.
@@ -24,6 +24,7 @@ impl MemoryManager {
         let cx = self.inner.leak_cx();
         let mut r = cx.live_report();
         r.findings = cx.run_detectors();
+        r.resources = self.inner.resources.list();
         r
     }
 
@@ -58,6 +59,13 @@ impl MemoryManager {
         cx.leak
             .graph
             .link(&cx, &owner.block_ref(), &owned.block_ref())
+    }
+
+    /// The edges whose downgrade from a strong to a weak hold breaks each leaked cycle of
+    /// shared handles or links, as the last leak check
+    /// ([`check_leaks`](Self::check_leaks), [`leak_report`](Self::leak_report)) found them.
+    pub fn cycle_breaks(&self) -> Vec<crate::leak::graph::CycleBreak> {
+        self.inner.leak.graph.breaks()
     }
 
     /// Allocations that are nodes of the relationship graph now (linked and not dropped).
@@ -97,5 +105,25 @@ impl MemoryManager {
     /// passed. The end of an outermost scope is also one step of the growth detector.
     pub fn scope(&self, name: &str) -> LeakScope<'_> {
         LeakScope::open(self.inner.leak_cx(), name)
+    }
+
+    /// Opens a strict scope on this thread (opt-in prevention): its
+    /// [`close`](StrictScope::close) is [`MemoryError::ScopeLeaked`], naming the sites,
+    /// when blocks made inside it are still alive and not persisted.
+    ///
+    /// ```
+    /// use bitnet_memory::{MemoryConfig, MemoryManager};
+    /// use std::alloc::Layout;
+    ///
+    /// let mm = MemoryManager::new(MemoryConfig::default())?;
+    /// let step = mm.strict_scope("decode step");
+    /// let kept = mm.try_allocate(Layout::from_size_align(4 << 20, 64)?)?;
+    /// let err = step.close().unwrap_err();
+    /// assert!(err.to_string().contains("decode step"));
+    /// # drop(kept);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn strict_scope(&self, name: &str) -> StrictScope<'_> {
+        StrictScope::open(self.inner.leak_cx(), name)
     }
 }

@@ -11,6 +11,8 @@ pub(crate) use builder::check_layout;
 pub use builder::ManagerBuilder;
 pub use leak_check::LeakCheck;
 pub use raw::RawBlock;
+#[cfg(test)]
+pub(crate) use services::check_validation;
 
 use crate::allocation::Allocation;
 use crate::cleanup::engine::{CleanupEngine, CleanupHost};
@@ -77,6 +79,8 @@ pub(crate) struct Inner {
     pub(crate) leak: crate::leak::LeakState,
     /// The allocation history (`record_history`), off by default.
     pub(crate) history: History,
+    /// Registered resources the manager does not allocate (`register_resource`).
+    pub(crate) resources: crate::lifecycle::Registry,
 }
 
 impl Drop for Inner {
@@ -94,9 +98,15 @@ impl Inner {
     #[inline]
     pub(crate) fn free(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
         if slot != 0 || self.bus.wants(EventKind::AllocationDropped) {
-            return self.free_noted(device, addr, token, size, slot);
+            self.free_noted(device, addr, token, size, slot);
+        } else {
+            self.devices[device as usize].free(addr, token, size);
         }
-        self.devices[device as usize].free(addr, token, size);
+        // A large block freed under high pressure: an immediate cleanup of its device
+        // (small blocks go to caches; one relaxed load otherwise).
+        if token & SMALL == 0 && self.cleanup.under_pressure(device) {
+            self.cleanup.on_pressured_free(self, device);
+        }
     }
 
     /// A free that someone hears of: the tracking record, subscribers, the history.
@@ -171,6 +181,10 @@ impl CleanupHost for Inner {
         if !self.movable.is_empty() {
             self.compact();
         }
+    }
+
+    fn release_droppable(&self) -> usize {
+        self.resources.release_droppable(&self.bus).1
     }
 }
 

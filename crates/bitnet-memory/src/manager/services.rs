@@ -13,6 +13,19 @@ use crate::snapshot::{DeviceSnapshot, MetricsSummary, Snapshot, SNAPSHOT_VERSION
 use crate::tracking::Tracker;
 use std::collections::HashMap;
 
+/// The report, or the validator's mismatch as an error.
+pub(crate) fn check_validation(report: CleanupReport) -> Result<CleanupReport> {
+    match &report.validation {
+        Some(v) if !v.ok => Err(MemoryError::CleanupMismatch {
+            strategy: format!("{:?}", report.strategy).to_lowercase(),
+            claimed: v.claimed_released + v.claimed_purged,
+            observed: v.observed_released + v.observed_purged,
+            detail: v.detail.clone(),
+        }),
+        _ => Ok(report),
+    }
+}
+
 impl MemoryManager {
     /// Gives back cached and free memory of every device: this thread's cached blocks,
     /// empty slabs and empty chunks. Memory owned by allocations is never touched.
@@ -32,6 +45,18 @@ impl MemoryManager {
         r
     }
 
+    /// [`trim`](Self::trim) for a caller that must know it worked: the run's report, or
+    /// [`MemoryError::CleanupMismatch`] when the validator found that what the run claims
+    /// it gave back is not what the pools' ledgers show (see
+    /// [`cleanup::validate`](crate::cleanup::validate)).
+    pub fn try_trim(&self) -> Result<CleanupReport> {
+        let (_, report) = self
+            .inner
+            .cleanup
+            .cleanup(&*self.inner, CleanupStrategy::Requested);
+        check_validation(report)
+    }
+
     /// Releases everything cached at once: this thread's cache (other threads flush
     /// theirs at their next free), empty slabs and chunks, every free page. What critical
     /// pressure runs.
@@ -45,7 +70,7 @@ impl MemoryManager {
     /// One decay run now, as the background worker does it: releases memory idle past the
     /// decay time. `None` when there was nothing to release.
     pub fn decay_now(&self) -> Option<CleanupReport> {
-        self.inner.cleanup.decay(&self.inner.view())
+        self.inner.cleanup.decay(&*self.inner)
     }
 
     /// Computes the pressure level of every device now (the worker does it once per
@@ -73,6 +98,16 @@ impl MemoryManager {
         CleanupEngine::adapt(&self.inner.view())
     }
 
+    /// One evaluation of the pool optimizer now, as the background worker makes once per
+    /// period: each pool's large-block strategy is switched when its measured figures say
+    /// another does better (with hysteresis; see
+    /// [`pool::adaptive::large`](crate::pool::adaptive::large)), and movable blocks are
+    /// compacted where free memory is fragmented past `CleanupConfig::consolidate_above`.
+    /// Each is returned and sent as `MemoryEvent::PoolOptimizationCompleted`.
+    pub fn optimize_pools_now(&self) -> Vec<crate::cleanup::optimizer::PoolOptimization> {
+        self.inner.cleanup.optimize(&*self.inner)
+    }
+
     /// Wake-ups of the background worker so far (`None` without a worker).
     pub fn worker_ticks(&self) -> Option<u64> {
         self.inner.worker.lock().as_ref().map(|w| w.ticks())
@@ -82,7 +117,7 @@ impl MemoryManager {
     /// latency percentiles.
     pub fn metrics(&self) -> MetricsSnapshot {
         let inner = &*self.inner;
-        MetricsSnapshot {
+        let mut m = MetricsSnapshot {
             devices: inner.devices.iter().map(|d| d.metrics()).collect(),
             tracking: inner.tracker.stats(),
             latency: inner.tracker.latency(),
@@ -90,7 +125,52 @@ impl MemoryManager {
             events_dropped: inner.bus.dropped(),
             cleanup: inner.cleanup.stats(),
             pressure: inner.cleanup.pressure_levels(),
-        }
+            resources: inner.resources.stats(),
+            leak: inner.leak.scopes.stats(),
+            seed: Default::default(),
+        };
+        m.seed = crate::seed_metrics::SeedMetrics::of(&m);
+        m
+    }
+
+    /// Registers a resource the manager does not allocate but should account and clean
+    /// (a mapped weights file, a staging buffer, another library's cache): it shows in
+    /// `metrics()`, leak reports, snapshots and events, and an emergency cleanup runs the
+    /// callbacks of the droppable ones, lowest priority first (see
+    /// [`lifecycle`](crate::lifecycle)).
+    ///
+    /// ```
+    /// use bitnet_memory::{lifecycle::Resource, MemoryConfig, MemoryManager};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let mm = MemoryManager::new(MemoryConfig::default())?;
+    /// let cache = Arc::new(Mutex::new(vec![0u8; 1 << 20]));
+    /// let c = cache.clone();
+    /// let h = mm.register_resource(
+    ///     Resource::new("tokenizer cache", 1 << 20)
+    ///         .droppable(true)
+    ///         .on_cleanup(move || c.lock().unwrap().clear()),
+    /// );
+    /// assert_eq!(mm.metrics().resources.bytes, 1 << 20);
+    /// mm.emergency_cleanup();
+    /// assert!(h.is_released() && cache.lock().unwrap().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[track_caller]
+    pub fn register_resource(
+        &self,
+        resource: crate::lifecycle::Resource,
+    ) -> crate::lifecycle::ResourceHandle<'_> {
+        let inner = &*self.inner;
+        let id = inner
+            .resources
+            .register(&inner.bus, resource, std::panic::Location::caller());
+        crate::lifecycle::ResourceHandle::new(&inner.resources, &inner.bus, id)
+    }
+
+    /// Every registered resource.
+    pub fn resources(&self) -> Vec<crate::lifecycle::ResourceInfo> {
+        self.inner.resources.list()
     }
 
     /// Subscribes to the events in `filter`. The queue holds `capacity` events; when it is
@@ -211,6 +291,7 @@ impl MemoryManager {
             history,
             history_dropped,
             metrics_detail: Some(metrics),
+            resources: inner.resources.list(),
         }
     }
 

@@ -51,4 +51,7 @@ pub struct PoolConfig {
     pub huge_pages: bool,
     /// Most bytes the pool may map from its device; `None`: no limit.
     pub budget: Option<usize>,
+    /// Let the optimizer switch the large-block strategy (TLSF, buddy) when measured
+    /// figures say so (see `pool::adaptive::large`).
+    pub switch_large_strategy: bool,
 }

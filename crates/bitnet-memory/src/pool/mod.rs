@@ -21,4 +21,6 @@ pub(crate) mod tlsf;
 pub use config::{PoolConfig, Strategy};
 pub use fragmentation::FragmentationReport;
 pub use hybrid::TrimReport;
-pub use stats::{ClassStats, LargePoolStats, PoolStats, SmallPoolStats};
+pub use stats::{
+    ClassStats, LargePoolStats, PoolLedger, PoolStats, SmallPoolStats, StrategyTiming,
+};

@@ -158,3 +158,40 @@ pub(crate) fn ratio(a: usize, b: usize, empty: f64) -> f64 {
         a as f64 / b as f64
     }
 }
+
+/// A device pool's cumulative byte counters, read together under the large pool's lock.
+/// Mapped bytes move only through growth and release, so between two readings
+/// `a.mapped + (b.grown - a.grown) - (b.released - a.released) == b.mapped` always holds;
+/// a cleanup's claim is checked against the released and purged bytes between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolLedger {
+    /// Bytes of chunks held from the device now.
+    pub mapped: usize,
+    /// Bytes whose pages may be resident now.
+    pub committed: usize,
+    /// Bytes of chunks taken from the device so far.
+    pub grown: usize,
+    /// Bytes of chunks given back to the device so far.
+    pub released: usize,
+    /// Bytes of free blocks' pages handed back so far (the chunks stayed mapped).
+    pub purged: usize,
+}
+
+/// Measured cost of the large pool's user operations under one strategy (a sample: one
+/// operation in eight is timed).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StrategyTiming {
+    /// The strategy's name.
+    pub strategy: String,
+    /// Operations timed.
+    pub timed_ops: u64,
+    /// Their nanoseconds.
+    pub timed_ns: u64,
+}
+
+impl StrategyTiming {
+    /// Mean nanoseconds per timed operation (0 when none was timed).
+    pub fn ns_per_op(&self) -> f64 {
+        ratio(self.timed_ns as usize, self.timed_ops as usize, 0.0)
+    }
+}

@@ -10,8 +10,9 @@ pub const TARGET: &str = "bitnet_memory";
 
 /// Emits `ev` as a `tracing` event of target [`TARGET`], its fields as fields
 /// (`kind` names the variant). Levels: allocations and frees `TRACE`; cleanup, sampling
-/// and strategy changes `DEBUG`; pressure changes, fragmentation and suspected leaks
-/// `INFO`; failed requests, critical pressure and confirmed leaks `WARN`.
+/// strategy changes, pool optimisations and registered resources `DEBUG`; pressure
+/// changes, fragmentation and suspected leaks `INFO`; failed requests, critical pressure,
+/// confirmed leaks and cleanup mismatches `WARN`.
 pub fn trace_event(ev: &MemoryEvent) {
     match ev {
         MemoryEvent::AllocationCreated {
@@ -102,6 +103,46 @@ pub fn trace_event(ev: &MemoryEvent) {
             target: TARGET, Level::DEBUG,
             kind = "strategy_changed", device = device.0, old_threshold, new_threshold,
             reason = %reason
+        ),
+        MemoryEvent::CleanupMismatch {
+            strategy,
+            executor,
+            claimed,
+            observed,
+            detail,
+        } => event!(
+            target: TARGET, Level::WARN,
+            kind = "cleanup_mismatch", strategy = ?strategy, executor = %executor, claimed,
+            observed, detail = %detail
+        ),
+        MemoryEvent::PoolOptimizationCompleted {
+            device,
+            action,
+            before,
+            after,
+            reason,
+        } => event!(
+            target: TARGET, Level::DEBUG,
+            kind = "pool_optimization_completed", device = device.0, action = %action,
+            before = ?before, after = ?after, reason = %reason
+        ),
+        MemoryEvent::ResourceRegistered {
+            id,
+            name,
+            size,
+            site,
+        } => event!(
+            target: TARGET, Level::DEBUG,
+            kind = "resource_registered", id, name = %name, size, site = %site
+        ),
+        MemoryEvent::ResourceReleased {
+            id,
+            name,
+            size,
+            reason,
+        } => event!(
+            target: TARGET, Level::DEBUG,
+            kind = "resource_released", id, name = %name, size, reason = %reason
         ),
     }
 }

@@ -70,6 +70,23 @@ pub struct LeakcheckRow {
     pub false_positives: u64,
 }
 
+impl LeakcheckRow {
+    /// Right verdicts over all runs: injected leaks found plus clean runs left silent,
+    /// over injected plus clean runs (the seed's `leak_detection_accuracy`, target
+    /// > 99%). `None` without runs.
+    pub fn accuracy(&self) -> Option<f64> {
+        let runs = self.injected + self.clean_runs;
+        (runs > 0)
+            .then(|| (self.found + self.clean_runs - self.false_positives) as f64 / runs as f64)
+    }
+
+    /// Clean runs where the detector reported anything, over clean runs (the seed's
+    /// `false_positive_rate`, target < 1%). `None` without clean runs.
+    pub fn false_positive_rate(&self) -> Option<f64> {
+        (self.clean_runs > 0).then(|| self.false_positives as f64 / self.clean_runs as f64)
+    }
+}
+
 /// The suite's result.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LeakcheckReport {
@@ -344,6 +361,18 @@ fn pct(a: u64, b: u64) -> String {
     }
 }
 
+/// A share in percent with the verdict against its target: `99.2% met`, `97.0% MISSED`.
+fn verdict(v: Option<f64>, met: impl Fn(f64) -> bool) -> String {
+    match v {
+        Some(v) => format!(
+            "{:.1}% {}",
+            100.0 * v,
+            if met(v) { "met" } else { "MISSED" }
+        ),
+        None => "-".to_string(),
+    }
+}
+
 impl fmt::Display for LeakcheckReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -362,6 +391,8 @@ impl fmt::Display for LeakcheckReport {
                 "clean",
                 "FP",
                 "FP rate",
+                "accuracy(>99%)",
+                "FP rate(<1%)",
             ],
             2,
         );
@@ -381,6 +412,8 @@ impl fmt::Display for LeakcheckReport {
                 r.clean_runs.to_string(),
                 r.false_positives.to_string(),
                 pct(r.false_positives, r.clean_runs),
+                verdict(r.accuracy(), |a| a > 0.99),
+                verdict(r.false_positive_rate(), |x| x < 0.01),
             ]);
         }
         f.write_str(&crate::bench::report::render(&t))?;
@@ -410,6 +443,29 @@ mod tests {
                 assert_eq!(row.found, row.injected, "{r}");
             }
         }
+        let full_scope = r
+            .rows
+            .iter()
+            .find(|x| x.detector == "scope" && x.mode == "full")
+            .unwrap();
+        assert_eq!(
+            full_scope.accuracy(),
+            Some(1.0),
+            "found all, no false alarm"
+        );
+        assert_eq!(full_scope.false_positive_rate(), Some(0.0));
+        let missed = LeakcheckRow {
+            found: full_scope.found - 1,
+            false_positives: 1,
+            ..full_scope.clone()
+        };
+        let runs = (missed.injected + missed.clean_runs) as f64;
+        assert_eq!(missed.accuracy(), Some((runs - 2.0) / runs));
+        let text = r.to_string();
+        assert!(
+            text.contains("accuracy(>99%)") && text.contains("100.0% met"),
+            "{text}"
+        );
         let json = r.to_json();
         assert!(json.starts_with("{\"leakcheck\": [{\"detector\": \"accounting\""));
         assert_eq!(json.matches("\"false_positives\"").count(), 10);

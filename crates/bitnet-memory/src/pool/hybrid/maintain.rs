@@ -162,6 +162,33 @@ impl DevicePool {
         )
     }
 
+    /// The large pool's cumulative counters, read together under its lock: what a cleanup
+    /// is validated against.
+    pub fn ledger(&self) -> crate::pool::PoolLedger {
+        let l = self.large.lock();
+        crate::pool::PoolLedger {
+            mapped: l.reserved,
+            committed: l.committed(),
+            grown: l.grown_total,
+            released: l.released_total.1,
+            purged: l.purged_total,
+        }
+    }
+
+    /// The measured cost of large-pool operations under each strategy used.
+    pub fn large_timing(&self) -> Vec<crate::pool::StrategyTiming> {
+        let t = self.large.lock().timing();
+        t.iter()
+            .map(
+                |&(strategy, timed_ops, timed_ns)| crate::pool::StrategyTiming {
+                    strategy: strategy.to_string(),
+                    timed_ops,
+                    timed_ns,
+                },
+            )
+            .collect()
+    }
+
     /// Free bytes of the large pool whose pages may be resident.
     pub fn dirty_free_bytes(&self) -> usize {
         self.large.lock().resident_free_bytes()

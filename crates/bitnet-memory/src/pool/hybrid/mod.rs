@@ -13,6 +13,7 @@ mod flush;
 mod limits;
 use limits::large_pool;
 mod maintain;
+mod optimize;
 mod report;
 mod resize;
 
@@ -93,6 +94,10 @@ pub struct DevicePool {
     pending_blocks: AtomicUsize,
     /// The last submission a wait before growth timed out on (`fence.rs`).
     fence_gave_up: AtomicU64,
+    /// The large-block strategy may be switched by the optimizer.
+    switch_large_strategy: bool,
+    /// The optimizer's memory of this pool's strategies.
+    optimizer: Mutex<optimize::OptimizerState>,
 }
 
 /// Bit of `class_limit` that pins it.
@@ -175,6 +180,8 @@ impl DevicePool {
             pending: Mutex::new(std::collections::VecDeque::new()),
             pending_blocks: AtomicUsize::new(0),
             fence_gave_up: AtomicU64::new(0),
+            switch_large_strategy: config.switch_large_strategy,
+            optimizer: Mutex::new(optimize::OptimizerState::default()),
         }
     }
 

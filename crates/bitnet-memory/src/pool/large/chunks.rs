@@ -4,6 +4,7 @@
 
 use super::{Grant, GrowError, Held, LargePool, Released};
 use crate::device::{Chunk, DeviceBackend, DeviceError};
+use crate::pool::strategy::BlockStrategy as _;
 use crate::pool::strategy::SysVec;
 use std::alloc::System;
 
@@ -65,6 +66,7 @@ impl LargePool {
         let at = self.by_base.partition_point(|&(b, _)| b < chunk.base);
         self.by_base.insert(at, (chunk.base, id));
         self.reserved += chunk.size;
+        self.grown_total += chunk.size;
         if chunk.dedicated {
             self.dedicated_bytes += chunk.size;
         }

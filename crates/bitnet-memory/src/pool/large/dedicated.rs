@@ -13,6 +13,7 @@
 use super::{Grant, GrowError, LargePool};
 use crate::device::DeviceBackend;
 use crate::pool::strategy::Block;
+use crate::pool::strategy::BlockStrategy as _;
 
 /// Dedicated chunks are whole multiples of this many bytes.
 const DEDICATED_GRANULE: usize = 4096;

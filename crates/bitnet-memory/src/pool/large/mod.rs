@@ -10,6 +10,8 @@ mod chunks;
 pub(crate) mod compact;
 mod dedicated;
 mod pages;
+pub(crate) mod switch;
+mod timing;
 
 use crate::device::{Chunk, DeviceBackend, DeviceError};
 use crate::pool::resident::ResidentPages;
@@ -116,7 +118,7 @@ pub(crate) struct Held {
 
 /// Large-block state of one device.
 pub struct LargePool {
-    strategy: Box<dyn BlockStrategy>,
+    strategy: switch::Switchable,
     chunks: SysVec<Option<Held>>,
     /// Next free address of the synthetic address space (chunks without a host address).
     next_synthetic: usize,
@@ -132,6 +134,10 @@ pub struct LargePool {
     /// Chunks given back to the device so far (trims, decay, compaction, dedicated
     /// chunks, empty chunks released at a free), and their bytes.
     pub released_total: (usize, usize),
+    /// Bytes of chunks taken from the device so far: with `released_total`, what lets a
+    /// cleanup be checked against the mapped bytes before and after it
+    /// (`mapped_before + grown - released == mapped_after`).
+    pub grown_total: usize,
     /// Bytes of dedicated chunks held (part of `reserved`).
     pub dedicated_bytes: usize,
     /// Requests of at least this many bytes get a dedicated chunk of their own, released
@@ -166,13 +172,17 @@ pub struct LargePool {
     /// never asks for more, a request that needs more is too large.
     pub(crate) chunk_limit: (usize, &'static str),
     epoch: std::time::Instant,
+    /// User operations so far (the timing samples one in eight).
+    ops: u64,
+    /// Measured cost per strategy used.
+    timing: SysVec<(&'static str, u64, u64)>,
 }
 
 impl LargePool {
     /// A pool using `strategy`, growing by chunks between the two sizes.
     pub fn new(strategy: Box<dyn BlockStrategy>, min_chunk: usize, max_chunk: usize) -> Self {
         Self {
-            strategy,
+            strategy: switch::Switchable::new(strategy),
             chunks: SysVec::new_in(System),
             next_synthetic: SYNTHETIC_BASE,
             by_base: SysVec::new_in(System),
@@ -181,6 +191,7 @@ impl LargePool {
             peak_committed: 0,
             purged_total: 0,
             released_total: (0, 0),
+            grown_total: 0,
             dedicated_bytes: 0,
             dedicated_threshold: usize::MAX,
             release_on_empty: false,
@@ -196,6 +207,8 @@ impl LargePool {
             max_chunk,
             chunk_limit: (usize::MAX, "none"),
             epoch: std::time::Instant::now(),
+            ops: 0,
+            timing: SysVec::new_in(System),
         }
     }
 
@@ -219,12 +232,14 @@ impl LargePool {
         let fresh = |chunk: u32, offset: usize, len: usize| resident.untouched(chunk, offset, len);
         let b = match self.strategy.allocate_placed(size, align, Some(&fresh)) {
             Some(b) => b,
-            None => {
-                self.grow(size, align, g)?;
-                self.strategy
+            None => match self.grow(size, align, g) {
+                Ok(()) => self
+                    .strategy
                     .allocate(size, align)
-                    .expect("a fresh chunk serves the request it was sized for")
-            }
+                    .expect("a fresh chunk serves the request it was sized for"),
+                // A strategy switched away from may still have room.
+                Err(e) => self.strategy.allocate_retiring(size, align).ok_or(e)?,
+            },
         };
         // The block is out of the free lists: a purge now cannot take its pages.
         self.take_pages(&b, b.addr, touch.min(b.size), g);
@@ -262,11 +277,13 @@ impl LargePool {
         g: &Grant<'_>,
     ) -> Result<Block, GrowError> {
         // The owner's slice is `size` bytes long: the rest of the block stays untouched.
-        let b = if size >= self.dedicated_threshold {
-            self.allocate_dedicated(size, align, g)?
-        } else {
-            self.allocate((size, align, size), g)?
-        };
+        let b = self.timed(|p| {
+            if size >= p.dedicated_threshold {
+                p.allocate_dedicated(size, align, g)
+            } else {
+                p.allocate((size, align, size), g)
+            }
+        })?;
         self.user.insert(b.addr, (b.token, b.size));
         self.user_bytes += b.size;
         Ok(b)
@@ -299,7 +316,7 @@ impl LargePool {
     pub fn free_user(&mut self, addr: usize, backend: &dyn DeviceBackend) -> Option<usize> {
         let (token, size) = self.user.remove(&addr)?;
         self.user_bytes -= size;
-        self.release_block(addr, token, backend);
+        self.timed(|p| p.release_block(addr, token, backend));
         Some(size)
     }
 
@@ -309,7 +326,7 @@ impl LargePool {
         let (t, size) = self.user.remove(&addr).expect("live user block");
         debug_assert_eq!(t, token);
         self.user_bytes -= size;
-        self.release_block(addr, token, backend);
+        self.timed(|p| p.release_block(addr, token, backend));
     }
 
     /// Lends a slab to the small pool. None of its pages counts as resident yet: the

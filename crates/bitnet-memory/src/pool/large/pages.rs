@@ -5,6 +5,7 @@
 
 use super::{Grant, LargePool};
 use crate::device::{Chunk, DeviceBackend, HUGE_PAGE};
+use crate::pool::strategy::BlockStrategy as _;
 use crate::pool::strategy::{Block, SysVec};
 use std::alloc::System;
 

@@ -413,3 +413,49 @@ fn pages_that_cannot_move_or_go_back_stay_counted() {
     assert!(backend.moved.lock().unwrap().is_empty());
     pool.check_invariants();
 }
+
+#[test]
+fn after_a_switch_new_chunks_go_to_the_new_strategy_and_the_old_one_serves_only_past_the_budget() {
+    let backend = Pretend::default();
+    let mut pool = LargePool::new(Box::new(Buddy::new()), 4 * MIB, 4 * MIB);
+    let kept = user(&mut pool, &backend, MIB + 4096, usize::MAX);
+    assert_eq!(pool.strategy_name(), "buddy");
+    assert!(pool.switch_strategy(Box::new(Tlsf::new())));
+    assert_eq!(pool.strategy_name(), "best-fit (TLSF)");
+    // Buddy's chunk has room, but the new strategy grows a chunk of its own.
+    let fresh = user(&mut pool, &backend, MIB + 4096, usize::MAX);
+    assert_eq!(pool.chunk_count(), 2);
+    let stats = pool.strategy_stats();
+    let tlsf = stats.iter().find(|g| g.active).expect("active");
+    assert_eq!((tlsf.name, tlsf.allocations), ("best-fit (TLSF)", 1));
+    assert_eq!(tlsf.requested, (MIB + 4096) as u64);
+    // With the budget spent, the retiring buddy serves what fits in its chunk.
+    let tight = Grant {
+        backend: &backend,
+        budget: pool.reserved,
+        resident_limit: usize::MAX,
+    };
+    let fill = pool
+        .allocate_user(2 * MIB + 4096, 64, &tight)
+        .expect("TLSF's chunk has 2.9 MiB free");
+    let old = pool
+        .allocate_user(MIB, 64, &tight)
+        .expect("buddy still has a free 1 MiB block");
+    pool.check_invariants();
+    // Blocks go back to the generation that served them; once buddy's chunk is empty it
+    // is released and buddy is dropped.
+    for b in [kept, old] {
+        pool.free_user(b.addr, &backend).expect("live");
+    }
+    let released = pool.release_empty(&backend);
+    assert_eq!(released.chunks, 1);
+    assert_eq!(
+        pool.strategy_stats().len(),
+        1,
+        "the retiring generation is gone"
+    );
+    for b in [fresh, fill] {
+        pool.free_user(b.addr, &backend).expect("live");
+    }
+    pool.check_invariants();
+}

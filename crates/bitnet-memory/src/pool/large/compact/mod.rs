@@ -26,6 +26,7 @@
 
 use super::LargePool;
 use crate::device::DeviceBackend;
+use crate::pool::strategy::BlockStrategy as _;
 use crate::pool::strategy::SysVec;
 use std::alloc::System;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};

@@ -22,6 +22,8 @@
 //! free by size, so the class of a size must not change under them).
 #![deny(unsafe_code)]
 
+pub mod large;
+
 use super::size_class::{self, SINGLE_BLOCK_CLASS};
 use super::stats::PoolStats;
 use crate::units::fmt_bytes;
