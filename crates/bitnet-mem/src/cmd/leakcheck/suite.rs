@@ -475,7 +475,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 12, "{text}");
         assert!(
-            lines[1].starts_with("detector") && lines[1].ends_with("FP rate"),
+            lines[1].starts_with("detector") && lines[1].ends_with("FP rate(<1%)"),
             "{text}"
         );
         for (line, row) in lines[2..].iter().zip(&r.rows) {
