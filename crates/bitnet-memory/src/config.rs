@@ -8,6 +8,7 @@ pub use crate::tracking::TrackingConfig;
 
 use crate::pool::config::PoolConfig;
 pub use crate::pool::config::Strategy;
+pub use crate::security::HardenedConfig;
 
 /// Largest alignment any request may ask for: 1 GiB.
 pub const MAX_ALIGN: usize = 1 << 30;
@@ -78,6 +79,8 @@ pub struct MemoryConfig {
     pub cleanup: CleanupConfig,
     /// Leak detection: shutdown report, detectors and their settings.
     pub leak: LeakConfig,
+    /// Hardened mode (canaries, poisoning, checked frees, audit log). Default: off.
+    pub hardened: HardenedConfig,
 }
 
 impl Default for MemoryConfig {
@@ -98,6 +101,7 @@ impl Default for MemoryConfig {
             tracking: TrackingConfig::default(),
             cleanup: CleanupConfig::default(),
             leak: LeakConfig::default(),
+            hardened: HardenedConfig::default(),
         }
     }
 }
@@ -127,6 +131,12 @@ impl MemoryConfig {
             thread_cache_bytes: 256 << 10,
             ..Self::default()
         }
+    }
+
+    /// Turns hardened mode on or off (its other settings as they are).
+    pub fn hardened(mut self, on: bool) -> Self {
+        self.hardened.enabled = on;
+        self
     }
 
     /// Sets [`strategy`](Self::strategy).

@@ -121,6 +121,20 @@ pub enum MemoryError {
         /// Why the free is refused (double free, unknown block, size mismatch).
         reason: &'static str,
     },
+    /// A raw block handle names a block that was freed, and maybe handed out again since
+    /// (generation-tagged handles, [`RawBlock::generation`](crate::RawBlock::generation)):
+    /// the call is refused and changes nothing. Retrying cannot help.
+    #[error("stale raw block handle {addr:#x} ({size} B, generation {generation}): {reason}")]
+    StaleHandle {
+        /// Address of the block.
+        addr: usize,
+        /// Size the handle gives, in bytes.
+        size: usize,
+        /// The handle's generation.
+        generation: u64,
+        /// What happened to the block (freed; freed and handed out again as generation n).
+        reason: String,
+    },
     /// Leak detection found allocations that should have been freed (see
     /// [`MemoryManager::check_leaks`](crate::MemoryManager::check_leaks)). Retrying cannot
     /// help: the program must free them.
@@ -143,7 +157,9 @@ impl MemoryError {
     /// The size in bytes of the request that failed, where the error has one.
     pub fn requested(&self) -> Option<usize> {
         match self {
-            Self::InvalidLayout { size, .. } | Self::InvalidFree { size, .. } => Some(*size),
+            Self::InvalidLayout { size, .. }
+            | Self::InvalidFree { size, .. }
+            | Self::StaleHandle { size, .. } => Some(*size),
             Self::BudgetExceeded { requested, .. } | Self::OutOfMemory { requested, .. } => {
                 Some(*requested)
             }

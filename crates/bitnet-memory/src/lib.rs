@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod movable;
 pub mod planner;
 pub mod pool;
+pub mod security;
 pub mod snapshot;
 pub mod trace;
 pub mod tracking;

@@ -25,6 +25,7 @@
 
 mod allocator_api;
 mod global_alloc;
+mod guard;
 mod pool_access;
 mod recording;
 

@@ -12,7 +12,6 @@ use crate::history::History;
 use crate::pool::hybrid::DevicePool;
 use crate::tracking::Tracker;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -60,7 +59,7 @@ impl ManagerBuilder {
             devices,
             bus: EventBus::default(),
             started: Instant::now(),
-            raw: Mutex::new(HashMap::new()),
+            raw: Mutex::new(super::raw::RawTable::default()),
             movable: crate::movable::Registry::default(),
             oom_observers: RwLock::new(Vec::new()),
             worker: Mutex::new(None),

@@ -27,7 +27,6 @@ use crate::tracking::{Decision, Tracker};
 use crate::view::ManagerView;
 use parking_lot::{Mutex, RwLock};
 use std::alloc::Layout;
-use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::Arc;
 use std::time::Instant;
@@ -64,8 +63,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: Tracker,
     pub(crate) bus: EventBus,
     started: Instant,
-    /// Blocks handed out through the raw API: address -> (token, size, device, slot).
-    raw: Mutex<HashMap<usize, (u64, usize, DeviceId, u32)>>,
+    /// Blocks handed out through the raw API, by address.
+    raw: Mutex<raw::RawTable>,
     /// Movable blocks, for compaction.
     pub(crate) movable: crate::movable::Registry,
     /// The cleanup engine: its counters, pressure levels and the logic of every run.

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 mod fence;
+mod guard;
 mod limits;
 use limits::large_pool;
 mod maintain;
