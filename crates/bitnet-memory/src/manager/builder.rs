@@ -54,6 +54,7 @@ impl ManagerBuilder {
         let inner = Arc::new(Inner {
             tracker: Tracker::new(&self.config.tracking),
             leak: crate::leak::LeakState::new(&self.config.leak),
+            security: crate::security::Security::new(&self.config.hardened),
             cleanup: CleanupEngine::new(self.config.cleanup.clone(), ndev),
             config: self.config,
             devices,

@@ -1,6 +1,7 @@
 //! [`MemoryManager`]: the one handle users hold.
 
 mod builder;
+mod hardened;
 mod leak;
 mod leak_check;
 mod raw;
@@ -75,6 +76,8 @@ pub(crate) struct Inner {
     pub(crate) leak: crate::leak::LeakState,
     /// The allocation history (`record_history`), off by default.
     pub(crate) history: History,
+    /// Hardened mode: guarded blocks, the audit log.
+    pub(crate) security: crate::security::Security,
 }
 
 impl Drop for Inner {
@@ -91,6 +94,15 @@ impl Inner {
     /// pool.
     #[inline]
     pub(crate) fn free(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
+        if self.security.active() && self.free_guarded(device, addr, token, slot) {
+            return;
+        }
+        self.free_unguarded(device, addr, token, size, slot);
+    }
+
+    /// [`free`](Self::free) of a block that is not guarded (`addr` is the pool block's).
+    #[inline]
+    fn free_unguarded(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
         if slot != 0 || self.bus.wants(EventKind::AllocationDropped) {
             return self.free_noted(device, addr, token, size, slot);
         }
@@ -253,7 +265,10 @@ impl MemoryManager {
         let pool = self.pool(device)?;
         let (size, align) = (layout.size(), layout.align());
         let decision = inner.tracker.decide(size);
-        if size != 0 && decision == Decision::Skip && !inner.bus.wants(EventKind::AllocationCreated)
+        if size != 0
+            && decision == Decision::Skip
+            && !inner.bus.wants(EventKind::AllocationCreated)
+            && !inner.security.enabled
         {
             if let Some((addr, token)) = pool.allocate_cached(size, align) {
                 return Ok(Allocation::new(addr, size, token, 0, device, inner));
@@ -278,6 +293,9 @@ impl MemoryManager {
             return Ok(Allocation::zero_sized(align, pool.id, inner));
         }
         check_layout(size, align)?;
+        if inner.security.enabled && pool.host_visible {
+            return self.allocate_guarded(pool, (size, align), decision, site, false);
+        }
         let timed = matches!(decision, Decision::Track { time: true, .. });
         let t0 = timed.then(Instant::now);
         let served = match pool.allocate_cached(size, align) {

@@ -157,7 +157,14 @@ impl MemoryManager {
     pub fn free_raw(&self, block: RawBlock) -> Result<()> {
         let addr = block.ptr.as_ptr().addr();
         let mut raw = self.inner.raw.lock();
-        let e = Self::live_entry(&raw, &block)?;
+        let e = Self::live_entry(&raw, &block).inspect_err(|err| {
+            self.inner.security.audit.push(
+                crate::security::AuditKind::InvalidFree,
+                addr,
+                block.size,
+                err.to_string(),
+            )
+        })?;
         raw.live.remove(&addr);
         drop(raw);
         self.inner.free(e.device.0, addr, e.token, e.size, e.slot);
