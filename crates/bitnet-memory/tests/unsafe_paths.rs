@@ -133,3 +133,27 @@ fn movable_blocks_are_copied_by_compaction_while_another_thread_pins() {
     drop(blocks);
     assert_eq!(mm.metrics().live_bytes(), 0);
 }
+
+#[test]
+fn hardened_canaries_poison_sensitive_wipes_and_raw_reads() {
+    let mm = MemoryManager::new(small_config().hardened(true)).unwrap();
+    let mut a = mm.allocate(Layout::from_size_align(40, 8).unwrap());
+    a.as_mut_slice().fill(3);
+    mm.validate().unwrap();
+    // SAFETY: one past the end lies in the back canary, inside the pool block.
+    unsafe { a.as_mut_ptr().add(40).write(0) };
+    assert!(mm.validate().is_err());
+    drop(a);
+    let s = mm
+        .try_allocate_sensitive(Layout::from_size_align(32, 8).unwrap())
+        .unwrap();
+    drop(s);
+    let r = mm
+        .allocate_raw(DeviceId::CPU, Layout::from_size_align(24, 8).unwrap())
+        .unwrap();
+    assert_eq!(mm.raw_bytes(&r).unwrap().len(), 24);
+    mm.free_raw(r).unwrap();
+    assert!(mm.raw_bytes(&r).is_err(), "stale handle reads nothing");
+    assert!(mm.validate().is_err(), "the corruption found at the free");
+    mm.validate().unwrap();
+}

@@ -46,6 +46,8 @@ pub enum Preset {
     Fast,
     /// `MemoryConfig::low_footprint()`: 5%, small caches and chunks.
     LowFootprint,
+    /// `MemoryConfig::default().hardened(true)`: canaries, poison on free, checked frees.
+    Hardened,
 }
 
 impl Preset {
@@ -55,6 +57,7 @@ impl Preset {
             Preset::Default => MemoryConfig::default(),
             Preset::Fast => MemoryConfig::fast(),
             Preset::LowFootprint => MemoryConfig::low_footprint(),
+            Preset::Hardened => MemoryConfig::default().hardened(true),
         }
     }
 }
