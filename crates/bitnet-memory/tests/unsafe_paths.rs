@@ -6,16 +6,27 @@ use bitnet_memory::{DeviceId, MemoryConfig, MemoryManager, Strategy};
 use std::alloc::Layout;
 
 fn small_config() -> MemoryConfig {
-    // Small chunks keep Miri fast (it zero-fills and tracks every byte).
-    MemoryConfig::default()
+    // Small chunks keep Miri fast (it zero-fills and tracks every byte). No cleanup worker:
+    // its timed condvar wait parks the thread, and Miri (nightly from 2026-09-11) rejects
+    // parking_lot_core 0.9.12's futex call (rust-lang/rust#161734); nothing here needs it.
+    let mut c = MemoryConfig::default()
         .min_chunk(64 << 10)
         .max_chunk(256 << 10)
-        .small_threshold(16 << 10)
+        .small_threshold(16 << 10);
+    c.cleanup.background = false;
+    c
 }
 
 #[test]
 fn views_write_and_read_every_byte_of_small_and_large_blocks() {
-    for strategy in [Strategy::Hybrid, Strategy::BestFit, Strategy::BuddySystem] {
+    // Under Miri one strategy of each kind of code path (classes and TLSF) keeps the run
+    // within its budget; the buddy system's views are the same views.
+    let strategies: &[Strategy] = if cfg!(miri) {
+        &[Strategy::Hybrid]
+    } else {
+        &[Strategy::Hybrid, Strategy::BestFit, Strategy::BuddySystem]
+    };
+    for &strategy in strategies {
         let mm = MemoryManager::new(small_config().strategy(strategy)).unwrap();
         let mut blocks = Vec::new();
         for (i, size) in [1usize, 7, 16, 100, 1000, 5000, 20_000, 70_000]
