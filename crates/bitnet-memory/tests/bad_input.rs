@@ -188,9 +188,13 @@ fn unknown_device_is_an_error() {
 fn nan_in_any_float_of_the_config_is_refused() {
     let nan = f64::NAN;
     let mut cases = Vec::new();
-    let mut c = MemoryConfig::default();
-    c.retain_fraction = nan;
-    cases.push(("retain_fraction", c));
+    cases.push((
+        "retain_fraction",
+        MemoryConfig {
+            retain_fraction: nan,
+            ..MemoryConfig::default()
+        },
+    ));
     let mut c = MemoryConfig::default();
     c.tracking.sample_rate = nan;
     cases.push(("tracking.sample_rate", c));
