@@ -222,8 +222,10 @@ fn raw_double_free_is_a_clear_error() {
     for size in [16, 4096, 8 << 20] {
         let b = mm.allocate_raw(DeviceId::CPU, layout(size, 8)).unwrap();
         mm.free_raw(b).unwrap();
+        // Generation-tagged handles: the freed block's handle is stale.
         let e = mm.free_raw(b).unwrap_err();
-        assert!(matches!(e, MemoryError::InvalidFree { .. }), "{e}");
+        assert!(matches!(e, MemoryError::StaleHandle { .. }), "{e}");
+        assert!(e.to_string().contains("double free"), "{e}");
         assert!(!e.is_retryable());
     }
     assert_eq!(mm.metrics().live_allocations(), 0);
