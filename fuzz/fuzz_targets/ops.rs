@@ -1,6 +1,7 @@
 //! The fuzz twin of `crates/bitnet-memory/tests/ops_model/main.rs`: the same interpreter and
 //! shadow model (`include!`d from the test), with the operations decoded from the
-//! fuzzer's bytes. `cargo +nightly fuzz run ops -- -max_total_time=600`.
+//! fuzzer's bytes. `cargo +nightly fuzz run ops -- -max_total_time=600 -detect_leaks=0`
+//! (LeakSanitizer reports the thread-exit records of std's spawned threads, not ours).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
