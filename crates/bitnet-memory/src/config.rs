@@ -8,6 +8,7 @@ pub use crate::tracking::TrackingConfig;
 
 use crate::pool::config::PoolConfig;
 pub use crate::pool::config::Strategy;
+pub use crate::security::HardenedConfig;
 
 /// Largest alignment any request may ask for: 1 GiB.
 pub const MAX_ALIGN: usize = 1 << 30;
@@ -92,6 +93,8 @@ pub struct MemoryConfig {
     /// `pool::adaptive::large`): evaluated by the background worker once per period,
     /// or by `MemoryManager::optimize_pools_now`. Default: `true`.
     pub adaptive_large_strategy: bool,
+    /// Hardened mode (canaries, poisoning, checked frees, audit log). Default: off.
+    pub hardened: HardenedConfig,
 }
 
 impl Default for MemoryConfig {
@@ -114,6 +117,7 @@ impl Default for MemoryConfig {
             cleanup: CleanupConfig::default(),
             leak: LeakConfig::default(),
             adaptive_large_strategy: true,
+            hardened: HardenedConfig::default(),
         }
     }
 }
@@ -144,6 +148,12 @@ impl MemoryConfig {
             thread_cache_bytes: 256 << 10,
             ..Self::default()
         }
+    }
+
+    /// Turns hardened mode on or off (its other settings as they are).
+    pub fn hardened(mut self, on: bool) -> Self {
+        self.hardened.enabled = on;
+        self
     }
 
     /// Sets [`strategy`](Self::strategy).

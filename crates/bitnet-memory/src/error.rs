@@ -150,6 +150,42 @@ pub enum MemoryError {
         /// untracked ones as `(untracked, N B blocks)`.
         sites: Vec<String>,
     },
+    /// A raw block handle names a block that was freed, and maybe handed out again since
+    /// (generation-tagged handles, [`RawBlock::generation`](crate::RawBlock::generation)):
+    /// the call is refused and changes nothing. Retrying cannot help.
+    #[error("stale raw block handle {addr:#x} ({size} B, generation {generation}): {reason}")]
+    StaleHandle {
+        /// Address of the block.
+        addr: usize,
+        /// Size the handle gives, in bytes.
+        size: usize,
+        /// The handle's generation.
+        generation: u64,
+        /// What happened to the block (freed; freed and handed out again as generation n).
+        reason: String,
+    },
+    /// Hardened mode found a canary before or after a block overwritten (an underflow or
+    /// an overflow by its owner), at the block's free or by
+    /// [`MemoryManager::validate`](crate::MemoryManager::validate). Retrying cannot help:
+    /// the program wrote where it must not.
+    #[error(
+        "memory corruption: canary {side} the block {addr:#x} ({size} B, allocated at {site}) \
+         overwritten: first wrong byte at offset {offset}, found {found}"
+    )]
+    CorruptionDetected {
+        /// The owner's first byte.
+        addr: usize,
+        /// The owner's size in bytes.
+        size: usize,
+        /// Where the block was allocated (`file:line:column`).
+        site: String,
+        /// `before` (underflow) or `after` (overflow).
+        side: &'static str,
+        /// Offset of the first wrong byte from the owner's first byte.
+        offset: isize,
+        /// The canary's bytes as found, in hex.
+        found: String,
+    },
     /// Leak detection found allocations that should have been freed (see
     /// [`MemoryManager::check_leaks`](crate::MemoryManager::check_leaks)). Retrying cannot
     /// help: the program must free them.
@@ -172,7 +208,10 @@ impl MemoryError {
     /// The size in bytes of the request that failed, where the error has one.
     pub fn requested(&self) -> Option<usize> {
         match self {
-            Self::InvalidLayout { size, .. } | Self::InvalidFree { size, .. } => Some(*size),
+            Self::InvalidLayout { size, .. }
+            | Self::InvalidFree { size, .. }
+            | Self::StaleHandle { size, .. }
+            | Self::CorruptionDetected { size, .. } => Some(*size),
             Self::BudgetExceeded { requested, .. } | Self::OutOfMemory { requested, .. } => {
                 Some(*requested)
             }

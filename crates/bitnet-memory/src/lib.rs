@@ -44,6 +44,7 @@ pub mod movable;
 pub mod planner;
 pub mod pool;
 pub mod procfs;
+pub mod security;
 pub mod seed_metrics;
 pub mod shared;
 pub mod snapshot;

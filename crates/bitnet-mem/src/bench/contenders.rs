@@ -210,6 +210,14 @@ pub static POOL_ALLOC_FAST: bitnet_memory::global::PoolAlloc =
 /// As [`POOL_ALLOC_DEFAULT`], with `MemoryConfig::low_footprint()`.
 pub static POOL_ALLOC_LOW: bitnet_memory::global::PoolAlloc =
     bitnet_memory::global::PoolAlloc::with_config(bitnet_memory::MemoryConfig::low_footprint);
+/// As [`POOL_ALLOC_DEFAULT`], in hardened mode.
+pub static POOL_ALLOC_HARDENED: bitnet_memory::global::PoolAlloc =
+    bitnet_memory::global::PoolAlloc::with_config(hardened_config);
+
+fn hardened_config() -> bitnet_memory::MemoryConfig {
+    bitnet_memory::MemoryConfig::default().hardened(true)
+}
+
 /// jemalloc.
 pub static JEMALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -4,7 +4,7 @@
 
 use crate::bench::contenders::{
     Glibc, Kind, Limit, Pool, ViaGlobalAlloc, JEMALLOC, MIMALLOC, POOL_ALLOC_DEFAULT,
-    POOL_ALLOC_FAST, POOL_ALLOC_LOW,
+    POOL_ALLOC_FAST, POOL_ALLOC_HARDENED, POOL_ALLOC_LOW,
 };
 use crate::bench::progress::Progress;
 use crate::bench::report::Row;
@@ -48,6 +48,8 @@ pub enum Preset {
     Fast,
     /// `MemoryConfig::low_footprint()`: 5%, small caches and chunks.
     LowFootprint,
+    /// `MemoryConfig::default().hardened(true)`: canaries, poison on free, checked frees.
+    Hardened,
 }
 
 impl Preset {
@@ -57,6 +59,7 @@ impl Preset {
             Preset::Default => MemoryConfig::default(),
             Preset::Fast => MemoryConfig::fast(),
             Preset::LowFootprint => MemoryConfig::low_footprint(),
+            Preset::Hardened => MemoryConfig::default().hardened(true),
         }
     }
 
@@ -66,14 +69,20 @@ impl Preset {
             Preset::Default => &POOL_ALLOC_DEFAULT,
             Preset::Fast => &POOL_ALLOC_FAST,
             Preset::LowFootprint => &POOL_ALLOC_LOW,
+            Preset::Hardened => &POOL_ALLOC_HARDENED,
         }
     }
 
     /// The preset whose configuration `config` is, if one is.
     pub fn of(config: &MemoryConfig) -> Option<Preset> {
-        [Preset::Default, Preset::Fast, Preset::LowFootprint]
-            .into_iter()
-            .find(|p| &p.config() == config)
+        [
+            Preset::Default,
+            Preset::Fast,
+            Preset::LowFootprint,
+            Preset::Hardened,
+        ]
+        .into_iter()
+        .find(|p| &p.config() == config)
     }
 }
 

@@ -2,15 +2,16 @@
 //! `#[global_allocator]`; with the side heap, thread states and deferred frees it needs.
 
 use super::deferred::Deferred;
-use super::pool_access::{cpu_pool, free_to_pool, normalized};
+use super::guard::{self, LiveSet, CANARY};
+use super::pool_access::{cpu_pool, free_to_pool_checked, normalized};
 use crate::config::{MemoryConfig, MAX_ALIGN};
 use crate::manager::MemoryManager;
-use crate::pool::hybrid::DevicePool;
+use crate::pool::hybrid::{DevicePool, SMALL};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, UnsafeCell};
 use std::mem::MaybeUninit;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 const UNINIT: u8 = 0;
 const INITIALIZING: u8 = 1;
@@ -185,6 +186,13 @@ impl SideHeap {
 /// size class, or a large block growing into free memory after it: see
 /// `DevicePool::resize_in_place`), and is alloc + copy + free otherwise.
 ///
+/// **Misuse.** A double free, or a free of a pointer the pool never gave out, aborts the
+/// process with a message naming the pointer (`GlobalAlloc` cannot return an error): by
+/// default where a check is as cheap as glibc's (a key word in each freed small block,
+/// large blocks by their table), always in hardened mode
+/// ([`MemoryConfig::hardened`](crate::MemoryConfig::hardened), which also puts a canary
+/// after each block and aborts on a free that finds it overwritten). See `adapters/guard.rs`.
+///
 /// If building the manager fails (a bad configuration), every later request goes to
 /// [`System`].
 pub struct PoolAlloc {
@@ -194,6 +202,10 @@ pub struct PoolAlloc {
     pool: AtomicPtr<DevicePool>,
     side: SideHeap,
     deferred: Deferred,
+    /// The manager's config asked for hardened mode (set before READY is published).
+    hardened: AtomicBool,
+    /// Hardened mode: every block handed out, with its size.
+    live: LiveSet,
 }
 
 // SAFETY: `manager` is written once, by the one thread that won the UNINIT -> INITIALIZING
@@ -226,6 +238,8 @@ impl PoolAlloc {
             pool: AtomicPtr::new(ptr::null_mut()),
             side: SideHeap::new(),
             deferred: Deferred::new(),
+            hardened: AtomicBool::new(false),
+            live: LiveSet::new(),
         }
     }
 
@@ -292,6 +306,8 @@ impl PoolAlloc {
         match MemoryManager::new(config) {
             Ok(mm) => {
                 let pool: *const DevicePool = cpu_pool(&mm);
+                self.hardened
+                    .store(mm.config().hardened.enabled, Ordering::Relaxed);
                 // SAFETY: only this thread writes, and nobody reads before READY.
                 unsafe { (*self.manager.get()).write(mm) };
                 self.pool.store(pool.cast_mut(), Ordering::Relaxed);
@@ -307,16 +323,45 @@ impl PoolAlloc {
         if align > MAX_ALIGN {
             return ptr::null_mut();
         }
-        match self.pool().allocate(size, align) {
-            Ok((addr, _)) => ptr::with_exposed_provenance_mut(addr),
+        let hardened = self.hardened.load(Ordering::Relaxed);
+        let Some(block) = size.checked_add(if hardened { CANARY } else { 0 }) else {
+            return ptr::null_mut();
+        };
+        match self.pool().allocate(block, align) {
+            Ok((addr, token)) => {
+                if token & SMALL != 0 {
+                    // SAFETY: a small block (at least 16 bytes) just handed out.
+                    unsafe { guard::on_alloc(addr) };
+                }
+                if hardened {
+                    // SAFETY: the block has `size + CANARY` bytes and was just handed out.
+                    unsafe { self.live.insert(addr, size) };
+                }
+                ptr::with_exposed_provenance_mut(addr)
+            }
             Err(_) => ptr::null_mut(),
         }
     }
 
+    /// The size and alignment the pool served a block of `layout` with; in hardened mode,
+    /// first checks that the block is live with this size and its canary holds (aborting
+    /// if not).
     #[inline]
-    fn pool_free(&self, addr: usize, layout: Layout) {
+    fn checked_layout(&self, addr: usize, layout: Layout) -> (usize, usize) {
         let (size, align) = normalized(layout);
-        free_to_pool(self.pool(), addr, size, align);
+        if self.hardened.load(Ordering::Relaxed) {
+            // SAFETY: a block in the live set is mapped; `remove` aborts on any other.
+            unsafe { self.live.remove(addr, size) };
+            return (size + CANARY, align);
+        }
+        (size, align)
+    }
+
+    #[inline]
+    fn pool_free(&self, addr: usize, (size, align): (usize, usize)) {
+        // SAFETY: `dealloc`'s caller says it owns the block of this layout; the guard
+        // aborts where the pool says otherwise.
+        unsafe { free_to_pool_checked(self.pool(), addr, size, align) };
     }
 
     /// The thread's first pool operation `op`, with the exit guards registered around it;
@@ -348,7 +393,7 @@ impl PoolAlloc {
     }
 
     #[cold]
-    fn dealloc_cold_thread(&self, addr: usize, layout: Layout) {
+    fn dealloc_cold_thread(&self, addr: usize, layout: (usize, usize)) {
         if THREAD_STATE.with(Cell::get) == FRESH
             && Self::first_use(|| self.pool_free(addr, layout)).is_some()
         {
@@ -359,8 +404,7 @@ impl PoolAlloc {
 
     /// Queues a pool block for freeing by another thread.
     #[cold]
-    fn defer(&self, addr: usize, layout: Layout) {
-        let (size, align) = normalized(layout);
+    fn defer(&self, addr: usize, (size, align): (usize, usize)) {
         debug_assert!(size < 1 << 58);
         let packed = (size << 6) | align.trailing_zeros() as usize;
         // SAFETY: the block is a pool block being freed, so nobody else uses it, and every
@@ -372,8 +416,11 @@ impl PoolAlloc {
     /// Frees every deferred block (from a live thread).
     #[cold]
     fn drain_deferred(&self) {
-        self.deferred
-            .take_all(|p, packed| free_to_pool(self.pool(), p, packed >> 6, 1 << (packed & 63)));
+        self.deferred.take_all(|p, packed| {
+            // SAFETY: a block an exiting thread freed with this layout, checked then in
+            // hardened mode.
+            unsafe { free_to_pool_checked(self.pool(), p, packed >> 6, 1 << (packed & 63)) }
+        });
     }
 }
 
@@ -423,6 +470,7 @@ unsafe impl GlobalAlloc for PoolAlloc {
                 return;
             }
         }
+        let layout = self.checked_layout(addr, layout);
         if THREAD_STATE.with(Cell::get) == ACTIVE {
             self.pool_free(addr, layout);
         } else {
@@ -457,9 +505,12 @@ impl PoolAlloc {
     /// moves it.
     #[inline]
     fn realloc_in_place(&self, addr: usize, layout: Layout, new_size: usize) -> bool {
+        // Hardened blocks carry a canary after the owner's bytes and a size in the live
+        // set: they always move.
         if self.state.load(Ordering::Acquire) != READY
             || self.side.contains(addr)
             || THREAD_STATE.with(Cell::get) != ACTIVE
+            || self.hardened.load(Ordering::Relaxed)
         {
             return false;
         }

@@ -31,6 +31,7 @@ mod deferred;
 // Its constructor is `const`; loom's atomics are not: a loom build checks the list alone.
 #[cfg(not(loom))]
 mod global_alloc;
+mod guard;
 mod heap_stats;
 mod pool_access;
 mod recording;

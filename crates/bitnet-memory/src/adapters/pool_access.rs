@@ -24,3 +24,31 @@ pub(super) fn free_to_pool(pool: &DevicePool, addr: usize, size: usize, align: u
     let freed = pool.free_by_addr(addr, class, size);
     debug_assert!(freed, "free of {addr:#x}: not a block of this pool");
 }
+
+/// Gives a block freed through [`PoolAlloc`](super::PoolAlloc) back to `pool`, with the
+/// misuse guard: a small block already free, or an address that is no block of the pool
+/// where the pool can tell (large blocks), aborts the process naming the pointer.
+///
+/// # Safety
+/// `addr` is readable and writable for 16 bytes where `(size, align)` is served by a size
+/// class (the caller says it owns such a block).
+#[inline]
+pub(super) unsafe fn free_to_pool_checked(
+    pool: &DevicePool,
+    addr: usize,
+    size: usize,
+    align: usize,
+) {
+    let class = pool.class_for(size, align);
+    if let Some(c) = class {
+        // SAFETY: the caller's contract.
+        unsafe { super::guard::on_free_small(pool, addr, c, size) };
+    }
+    if !pool.free_by_addr(addr, class, size) {
+        super::guard::misuse(
+            "free of a pointer the pool does not hold (never given out, or freed twice)",
+            addr,
+            size,
+        );
+    }
+}

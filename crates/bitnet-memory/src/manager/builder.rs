@@ -12,7 +12,6 @@ use crate::history::History;
 use crate::pool::hybrid::DevicePool;
 use crate::tracking::Tracker;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -55,12 +54,13 @@ impl ManagerBuilder {
         let inner = Arc::new(Inner {
             tracker: Tracker::new(&self.config.tracking),
             leak: crate::leak::LeakState::new(&self.config.leak),
+            security: crate::security::Security::new(&self.config.hardened),
             cleanup: CleanupEngine::new(self.config.cleanup.clone(), ndev),
             config: self.config,
             devices,
             bus: EventBus::default(),
             started: Instant::now(),
-            raw: Mutex::new(HashMap::new()),
+            raw: Mutex::new(super::raw::RawTable::default()),
             movable: crate::movable::Registry::default(),
             oom_observers: RwLock::new(Vec::new()),
             worker: Mutex::new(None),

@@ -2,6 +2,7 @@
 
 mod builder;
 mod exit;
+mod hardened;
 mod leak;
 mod leak_check;
 mod raw;
@@ -30,7 +31,6 @@ use crate::tracking::{Decision, Tracker};
 use crate::view::ManagerView;
 use parking_lot::{Mutex, RwLock};
 use std::alloc::Layout;
-use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::Arc;
 use std::time::Instant;
@@ -67,8 +67,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: Tracker,
     pub(crate) bus: EventBus,
     started: Instant,
-    /// Blocks handed out through the raw API: address -> (token, size, device, slot).
-    raw: Mutex<HashMap<usize, (u64, usize, DeviceId, u32)>>,
+    /// Blocks handed out through the raw API, by address.
+    raw: Mutex<raw::RawTable>,
     /// Movable blocks, for compaction.
     pub(crate) movable: crate::movable::Registry,
     /// The cleanup engine: its counters, pressure levels and the logic of every run.
@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) history: History,
     /// Registered resources the manager does not allocate (`register_resource`).
     pub(crate) resources: crate::lifecycle::Registry,
+    /// Hardened mode: guarded blocks, the audit log.
+    pub(crate) security: crate::security::Security,
 }
 
 impl Drop for Inner {
@@ -97,6 +99,15 @@ impl Inner {
     /// pool.
     #[inline]
     pub(crate) fn free(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
+        if self.security.active() && self.free_guarded(device, addr, token, slot) {
+            return;
+        }
+        self.free_unguarded(device, addr, token, size, slot);
+    }
+
+    /// [`free`](Self::free) of a block that is not guarded (`addr` is the pool block's).
+    #[inline]
+    fn free_unguarded(&self, device: u8, addr: usize, token: u64, size: usize, slot: u32) {
         if slot != 0 || self.bus.wants(EventKind::AllocationDropped) {
             self.free_noted(device, addr, token, size, slot);
         } else {
@@ -269,7 +280,10 @@ impl MemoryManager {
         let pool = self.pool(device)?;
         let (size, align) = (layout.size(), layout.align());
         let decision = inner.tracker.decide(size);
-        if size != 0 && decision == Decision::Skip && !inner.bus.wants(EventKind::AllocationCreated)
+        if size != 0
+            && decision == Decision::Skip
+            && !inner.bus.wants(EventKind::AllocationCreated)
+            && !inner.security.enabled
         {
             if let Some((addr, token)) = pool.allocate_cached(size, align) {
                 return Ok(Allocation::new(addr, size, token, 0, device, inner));
@@ -294,6 +308,9 @@ impl MemoryManager {
             return Ok(Allocation::zero_sized(align, pool.id, inner));
         }
         check_layout(size, align)?;
+        if inner.security.enabled && pool.host_visible {
+            return self.allocate_guarded(pool, (size, align), decision, site, false);
+        }
         let timed = matches!(decision, Decision::Track { time: true, .. });
         let t0 = timed.then(Instant::now);
         let served = match pool.allocate_cached(size, align) {

@@ -235,6 +235,13 @@ impl ThreadCache {
         self.len[class].store((n - count) as u32, Relaxed);
     }
 
+    /// Whether `addr` is among the cached blocks of `class` (any thread may ask; the misuse
+    /// guard of the allocator adapters does, without allocating).
+    pub fn holds(&self, layout: &CacheLayout, class: usize, addr: usize) -> bool {
+        let base = layout.slots[class].0 as usize;
+        (0..self.len(class)).any(|i| self.buf[base + i].load(Relaxed) == addr)
+    }
+
     /// Copies the first `n` entries of `class` (for the invariant checker).
     pub fn peek(&self, layout: &CacheLayout, class: usize, n: usize, out: &mut Vec<usize>) {
         let base = layout.slots[class].0 as usize;

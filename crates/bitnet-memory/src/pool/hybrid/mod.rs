@@ -10,6 +10,7 @@
 
 mod fence;
 mod flush;
+mod guard;
 mod limits;
 use limits::large_pool;
 mod maintain;

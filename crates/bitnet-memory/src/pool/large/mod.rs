@@ -344,6 +344,11 @@ impl LargePool {
         self.strategy.free(block.token);
     }
 
+    /// Whether a live one-block slab starts at `addr`.
+    pub fn holds_single(&self, addr: usize) -> bool {
+        self.singles.contains_key(&addr)
+    }
+
     /// Token and block size of the user block at `addr`, if one starts there.
     pub fn user_block(&self, addr: usize) -> Option<(u64, usize)> {
         self.user.get(&addr).copied()

@@ -151,7 +151,43 @@ impl Tlsf {
         }
         match self.find_suitable(size) {
             Some(i) if fits(self, i) => Some(i),
-            _ => self.find_suitable(size.checked_add(align - GRANULE)?),
+            _ => self
+                .find_suitable(size.checked_add(align - GRANULE)?)
+                .or_else(|| self.fitting_head(size, fits)),
         }
+    }
+
+    /// The worst-case search asks for `align - GRANULE` bytes of padding, more than a
+    /// page-aligned chunk sized for the request holds (`chunk_request` counts only the
+    /// padding a page-aligned base can need): so for an alignment far above the block
+    /// size (1 GiB for 64 bytes) neither O(1) search finds the fresh chunk. Looks at the
+    /// first blocks of every non-empty bin that may hold `size`, where a fresh chunk's
+    /// block sits (at its bin's head). Runs only when both searches failed, before the
+    /// pool grows or gives up.
+    #[cold]
+    fn fitting_head(&self, size: usize, fits: impl Fn(&Self, u32) -> bool) -> Option<u32> {
+        let (fl, sl) = mapping_insert(size);
+        if fl >= FL_COUNT {
+            return None;
+        }
+        let mut bin = if self.heads[fl][sl] != NIL {
+            Some((fl, sl))
+        } else {
+            self.next_bin(fl, sl)
+        };
+        while let Some((fl, sl)) = bin {
+            let mut i = self.heads[fl][sl];
+            for _ in 0..8 {
+                if i == NIL {
+                    break;
+                }
+                if fits(self, i) {
+                    return Some(i);
+                }
+                i = self.nodes[i as usize].next_free;
+            }
+            bin = self.next_bin(fl, sl);
+        }
+        None
     }
 }
