@@ -97,7 +97,7 @@ pub fn cache_capacity(idx: usize, bytes: usize) -> usize {
 }
 
 /// How far a thread's cache of class `idx` may grow while the class keeps missing (see
-/// [`crate::pool::thread_cache`]): `growth` times the base's bytes, at most 128 blocks,
+/// `pool::thread_cache`): `growth` times the base's bytes, at most 128 blocks,
 /// never below the base; a class the base does not cache stays uncached.
 pub fn cache_max(idx: usize, bytes: usize, growth: usize) -> usize {
     let base = cache_capacity(idx, bytes);
