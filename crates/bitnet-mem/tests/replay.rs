@@ -102,7 +102,11 @@ fn the_replay_command_prints_the_exact_peak() {
         "{stdout}"
     );
     let rows = v["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 5, "four allocators and the limit");
+    assert_eq!(
+        rows.len(),
+        6,
+        "ours through the manager and through PoolAlloc, three peers and the limit"
+    );
     for r in rows {
         assert_eq!(r["peak_live_bytes"], PEAK, "{r}");
         assert_eq!(r["pairs"], 6);

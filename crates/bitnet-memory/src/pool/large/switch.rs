@@ -232,6 +232,16 @@ impl BlockStrategy for Switchable {
         let (g, t) = untag(token);
         self.gen(g).s.free(t)
     }
+    fn grow_in_place(&mut self, token: u64, size: usize) -> Option<Block> {
+        // The block stays in the strategy that served it (retiring or not); its figures
+        // count allocations, not resizes.
+        let (g, t) = untag(token);
+        let b = self.gen(g).s.grow_in_place(t, size)?;
+        Some(Block {
+            token: tag(g, b.token),
+            ..b
+        })
+    }
     fn chunk_request(&self, size: usize, align: usize, growth: usize) -> (usize, usize) {
         self.gens[self.active]
             .as_ref()
