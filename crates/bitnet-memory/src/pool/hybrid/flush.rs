@@ -62,15 +62,17 @@ impl DevicePool {
         let _ = self.on_new_cache.set(hook);
     }
 
-    /// Empties this thread's cache into the central lists and publishes its unpublished
-    /// live-byte change: what a thread does as it exits, so that its cache does not keep
-    /// blocks until another thread happens to be given its id. Returns the blocks moved.
+    /// Empties this thread's cache into the central lists: what a thread does as it
+    /// exits, so that its cache does not keep blocks until another thread happens to be
+    /// given its id. Returns the blocks moved. The cache's unpublished live-byte change
+    /// stays where readers of the metrics find it (moving it would let a reader running
+    /// meanwhile see it in neither place).
     pub(crate) fn flush_this_thread(&self) -> usize {
         let Some(c) = self.caches.get() else {
             return 0;
         };
-        let (d, m) = c.take_delta();
-        self.publish(d, m);
+        // Readers of the whole pool (metrics, the invariant check) see it before or after.
+        let _exits = self.exit_flush.lock();
         self.flush_all(c)
     }
 }

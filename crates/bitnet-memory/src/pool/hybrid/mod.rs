@@ -60,6 +60,8 @@ pub struct DevicePool {
     ///
     /// [`flush_this_thread`]: Self::flush_this_thread
     on_new_cache: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// Held while an exiting thread flushes its cache, and by readers of the whole pool.
+    exit_flush: Mutex<()>,
     pub(crate) backend: Box<dyn DeviceBackend>,
     pub(crate) host_visible: bool,
     /// Largest rounded request served by classes; with [`FIXED`] once it may no longer
@@ -148,6 +150,7 @@ impl DevicePool {
         Self {
             id,
             on_new_cache: std::sync::OnceLock::new(),
+            exit_flush: Mutex::new(()),
             host_visible: backend.host_visible(),
             backend,
             class_limit: AtomicUsize::new(if config.strategy == Strategy::Hybrid {

@@ -6,6 +6,9 @@ use super::*;
 impl DevicePool {
     /// Counters of this pool.
     pub fn metrics(&self) -> PoolStats {
+        // Not while an exiting thread moves its cache (it would count blocks twice or not
+        // at all); see `flush_this_thread`.
+        let _exits = self.exit_flush.lock();
         let mut allocs = self.uncached_allocs.load(Relaxed);
         let mut live = self.published_live.load(Relaxed);
         let mut live_max = live;
@@ -189,6 +192,9 @@ impl DevicePool {
 
     /// Panics if an invariant of the pool does not hold.
     pub fn check_invariants(&self) {
+        // An exiting thread's flush may still run after the thread was joined by a
+        // scope (thread-local destructors run last): wait for it, or check before it.
+        let _exits = self.exit_flush.lock();
         for (class, central) in self.central.iter().enumerate() {
             let mut cached = Vec::new();
             for c in self.caches.iter() {
