@@ -9,6 +9,7 @@ use bitnet_memory::events::{EventFilter, EventKind, MemoryEvent};
 use bitnet_memory::pool::adaptive::COOLDOWN;
 use bitnet_memory::{MemoryConfig, MemoryManager, Strategy};
 use std::alloc::Layout;
+use std::sync::Barrier;
 
 /// Thread caches big enough to keep blocks of the big classes (the default keeps none
 /// bigger than 64 KiB, so these idle blocks cannot arise with it).
@@ -26,16 +27,25 @@ fn layout(size: usize) -> Layout {
 /// Sizes of the four classes between 512 KiB and 1 MiB (a thread caches one of each).
 const BIG: [usize; 4] = [600 << 10, 700 << 10, 800 << 10, 1000 << 10];
 
-/// Four threads each leave one idle block of every big class in their caches.
-fn leave_idle_big_blocks(mm: &MemoryManager) {
+/// Four threads each leave one idle block of every big class in their caches, and stay
+/// alive while `f` runs (an exiting thread's cache goes back to the pool, idle blocks and
+/// all).
+fn with_idle_big_blocks<R>(mm: &MemoryManager, f: impl FnOnce() -> R) -> R {
+    let (ready, done) = (Barrier::new(5), Barrier::new(5));
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
                 let v: Vec<_> = BIG.iter().map(|&n| mm.allocate(layout(n))).collect();
                 drop(v);
+                ready.wait();
+                done.wait();
             });
         }
-    });
+        ready.wait();
+        let r = f();
+        done.wait();
+        r
+    })
 }
 
 fn threshold(mm: &MemoryManager) -> usize {
@@ -48,8 +58,7 @@ fn idle_cached_big_blocks_lower_the_threshold_and_traffic_raises_it_again() {
     let events = mm.subscribe(EventFilter::only(EventKind::StrategyChanged), 16);
     assert_eq!(threshold(&mm), 1 << 20);
     let across = mm.allocate(layout(700 << 10)); // a class block, freed after the switch
-    leave_idle_big_blocks(&mm);
-    let changes = mm.adapt_strategy_now();
+    let changes = with_idle_big_blocks(&mm, || mm.adapt_strategy_now());
     assert_eq!(changes.len(), 1, "{changes:?}");
     let c = &changes[0];
     assert_eq!((c.old_threshold, c.new_threshold), (1 << 20, 512 << 10));
@@ -115,13 +124,14 @@ fn fixed_strategies_stay_fixed() {
     ] {
         let mm = MemoryManager::new(config(s)).unwrap();
         let t = threshold(&mm);
-        leave_idle_big_blocks(&mm);
-        for _ in 0..2 * COOLDOWN {
-            for _ in 0..2000 {
-                drop(mm.allocate(layout(700 << 10)));
+        with_idle_big_blocks(&mm, || {
+            for _ in 0..2 * COOLDOWN {
+                for _ in 0..2000 {
+                    drop(mm.allocate(layout(700 << 10)));
+                }
+                assert!(mm.adapt_strategy_now().is_empty(), "{s:?} moved");
             }
-            assert!(mm.adapt_strategy_now().is_empty(), "{s:?} moved");
-        }
+        });
         assert_eq!(threshold(&mm), t);
     }
 }
@@ -131,8 +141,7 @@ fn a_pool_used_by_an_allocator_adapter_keeps_its_threshold() {
     let mm = MemoryManager::new(config(Strategy::Hybrid)).unwrap();
     let mut v = allocator_api2::vec::Vec::new_in(&mm);
     v.extend_from_slice(&[1u8; 700 << 10]);
-    leave_idle_big_blocks(&mm);
-    assert!(mm.adapt_strategy_now().is_empty());
+    assert!(with_idle_big_blocks(&mm, || mm.adapt_strategy_now()).is_empty());
     assert_eq!(threshold(&mm), 1 << 20);
     drop(v);
 }
