@@ -105,6 +105,27 @@ impl Tlsf {
         self.dirty_bytes -= self.nodes[idx as usize].dirty;
     }
 
+    /// Merges the free physical successor of node `idx` into it (out of its free list,
+    /// its slot vacated) and returns the successor as it was. What may be resident of it
+    /// stays counted in `idx`'s dirty range (the hull of both: an over-estimate where it
+    /// spans a clean gap, which only makes a purge hand back clean pages). Used by a free
+    /// (coalescing) and by growth in place.
+    pub(super) fn absorb_next(&mut self, idx: u32) -> Node {
+        let next = self.nodes[idx as usize].next_phys;
+        debug_assert_eq!(self.nodes[next as usize].state, State::Free);
+        self.remove_free(next);
+        let nx = self.nodes[next as usize];
+        let n = &mut self.nodes[idx as usize];
+        (n.dirty_off, n.dirty) = hull((n.dirty_off, n.dirty), (n.size + nx.dirty_off, nx.dirty));
+        n.size += nx.size;
+        n.next_phys = nx.next_phys;
+        if nx.next_phys != NIL {
+            self.nodes[nx.next_phys as usize].prev_phys = idx;
+        }
+        self.vacate(next);
+        nx
+    }
+
     /// Splits `size` bytes off the front of used node `idx`; the rest becomes free.
     pub(super) fn split_tail(&mut self, idx: u32, size: usize) {
         let n = self.nodes[idx as usize];

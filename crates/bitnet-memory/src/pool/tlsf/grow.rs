@@ -2,7 +2,6 @@
 //! `realloc` needs to keep a pointer instead of copying.
 #![deny(unsafe_code)]
 
-use super::blocks::hull;
 use super::{State, Tlsf, GRANULE, NIL};
 use crate::pool::strategy::Block;
 
@@ -27,24 +26,11 @@ impl Tlsf {
             if nx.state != State::Free || n.size.checked_add(nx.size)? < size {
                 return None;
             }
-            self.remove_free(next);
-            let node = &mut self.nodes[idx as usize];
-            // What may be resident of the successor stays counted: the part left free
-            // keeps its share of it (an over-estimate where the hull spans a clean gap,
-            // which only makes a purge hand back clean pages).
-            (node.dirty_off, node.dirty) = hull(
-                (node.dirty_off, node.dirty),
-                (n.size + nx.dirty_off, nx.dirty),
-            );
-            node.size += nx.size;
-            node.next_phys = nx.next_phys;
+            let nx = self.absorb_next(idx);
             // The part left free is as old as the successor was.
+            let node = &mut self.nodes[idx as usize];
             node.freed_at = nx.freed_at;
             node.freed_seq = nx.freed_seq;
-            if nx.next_phys != NIL {
-                self.nodes[nx.next_phys as usize].prev_phys = idx;
-            }
-            self.vacate(next);
             // Free blocks never touch, and the successor's successor is used: the tail
             // split off here goes straight into a free list.
             self.split_tail(idx, size);

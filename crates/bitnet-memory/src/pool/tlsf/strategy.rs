@@ -128,17 +128,7 @@ impl BlockStrategy for Tlsf {
         }
         let next = self.nodes[idx as usize].next_phys;
         if next != NIL && self.nodes[next as usize].state == State::Free {
-            self.remove_free(next);
-            let nx = self.nodes[next as usize];
-            let n = &mut self.nodes[idx as usize];
-            let next_range = (n.size + nx.dirty_off, nx.dirty);
-            (n.dirty_off, n.dirty) = hull((n.dirty_off, n.dirty), next_range);
-            n.size += nx.size;
-            n.next_phys = nx.next_phys;
-            if nx.next_phys != NIL {
-                self.nodes[nx.next_phys as usize].prev_phys = idx;
-            }
-            self.vacate(next);
+            self.absorb_next(idx);
         }
         self.insert_free(idx);
         freed
